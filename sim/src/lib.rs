@@ -1,0 +1,9 @@
+//! Simulated cloud APIs (OpenStack and Proxmox VE) served over real HTTP on 127.0.0.1.
+//!
+//! # Layout
+//! - `faults`: per-path fault and latency injection shared by both simulators.
+//! - `openstack`: Keystone v3, Nova, Neutron and Cinder.
+//! - `proxmox`: the Proxmox VE API (`/api2/json`).
+#![forbid(unsafe_code)]
+
+pub mod faults;

@@ -1,0 +1,896 @@
+//! The executor: deletes a plan's actionable resources, each only after everything that must go before
+//! it is confirmed gone, with bounded concurrency, a status read before every delete, polling of
+//! asynchronous deletes, and requeues on conflict decided by [`crate::policy::decide`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::model::{DeleteOutcome, Observed, ResourceKey};
+use crate::planner::{Disposition, Plan, PlanNode};
+use crate::policy::{decide, Decision, GiveUpReason, RetryPolicy};
+use crate::poll::{poll_until, Poll, PollPolicy};
+use crate::provider::{ErrorClass, Provider, ProviderError};
+
+/// How the executor paces and bounds itself.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub retry: RetryPolicy,
+    /// Calls in flight across every cloud.
+    pub global_concurrency: usize,
+    /// Calls in flight against one cloud.
+    pub per_cloud_concurrency: usize,
+    /// How long a resource may stay in a transitional state (deleting, locked, ...) before it is
+    /// left for the next pass.
+    pub busy_timeout: Duration,
+    /// How long an asynchronous delete may take to reach 404.
+    pub delete_timeout: Duration,
+    /// The first interval between status reads while waiting; it grows up to eight times that.
+    pub poll_interval: Duration,
+    /// At most this many delete calls per pass (a runaway stop).
+    pub max_deletes: usize,
+    /// No new delete starts after this instant.
+    pub deadline: Instant,
+}
+
+/// How one actionable resource ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Deleted by this pass.
+    Deleted,
+    /// Gone before the janitor's delete (404 at the status read or on delete).
+    AlreadyGone,
+    /// Went away with its owner, as expected.
+    RemovedWithOwner,
+    /// Still there.
+    Left { reason: LeftReason },
+}
+
+/// Why a selected resource is still there after the pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum LeftReason {
+    /// A resource the janitor does not delete still uses it.
+    InUse { by: ResourceKey },
+    /// Something that uses it stayed this pass (failed, timed out), so it was not attempted.
+    Blocked { by: ResourceKey },
+    /// Part of a reference cycle.
+    Cycle { members: Vec<ResourceKey> },
+    /// Conflicts until the attempt budget ran out.
+    Conflict { message: String },
+    /// A failure retrying cannot fix (403, a failed task, `error_deleting`).
+    PermanentError { message: String },
+    /// Transient failures until the attempt budget ran out.
+    RetriesExhausted { message: String },
+    /// In a transitional state (locked, deleting, pending) for longer than `busy_timeout`.
+    Busy { state: String },
+    /// Not attempted: the pass reached `max_deletes_per_pass`.
+    DeleteCap,
+    /// Not attempted: the pass deadline passed.
+    PassDeadline,
+    /// Not attempted: the daemon is shutting down.
+    Shutdown,
+}
+
+impl LeftReason {
+    /// The bounded label for `cloud_janitor_leftover_resources{reason}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LeftReason::InUse { .. } => "in_use",
+            LeftReason::Blocked { .. } => "blocked",
+            LeftReason::Cycle { .. } => "cycle",
+            LeftReason::Conflict { .. } => "conflict",
+            LeftReason::PermanentError { .. } => "permanent_error",
+            LeftReason::RetriesExhausted { .. } => "retries_exhausted",
+            LeftReason::Busy { .. } => "busy",
+            LeftReason::DeleteCap => "delete_cap",
+            LeftReason::PassDeadline => "pass_deadline",
+            LeftReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for LeftReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftReason::InUse { by } => write!(f, "in use by {by}"),
+            LeftReason::Blocked { by } => write!(f, "blocked: {by} stayed"),
+            LeftReason::Cycle { members } => {
+                let names: Vec<String> = members.iter().map(ToString::to_string).collect();
+                write!(f, "reference cycle: {}", names.join(" -> "))
+            }
+            LeftReason::Conflict { message } => write!(f, "conflict: {message}"),
+            LeftReason::PermanentError { message } => write!(f, "error: {message}"),
+            LeftReason::RetriesExhausted { message } => write!(f, "gave up after retries: {message}"),
+            LeftReason::Busy { state } => write!(f, "busy: {state}"),
+            LeftReason::DeleteCap => f.write_str("max_deletes_per_pass reached"),
+            LeftReason::PassDeadline => f.write_str("pass deadline reached"),
+            LeftReason::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// What the executor reports as it goes, for live progress displays.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Deleting(ResourceKey),
+    Requeued {
+        key: ResourceKey,
+        after: Duration,
+        error: String,
+    },
+    Finished {
+        key: ResourceKey,
+        outcome: Outcome,
+    },
+}
+
+/// A callback receiving [`Progress`] events.
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Runs plans against providers.
+pub struct Executor {
+    providers: HashMap<String, Arc<dyn Provider>>,
+    settings: ExecutorSettings,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    progress: Option<ProgressSink>,
+    global: Arc<Semaphore>,
+    per_cloud: HashMap<String, Arc<Semaphore>>,
+    deletes_issued: AtomicUsize,
+}
+
+/// Why `run_node` stopped early, before any verdict from the cloud.
+enum Stop {
+    Left(LeftReason),
+}
+
+impl Executor {
+    pub fn new(
+        providers: HashMap<String, Arc<dyn Provider>>,
+        settings: ExecutorSettings,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let per_cloud = providers
+            .keys()
+            .map(|cloud| {
+                (
+                    cloud.clone(),
+                    Arc::new(Semaphore::new(settings.per_cloud_concurrency.max(1))),
+                )
+            })
+            .collect();
+        Executor {
+            global: Arc::new(Semaphore::new(settings.global_concurrency.max(1))),
+            providers,
+            settings,
+            metrics,
+            cancel,
+            progress: None,
+            per_cloud,
+            deletes_issued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sends progress events to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
+
+    fn report(&self, event: Progress) {
+        if let Some(sink) = &self.progress {
+            sink(event);
+        }
+    }
+
+    /// Runs every actionable node of the plan. A node starts once all its actionable predecessors are
+    /// gone; a node that stays leaves everything it uses in place (reported as blocked). Returns the
+    /// outcome of every actionable node.
+    pub async fn execute(&self, plan: &Plan) -> HashMap<NodeIndex, Outcome> {
+        let graph = &plan.graph;
+        let actionable = |n: NodeIndex| graph[n].disposition.is_actionable();
+        let mut outcomes: HashMap<NodeIndex, Outcome> = HashMap::new();
+        let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
+        let mut running = FuturesUnordered::new();
+        for &node in &plan.order {
+            let blockers = graph
+                .neighbors_directed(node, Direction::Incoming)
+                .filter(|&p| actionable(p))
+                .count();
+            if blockers == 0 {
+                running.push(self.run(node, &graph[node]));
+            } else {
+                waiting.insert(node, blockers);
+            }
+        }
+        while let Some((node, outcome)) = running.next().await {
+            let gone = !matches!(outcome, Outcome::Left { .. });
+            self.record(&graph[node], &outcome);
+            outcomes.insert(node, outcome);
+            if gone {
+                for next in graph.neighbors_directed(node, Direction::Outgoing) {
+                    if let Some(count) = waiting.get_mut(&next) {
+                        *count -= 1;
+                        if *count == 0 {
+                            waiting.remove(&next);
+                            running.push(self.run(next, &graph[next]));
+                        }
+                    }
+                }
+            } else {
+                self.block_dependents(plan, node, &mut waiting, &mut outcomes);
+            }
+        }
+        outcomes
+    }
+
+    /// Marks everything `stayed` uses, transitively, as staying too: it will not be attempted.
+    fn block_dependents(
+        &self,
+        plan: &Plan,
+        stayed: NodeIndex,
+        waiting: &mut HashMap<NodeIndex, usize>,
+        outcomes: &mut HashMap<NodeIndex, Outcome>,
+    ) {
+        let graph = &plan.graph;
+        let mut stack = vec![stayed];
+        while let Some(user) = stack.pop() {
+            for edge in graph.edges_directed(user, Direction::Outgoing) {
+                let next = edge.target();
+                if waiting.remove(&next).is_none() {
+                    continue; // not actionable, or already blocked through another user
+                }
+                let by = graph[user].resource.key.clone();
+                let reason = match graph[user].disposition {
+                    // An owned resource that was released instead of removed is a user the janitor
+                    // will not delete: that is "in use", not a failure upstream.
+                    Disposition::AwaitRemoval { .. } => LeftReason::InUse { by },
+                    _ => LeftReason::Blocked { by },
+                };
+                let outcome = Outcome::Left { reason };
+                self.record(&graph[next], &outcome);
+                outcomes.insert(next, outcome);
+                stack.push(next);
+            }
+        }
+    }
+
+    fn record(&self, node: &PlanNode, outcome: &Outcome) {
+        let key = &node.resource.key;
+        let label = match outcome {
+            Outcome::Deleted => Some("deleted"),
+            Outcome::AlreadyGone => Some("already_gone"),
+            Outcome::Left {
+                reason:
+                    LeftReason::Conflict { .. }
+                    | LeftReason::PermanentError { .. }
+                    | LeftReason::RetriesExhausted { .. }
+                    | LeftReason::Busy { .. },
+            } if node.disposition == Disposition::Delete => Some("failed"),
+            _ => None,
+        };
+        if let Some(label) = label {
+            self.metrics
+                .deletes_total
+                .with_label_values(&[&key.cloud, key.kind.as_str(), label])
+                .inc();
+        }
+        match outcome {
+            Outcome::Left { reason } => {
+                tracing::warn!(cloud = %key.cloud, kind = %key.kind, id = %key.id, reason = %reason, "left in place")
+            }
+            other => {
+                tracing::info!(cloud = %key.cloud, kind = %key.kind, id = %key.id, outcome = ?other, "done")
+            }
+        }
+        self.report(Progress::Finished {
+            key: key.clone(),
+            outcome: outcome.clone(),
+        });
+    }
+
+    async fn run(&self, node: NodeIndex, plan_node: &PlanNode) -> (NodeIndex, Outcome) {
+        let outcome = match self.run_node(plan_node).await {
+            Ok(outcome) => outcome,
+            Err(Stop::Left(reason)) => Outcome::Left { reason },
+        };
+        (node, outcome)
+    }
+
+    fn check_continue(&self) -> Result<(), Stop> {
+        if self.cancel.is_cancelled() {
+            return Err(Stop::Left(LeftReason::Shutdown));
+        }
+        if Instant::now() >= self.settings.deadline {
+            return Err(Stop::Left(LeftReason::PassDeadline));
+        }
+        Ok(())
+    }
+
+    /// Holds a global and a per-cloud permit around one API call.
+    async fn call<T>(
+        &self,
+        cloud: &str,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        // The semaphores are never closed, so acquiring cannot fail; if it somehow did, running the
+        // call unbounded is safer than dropping it.
+        let _global = self.global.acquire().await.ok();
+        let _cloud = match self.per_cloud.get(cloud) {
+            Some(semaphore) => semaphore.acquire().await.ok(),
+            None => None,
+        };
+        call.await
+    }
+
+    async fn sleep_or_stop(&self, delay: Duration) -> Result<(), Stop> {
+        let wake = (Instant::now() + delay).min(self.settings.deadline);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = self.cancel.cancelled() => {}
+        }
+        self.check_continue()
+    }
+
+    fn jitter() -> f64 {
+        rand::random::<f64>()
+    }
+
+    async fn run_node(&self, node: &PlanNode) -> Result<Outcome, Stop> {
+        let resource = &node.resource;
+        let key = &resource.key;
+        let Some(provider) = self.providers.get(&key.cloud).cloned() else {
+            return Ok(Outcome::Left {
+                reason: LeftReason::PermanentError {
+                    message: format!("no provider for cloud {}", key.cloud),
+                },
+            });
+        };
+        let owned = matches!(node.disposition, Disposition::AwaitRemoval { .. });
+        let mut attempt: u32 = 0;
+        let mut busy_since: Option<Instant> = None;
+        let mut counted_delete = false;
+        loop {
+            self.check_continue()?;
+            // The status read right before the delete: the plan is minutes old by now.
+            let observed = match self.call(&key.cloud, provider.observe(resource)).await {
+                Ok(observed) => observed,
+                Err(error) => {
+                    attempt += 1;
+                    self.after_failure(key, &error, attempt).await?;
+                    continue;
+                }
+            };
+            match observed {
+                Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
+                Observed::Gone => return Ok(Outcome::AlreadyGone),
+                Observed::Failed(state) => {
+                    return Ok(Outcome::Left {
+                        reason: LeftReason::PermanentError { message: state },
+                    })
+                }
+                Observed::Busy(state) => {
+                    let since = *busy_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.settings.busy_timeout {
+                        return Ok(Outcome::Left {
+                            reason: LeftReason::Busy {
+                                state: describe_state(&state),
+                            },
+                        });
+                    }
+                    let wait = self.settings.poll_interval.max(Duration::from_millis(50));
+                    self.sleep_or_stop(wait.min(self.settings.busy_timeout)).await?;
+                    continue;
+                }
+                Observed::Ready if owned => {
+                    // Its owner is gone but it is still here: it was released, not removed, and the
+                    // janitor does not delete what it did not select. What it uses stays with it.
+                    return Ok(Outcome::Left {
+                        reason: LeftReason::InUse { by: key.clone() },
+                    });
+                }
+                Observed::Ready => {}
+            }
+            busy_since = None;
+            if !counted_delete {
+                if self.deletes_issued.fetch_add(1, Ordering::SeqCst) >= self.settings.max_deletes {
+                    return Ok(Outcome::Left {
+                        reason: LeftReason::DeleteCap,
+                    });
+                }
+                counted_delete = true;
+            }
+            self.report(Progress::Deleting(key.clone()));
+            match self.call(&key.cloud, provider.delete(resource)).await {
+                Ok(DeleteOutcome::Completed) => return Ok(Outcome::Deleted),
+                Ok(DeleteOutcome::Accepted) => match self.await_gone(provider.as_ref(), node).await {
+                    Ok(()) => return Ok(Outcome::Deleted),
+                    Err(WaitEnd::Failed(state)) => {
+                        return Ok(Outcome::Left {
+                            reason: LeftReason::PermanentError { message: state },
+                        })
+                    }
+                    Err(WaitEnd::Error(error)) => {
+                        attempt += 1;
+                        self.after_failure(key, &error, attempt).await?;
+                    }
+                },
+                Err(error) => {
+                    attempt += 1;
+                    self.after_failure(key, &error, attempt).await?;
+                }
+            }
+        }
+    }
+
+    /// Applies the policy to a failed call: sleeps out a requeue or retry, or ends the node.
+    async fn after_failure(
+        &self,
+        key: &ResourceKey,
+        error: &ProviderError,
+        attempt: u32,
+    ) -> Result<(), Stop> {
+        match decide(error.class(), attempt, &self.settings.retry, Self::jitter()) {
+            // A 404 means the next status read will see it gone: loop once more to confirm.
+            Decision::Done => Ok(()),
+            Decision::Requeue(delay) => {
+                self.metrics
+                    .conflicts_requeued_total
+                    .with_label_values(&[&key.cloud, key.kind.as_str()])
+                    .inc();
+                tracing::warn!(cloud = %key.cloud, kind = %key.kind, id = %key.id, error = %error, delay = ?delay, "delete conflicted; requeued");
+                self.report(Progress::Requeued {
+                    key: key.clone(),
+                    after: delay,
+                    error: error.to_string(),
+                });
+                self.sleep_or_stop(delay).await
+            }
+            Decision::Retry(delay) => {
+                tracing::info!(cloud = %key.cloud, kind = %key.kind, id = %key.id, error = %error, delay = ?delay, "call failed; retrying");
+                self.sleep_or_stop(delay).await
+            }
+            Decision::GiveUp(reason) => {
+                let message = error.to_string();
+                Err(Stop::Left(match (reason, error.class()) {
+                    (GiveUpReason::Permanent, _) => LeftReason::PermanentError { message },
+                    (GiveUpReason::AttemptsExhausted, ErrorClass::Conflict) => {
+                        LeftReason::Conflict { message }
+                    }
+                    (GiveUpReason::AttemptsExhausted, _) => LeftReason::RetriesExhausted { message },
+                }))
+            }
+        }
+    }
+
+    /// Polls an accepted asynchronous delete until the resource is gone. A missing or empty status,
+    /// or any state but a failed one, means "not done yet", up to `delete_timeout`.
+    async fn await_gone(&self, provider: &dyn Provider, node: &PlanNode) -> Result<(), WaitEnd> {
+        let resource = &node.resource;
+        let remaining = self.settings.deadline.saturating_duration_since(Instant::now());
+        let policy = PollPolicy::new(
+            self.settings.poll_interval,
+            self.settings.delete_timeout.min(remaining),
+        );
+        let result = poll_until(policy, || async {
+            match self.call(&resource.key.cloud, provider.observe(resource)).await {
+                Ok(Observed::Gone) => Ok(Poll::Done(())),
+                Ok(Observed::Failed(state)) => Err(WaitEnd::Failed(state)),
+                Ok(Observed::Busy(state)) => Ok(Poll::Pending(describe_state(&state))),
+                Ok(Observed::Ready) => Ok(Poll::Pending("delete accepted, not started".to_string())),
+                Err(error) => match error.class() {
+                    ErrorClass::NotFound => Ok(Poll::Done(())),
+                    ErrorClass::Transient | ErrorClass::RateLimited { .. } => {
+                        Ok(Poll::Pending(error.to_string()))
+                    }
+                    _ => Err(WaitEnd::Error(error)),
+                },
+            }
+        })
+        .await?;
+        result.map_err(|timeout| {
+            WaitEnd::Error(ProviderError::Deadline {
+                operation: format!("delete of {}", resource.key),
+                waited: timeout.waited,
+                last_state: timeout.last_state,
+            })
+        })
+    }
+}
+
+enum WaitEnd {
+    Failed(String),
+    Error(ProviderError),
+}
+
+fn describe_state(state: &str) -> String {
+    if state.trim().is_empty() {
+        "empty status".to_string()
+    } else {
+        state.to_string()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[key.clone()]` reads better in fixtures
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::{Kind, Resource};
+    use crate::selection::Verdict;
+
+    type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
+
+    /// A provider that plays back scripted answers per resource id, and records calls. Once a script
+    /// runs out, observe answers Gone after a delete and Ready before; delete answers Completed.
+    #[derive(Default)]
+    struct Scripted {
+        observe: Script<Result<Observed, ErrorClass>>,
+        delete: Script<Result<DeleteOutcome, ErrorClass>>,
+        calls: Mutex<Vec<String>>,
+        deleted: Mutex<Vec<String>>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn on_observe(self, id: &str, answers: Vec<Result<Observed, ErrorClass>>) -> Self {
+            self.observe
+                .lock()
+                .unwrap()
+                .insert(id.to_string(), answers.into());
+            self
+        }
+        fn on_delete(self, id: &str, answers: Vec<Result<DeleteOutcome, ErrorClass>>) -> Self {
+            self.delete.lock().unwrap().insert(id.to_string(), answers.into());
+            self
+        }
+        fn error(class: ErrorClass) -> ProviderError {
+            ProviderError::Api {
+                class,
+                method: "DELETE".into(),
+                url: "http://sim/x".into(),
+                status: 409,
+                message: "scripted".into(),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Provider for Scripted {
+        fn cloud(&self) -> &str {
+            "ci"
+        }
+        fn provider_type(&self) -> &'static str {
+            "scripted"
+        }
+        async fn discover(&self) -> Result<Vec<Resource>, ProviderError> {
+            Ok(Vec::new())
+        }
+        async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError> {
+            let id = &resource.key.id;
+            self.calls.lock().unwrap().push(format!("observe {id}"));
+            let scripted = self
+                .observe
+                .lock()
+                .unwrap()
+                .get_mut(id)
+                .and_then(VecDeque::pop_front);
+            match scripted {
+                Some(answer) => answer.map_err(Self::error),
+                None if self.deleted.lock().unwrap().contains(id) => Ok(Observed::Gone),
+                None => Ok(Observed::Ready),
+            }
+        }
+        async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
+            let id = &resource.key.id;
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.calls.lock().unwrap().push(format!("delete {id}"));
+            let scripted = self
+                .delete
+                .lock()
+                .unwrap()
+                .get_mut(id)
+                .and_then(VecDeque::pop_front);
+            let answer = scripted.unwrap_or(Ok(DeleteOutcome::Completed));
+            if answer.is_ok() {
+                self.deleted.lock().unwrap().push(id.clone());
+            }
+            answer.map_err(Self::error)
+        }
+    }
+
+    fn key(kind: Kind, id: &str) -> ResourceKey {
+        ResourceKey::new("ci", kind, id)
+    }
+
+    fn res(kind: Kind, id: &str, references: &[ResourceKey]) -> Resource {
+        let mut r = Resource::new(key(kind, id), id);
+        r.references = references.to_vec();
+        r
+    }
+
+    fn all_selected(resources: Vec<Resource>) -> Plan {
+        let verdicts = resources.iter().map(|_| Verdict::Selected).collect();
+        Plan::build(resources, verdicts)
+    }
+
+    fn settings() -> ExecutorSettings {
+        ExecutorSettings {
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(8),
+            },
+            global_concurrency: 8,
+            per_cloud_concurrency: 4,
+            busy_timeout: Duration::from_secs(60),
+            delete_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(1),
+            max_deletes: 100,
+            deadline: Instant::now() + Duration::from_secs(3600),
+        }
+    }
+
+    async fn execute(
+        provider: Arc<Scripted>,
+        plan: &Plan,
+        settings: ExecutorSettings,
+    ) -> (HashMap<String, Outcome>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let providers: HashMap<String, Arc<dyn Provider>> =
+            HashMap::from([("ci".to_string(), provider as Arc<dyn Provider>)]);
+        let executor = Executor::new(providers, settings, metrics.clone(), CancellationToken::new());
+        let outcomes = executor.execute(plan).await;
+        let by_id = outcomes
+            .into_iter()
+            .map(|(n, o)| (plan.graph[n].resource.key.id.clone(), o))
+            .collect();
+        (by_id, metrics)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_is_requeued_until_the_blocker_clears() {
+        let sg = key(Kind::SecurityGroup, "sg");
+        let plan = all_selected(vec![
+            res(Kind::Port, "port", &[sg.clone()]),
+            res(Kind::SecurityGroup, "sg", &[]),
+        ]);
+        let provider = Arc::new(Scripted::default().on_delete(
+            "sg",
+            vec![
+                Err(ErrorClass::Conflict),
+                Err(ErrorClass::Conflict),
+                Ok(DeleteOutcome::Completed),
+            ],
+        ));
+        let (outcomes, metrics) = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(outcomes["sg"], Outcome::Deleted);
+        assert_eq!(outcomes["port"], Outcome::Deleted);
+        assert_eq!(
+            metrics
+                .conflicts_requeued_total
+                .with_label_values(&["ci", "security_group"])
+                .get(),
+            2
+        );
+        let calls = provider.calls();
+        let port_deleted = calls.iter().position(|c| c == "delete port").unwrap();
+        let first_sg_delete = calls.iter().position(|c| c == "delete sg").unwrap();
+        assert!(
+            port_deleted < first_sg_delete,
+            "the port goes before its security group: {calls:?}"
+        );
+        assert_eq!(calls.iter().filter(|c| *c == "delete sg").count(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_branch_blocks_only_what_it_uses() {
+        let (port_a, port_b, net) = (
+            key(Kind::Port, "port-a"),
+            key(Kind::Port, "port-b"),
+            key(Kind::Network, "net-b"),
+        );
+        let mut server_a = res(Kind::Server, "server-a", &[]);
+        server_a.references = vec![port_a.clone()];
+        let mut server_b = res(Kind::Server, "server-b", &[]);
+        server_b.references = vec![port_b.clone()];
+        let plan = all_selected(vec![
+            server_a,
+            res(Kind::Port, "port-a", &[]),
+            server_b,
+            res(Kind::Port, "port-b", &[net.clone()]),
+            res(Kind::Network, "net-b", &[]),
+        ]);
+        let provider = Arc::new(Scripted::default().on_delete("server-a", vec![Err(ErrorClass::Permanent)]));
+        let (outcomes, metrics) = execute(provider.clone(), &plan, settings()).await;
+        assert!(matches!(
+            &outcomes["server-a"],
+            Outcome::Left {
+                reason: LeftReason::PermanentError { .. }
+            }
+        ));
+        assert_eq!(
+            outcomes["port-a"],
+            Outcome::Left {
+                reason: LeftReason::Blocked {
+                    by: key(Kind::Server, "server-a")
+                }
+            }
+        );
+        assert_eq!(outcomes["server-b"], Outcome::Deleted);
+        assert_eq!(outcomes["port-b"], Outcome::Deleted);
+        assert_eq!(outcomes["net-b"], Outcome::Deleted);
+        assert!(!provider.calls().contains(&"delete port-a".to_string()));
+        assert_eq!(
+            metrics
+                .deletes_total
+                .with_label_values(&["ci", "server", "failed"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            metrics
+                .deletes_total
+                .with_label_values(&["ci", "port", "deleted"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_async_delete_with_an_empty_status_is_polled_until_404() {
+        let plan = all_selected(vec![res(Kind::Server, "vm", &[])]);
+        let provider = Arc::new(
+            Scripted::default()
+                .on_observe(
+                    "vm",
+                    vec![
+                        Ok(Observed::Ready),
+                        Ok(Observed::Busy(String::new())),
+                        Ok(Observed::Busy(String::new())),
+                        Ok(Observed::Busy("deleting".into())),
+                        Ok(Observed::Gone),
+                    ],
+                )
+                .on_delete("vm", vec![Ok(DeleteOutcome::Accepted)]),
+        );
+        let (outcomes, _) = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(outcomes["vm"], Outcome::Deleted);
+        assert_eq!(provider.calls().iter().filter(|c| *c == "observe vm").count(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_async_delete_that_never_reports_is_left_at_its_deadline_not_counted_done() {
+        let plan = all_selected(vec![res(Kind::Volume, "vol", &[])]);
+        let forever: Vec<_> = std::iter::once(Ok(Observed::Ready))
+            .chain(std::iter::repeat_n(Ok(Observed::Busy(String::new())), 10_000))
+            .collect();
+        let provider = Arc::new(
+            Scripted::default()
+                .on_observe("vol", forever)
+                .on_delete("vol", vec![Ok(DeleteOutcome::Accepted)]),
+        );
+        let started = Instant::now();
+        let mut settings = settings();
+        settings.delete_timeout = Duration::from_secs(30);
+        settings.busy_timeout = Duration::from_secs(20);
+        let (outcomes, metrics) = execute(provider, &plan, settings).await;
+        assert_eq!(
+            outcomes["vol"],
+            Outcome::Left {
+                reason: LeftReason::Busy {
+                    state: "empty status".into()
+                }
+            }
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "bounded: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            metrics
+                .deletes_total
+                .with_label_values(&["ci", "volume", "deleted"])
+                .get(),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gone_resource_counts_as_already_gone_and_a_404_on_delete_too() {
+        let plan = all_selected(vec![res(Kind::Port, "a", &[]), res(Kind::Port, "b", &[])]);
+        let provider = Arc::new(
+            Scripted::default()
+                .on_observe("a", vec![Ok(Observed::Gone)])
+                .on_observe("b", vec![Ok(Observed::Ready), Ok(Observed::Gone)])
+                .on_delete("b", vec![Err(ErrorClass::NotFound)]),
+        );
+        let (outcomes, _) = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(outcomes["a"], Outcome::AlreadyGone);
+        assert_eq!(outcomes["b"], Outcome::AlreadyGone);
+        assert!(!provider.calls().contains(&"delete a".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_is_bounded_per_cloud_and_the_delete_cap_holds() {
+        let plan = all_selected(
+            (0..20)
+                .map(|i| res(Kind::Port, &format!("p{i:02}"), &[]))
+                .collect(),
+        );
+        let provider = Arc::new(Scripted::default());
+        let mut settings = settings();
+        settings.per_cloud_concurrency = 3;
+        settings.max_deletes = 12;
+        let (outcomes, _) = execute(provider.clone(), &plan, settings).await;
+        assert_eq!(provider.max_in_flight.load(Ordering::SeqCst), 3);
+        let deleted = outcomes.values().filter(|o| **o == Outcome::Deleted).count();
+        let capped = outcomes
+            .values()
+            .filter(|o| {
+                **o == Outcome::Left {
+                    reason: LeftReason::DeleteCap,
+                }
+            })
+            .count();
+        assert_eq!((deleted, capped), (12, 8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_resource_waits_then_is_deleted_and_a_cancelled_pass_starts_nothing() {
+        let plan = all_selected(vec![res(Kind::Server, "locked", &[])]);
+        let provider = Arc::new(Scripted::default().on_observe(
+            "locked",
+            vec![
+                Ok(Observed::Busy("locked".into())),
+                Ok(Observed::Busy("locked".into())),
+                Ok(Observed::Ready),
+            ],
+        ));
+        let (outcomes, _) = execute(provider, &plan, settings()).await;
+        assert_eq!(outcomes["locked"], Outcome::Deleted);
+
+        let provider = Arc::new(Scripted::default());
+        let metrics = Arc::new(Metrics::new());
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let providers: HashMap<String, Arc<dyn Provider>> =
+            HashMap::from([("ci".to_string(), provider.clone() as Arc<dyn Provider>)]);
+        let outcomes = Executor::new(providers, settings(), metrics, cancel)
+            .execute(&plan)
+            .await;
+        assert_eq!(
+            outcomes.values().next(),
+            Some(&Outcome::Left {
+                reason: LeftReason::Shutdown
+            })
+        );
+        assert!(provider.calls().is_empty());
+    }
+}

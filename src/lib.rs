@@ -1,0 +1,12 @@
+//! cloud-janitor: finds what interrupted CI jobs left in OpenStack and Proxmox VE and deletes it in
+//! dependency order.
+#![forbid(unsafe_code)]
+
+pub mod executor;
+pub mod metrics;
+pub mod model;
+pub mod planner;
+pub mod policy;
+pub mod poll;
+pub mod provider;
+pub mod selection;

@@ -1,0 +1,154 @@
+//! The instrumented HTTP client every provider uses: one reqwest client per cloud with timeouts and
+//! TLS settings, every request counted in `cloud_janitor_api_requests_total`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, StatusCode};
+
+use super::ProviderError;
+use crate::metrics::Metrics;
+
+/// How a cloud's TLS certificates are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TlsTrust {
+    /// The bundled Mozilla roots (webpki-roots), as most public clouds need.
+    #[default]
+    BundledRoots,
+    /// The bundled roots plus the PEM certificates in this file (a private CA).
+    CaFile(PathBuf),
+    /// No certificate checks at all: only when the operator opted out explicitly.
+    InsecureSkipVerify,
+}
+
+/// A response read to the end.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl HttpResponse {
+    /// The body as text, lossily, for error messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `Retry-After` in seconds (the HTTP-date form is rare from cloud APIs and is ignored).
+    pub fn retry_after(&self) -> Option<Duration> {
+        parse_retry_after(&self.headers)
+    }
+}
+
+/// Parses a `Retry-After: <seconds>` header.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// One cloud's HTTP client.
+#[derive(Clone)]
+pub struct ApiClient {
+    client: reqwest::Client,
+    cloud: String,
+    metrics: Arc<Metrics>,
+}
+
+impl ApiClient {
+    /// Builds the client; `timeout` bounds every request from connect to the last body byte.
+    pub fn new(
+        cloud: &str,
+        metrics: Arc<Metrics>,
+        trust: &TlsTrust,
+        timeout: Duration,
+    ) -> Result<Self, ProviderError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("cloud-janitor/", env!("CARGO_PKG_VERSION")));
+        match trust {
+            TlsTrust::BundledRoots => {}
+            TlsTrust::CaFile(path) => {
+                for certificate in read_certificates(path)? {
+                    builder = builder.add_root_certificate(certificate);
+                }
+            }
+            TlsTrust::InsecureSkipVerify => builder = builder.danger_accept_invalid_certs(true),
+        }
+        let client = builder.build().map_err(|error| {
+            ProviderError::Config(format!("cloud {cloud}: cannot build an HTTP client: {error}"))
+        })?;
+        Ok(ApiClient {
+            client,
+            cloud: cloud.to_string(),
+            metrics,
+        })
+    }
+
+    /// Starts a request; finish it with [`ApiClient::send`].
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends the request and reads the whole body, counting it under `service`. Any status is
+    /// returned as `Ok`: classifying it is the provider's job. Only a missing answer is an error.
+    pub async fn send(&self, service: &str, request: RequestBuilder) -> Result<HttpResponse, ProviderError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|error| ProviderError::Config(format!("invalid request: {error}")))?;
+        let method = request.method().to_string();
+        let url = redact_query(request.url());
+        let outcome = async {
+            let response = client.execute(request).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>(HttpResponse {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        match outcome {
+            Ok(response) => {
+                self.metrics
+                    .api_request(&self.cloud, service, Some(response.status.as_u16()));
+                Ok(response)
+            }
+            Err(source) => {
+                self.metrics.api_request(&self.cloud, service, None);
+                Err(ProviderError::Network { method, url, source })
+            }
+        }
+    }
+}
+
+/// The URL for messages and logs: path only, query dropped (it can carry filters but never secrets
+/// today; dropping it keeps messages short and safe if that ever changes).
+fn redact_query(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.to_string()
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderError> {
+    let pem = std::fs::read(path)
+        .map_err(|error| ProviderError::Config(format!("cannot read CA file {}: {error}", path.display())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+        ProviderError::Config(format!(
+            "CA file {} holds no usable PEM certificate: {error}",
+            path.display()
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(ProviderError::Config(format!(
+            "CA file {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certificates)
+}

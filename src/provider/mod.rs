@@ -1,0 +1,137 @@
+//! The `Provider` trait every cloud implements, and the one error type providers return, classified
+//! once so the executor never looks at status codes or vendor text.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{DeleteOutcome, Observed, Resource};
+
+pub mod http;
+
+/// How the executor should treat a failed call. Decided once, by the provider that saw the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 404 or "does not exist": the resource is gone, which is what a delete wants.
+    NotFound,
+    /// 409, Cinder's 400 "in use", a Proxmox lock timeout: something still holds the resource.
+    /// Requeue behind its blockers.
+    Conflict,
+    /// 429 or 503: slow down, honouring `Retry-After` when the server sent one.
+    RateLimited { retry_after: Option<Duration> },
+    /// Other 5xx, network errors, timeouts: try again with backoff.
+    Transient,
+    /// Other 4xx (403 among them), undecodable answers, failed tasks: retrying will not help.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// A bounded label for metrics.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// Everything that can go wrong inside a provider.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The API answered with an error status.
+    #[error("{method} {url}: HTTP {status}: {message}")]
+    Api {
+        class: ErrorClass,
+        method: String,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// No answer: connection refused, reset, timed out.
+    #[error("{method} {url}: {source}")]
+    Network {
+        method: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The credentials were refused or could not be used.
+    #[error("authentication against {url} failed: {message}")]
+    Auth { url: String, message: String },
+    /// The answer could not be understood: nothing is deleted on a guess.
+    #[error("{url}: unexpected response: {message}")]
+    Decode { url: String, message: String },
+    /// An asynchronous operation (a Proxmox task) finished and reported failure.
+    #[error("{operation} failed: {message}")]
+    OperationFailed {
+        class: ErrorClass,
+        operation: String,
+        message: String,
+    },
+    /// A poll loop reached its deadline without the operation finishing.
+    #[error("{operation} not finished after {waited:?}: last seen {last_state}")]
+    Deadline {
+        operation: String,
+        waited: Duration,
+        last_state: String,
+    },
+    /// The provider's configuration cannot be used (a missing clouds.yaml entry, an unreadable secret).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ProviderError {
+    /// How the executor should treat this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::Api { class, .. } | ProviderError::OperationFailed { class, .. } => *class,
+            ProviderError::Network { .. } | ProviderError::Deadline { .. } => ErrorClass::Transient,
+            ProviderError::Auth { .. } | ProviderError::Decode { .. } | ProviderError::Config(_) => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+
+    /// A bounded label for metrics and the report's reason column.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ProviderError::Auth { .. } => "auth",
+            ProviderError::Decode { .. } => "decode",
+            ProviderError::Config(_) => "config",
+            ProviderError::Deadline { .. } => "deadline",
+            other => other.class().metric_label(),
+        }
+    }
+
+    /// True when the error means the pass cannot run against this cloud at all (bad credentials,
+    /// unreachable API), as opposed to one resource failing.
+    pub fn is_fatal_for_cloud(&self) -> bool {
+        matches!(self, ProviderError::Auth { .. } | ProviderError::Config(_))
+    }
+}
+
+/// A cloud that cloud-janitor can clean: discovery, status checks and deletes, all in terms of the
+/// provider-agnostic model. The planner and executor see nothing else of a cloud.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The configured name of this cloud, as used in metrics and reports.
+    fn cloud(&self) -> &str;
+
+    /// `openstack` or `proxmox`, for metrics and logs.
+    fn provider_type(&self) -> &'static str;
+
+    /// Lists every resource in scope, selected or not, with its references, so the planner sees the
+    /// unselected users of selected resources too.
+    async fn discover(&self) -> Result<Vec<Resource>, ProviderError>;
+
+    /// Reads the resource's current state; called right before each delete and while polling an
+    /// asynchronous one. A 404 is `Ok(Observed::Gone)`, not an error.
+    async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError>;
+
+    /// Deletes the resource (with whatever preparation it needs: clearing a router's gateway,
+    /// stopping a guest). A 404 is `Ok(DeleteOutcome::Completed)`.
+    async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError>;
+}

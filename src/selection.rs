@@ -1,0 +1,294 @@
+//! Selection rules: which discovered resources the janitor may delete. Pure; the safety rules that no
+//! configuration can override (guards) are applied here first.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::model::{Guard, Kind, Resource};
+
+/// The `[clouds.select]` table: what a cloud's leftovers look like.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionConfig {
+    /// A resource is selected only if it carries every one of these tags.
+    #[serde(default)]
+    pub tags_all: Vec<String>,
+    /// A resource is selected only if it carries at least one of these tags (when not empty).
+    #[serde(default)]
+    pub tags_any: Vec<String>,
+    /// A resource is selected only once it is at least this old ("2h", "30m"); its age comes from the
+    /// cloud's creation time, or else from when the janitor first saw it.
+    #[serde(default, with = "humantime_serde")]
+    pub min_age: Option<Duration>,
+    /// A regular expression the resource's name must match (anchored only if you anchor it).
+    #[serde(default)]
+    pub name_pattern: Option<String>,
+    /// A resource carrying this tag is never touched. Defaults to `keep`.
+    #[serde(default = "default_protect_tag")]
+    pub protect_tag: String,
+    /// Only these kinds are cleaned (snake_case kind names: `server`, `port`, `vm`, ...); all when
+    /// absent.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig {
+            tags_all: Vec::new(),
+            tags_any: Vec::new(),
+            min_age: None,
+            name_pattern: None,
+            protect_tag: default_protect_tag(),
+            kinds: None,
+        }
+    }
+}
+
+fn default_protect_tag() -> String {
+    "keep".to_string()
+}
+
+/// Why a selection config cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("select: set at least one of tags_all, tags_any or name_pattern; without them every resource in scope would be selected")]
+    Unbounded,
+    #[error("select.name_pattern: invalid regular expression: {0}")]
+    Pattern(String),
+    #[error("select.kinds: unknown kind `{0}` (known: {known})", known = known_kinds())]
+    UnknownKind(String),
+    #[error("select.protect_tag: must not be empty")]
+    EmptyProtectTag,
+}
+
+fn known_kinds() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Validated selection rules.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    tags_all: Vec<String>,
+    tags_any: Vec<String>,
+    min_age: Option<Duration>,
+    name_pattern: Option<Regex>,
+    protect_tag: String,
+    kinds: Option<Vec<Kind>>,
+}
+
+/// The verdict on one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Selected,
+    /// A safety rule: never touched.
+    Guarded(Guard),
+    /// Carries the protect tag.
+    Protected,
+    /// Does not match the rules; the text says which rule.
+    NotMatched(&'static str),
+    /// Matches but is younger than `min_age`.
+    TooYoung,
+    /// Matches but has not been seen in enough consecutive passes yet.
+    Unconfirmed {
+        seen: u32,
+        required: u32,
+    },
+}
+
+impl Verdict {
+    /// A short, bounded description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Verdict::Selected => "selected".to_string(),
+            Verdict::Guarded(guard) => format!("never touched: {}", guard.as_str()),
+            Verdict::Protected => "protect tag".to_string(),
+            Verdict::NotMatched(rule) => format!("not matched: {rule}"),
+            Verdict::TooYoung => "younger than min_age".to_string(),
+            Verdict::Unconfirmed { seen, required } => format!("seen in {seen} of {required} passes needed"),
+        }
+    }
+}
+
+/// What the janitor remembers about a resource from earlier passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    pub first_seen: DateTime<Utc>,
+    /// Consecutive passes, this one included, that saw it.
+    pub sightings: u32,
+}
+
+fn has_tag(resource: &Resource, wanted: &str) -> bool {
+    // Proxmox lower-cases tags, so tags compare case-insensitively everywhere.
+    resource.tags.iter().any(|tag| tag.eq_ignore_ascii_case(wanted))
+}
+
+impl Selector {
+    pub fn new(config: &SelectionConfig) -> Result<Self, SelectionError> {
+        if config.tags_all.is_empty() && config.tags_any.is_empty() && config.name_pattern.is_none() {
+            return Err(SelectionError::Unbounded);
+        }
+        if config.protect_tag.trim().is_empty() {
+            return Err(SelectionError::EmptyProtectTag);
+        }
+        let name_pattern = match &config.name_pattern {
+            Some(pattern) => {
+                Some(Regex::new(pattern).map_err(|error| SelectionError::Pattern(error.to_string()))?)
+            }
+            None => None,
+        };
+        let kinds = match &config.kinds {
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| Kind::parse(name).ok_or_else(|| SelectionError::UnknownKind(name.clone())))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        Ok(Selector {
+            tags_all: config.tags_all.clone(),
+            tags_any: config.tags_any.clone(),
+            min_age: config.min_age,
+            name_pattern,
+            protect_tag: config.protect_tag.clone(),
+            kinds,
+        })
+    }
+
+    /// Judges one resource. `history` is what earlier passes saw (None for a resource never seen).
+    pub fn judge(&self, resource: &Resource, history: Option<History>, now: DateTime<Utc>) -> Verdict {
+        if let Some(guard) = resource.guard {
+            return Verdict::Guarded(guard);
+        }
+        if has_tag(resource, &self.protect_tag) {
+            return Verdict::Protected;
+        }
+        if let Some(kinds) = &self.kinds {
+            if !kinds.contains(&resource.key.kind) {
+                return Verdict::NotMatched("kinds");
+            }
+        }
+        if !self.tags_all.iter().all(|tag| has_tag(resource, tag)) {
+            return Verdict::NotMatched("tags_all");
+        }
+        if !self.tags_any.is_empty() && !self.tags_any.iter().any(|tag| has_tag(resource, tag)) {
+            return Verdict::NotMatched("tags_any");
+        }
+        if let Some(pattern) = &self.name_pattern {
+            if !pattern.is_match(&resource.name) {
+                return Verdict::NotMatched("name_pattern");
+            }
+        }
+        if let Some(min_age) = self.min_age {
+            let born = resource.created.or(history.map(|h| h.first_seen)).unwrap_or(now);
+            let age = (now - born).to_std().unwrap_or(Duration::ZERO);
+            if age < min_age {
+                return Verdict::TooYoung;
+            }
+        }
+        let seen = history.map_or(1, |h| h.sightings);
+        if seen < resource.sightings_required {
+            return Verdict::Unconfirmed {
+                seen,
+                required: resource.sightings_required,
+            };
+        }
+        Verdict::Selected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResourceKey;
+
+    fn resource(tags: &[&str]) -> Resource {
+        let mut r = Resource::new(ResourceKey::new("c", Kind::Port, "p1"), "ci-port");
+        r.tags = tags.iter().map(|t| t.to_string()).collect();
+        r
+    }
+
+    fn selector(config: SelectionConfig) -> Selector {
+        Selector::new(&config).expect("valid rules")
+    }
+
+    #[test]
+    fn rules_without_tags_or_name_are_refused() {
+        assert_eq!(
+            Selector::new(&SelectionConfig::default()).err(),
+            Some(SelectionError::Unbounded)
+        );
+    }
+
+    #[test]
+    fn guards_and_the_protect_tag_win_over_matching_tags() {
+        let s = selector(SelectionConfig {
+            tags_all: vec!["ci".into()],
+            ..Default::default()
+        });
+        let now = Utc::now();
+        let mut guarded = resource(&["ci"]);
+        guarded.guard = Some(Guard::DefaultSecurityGroup);
+        assert_eq!(
+            s.judge(&guarded, None, now),
+            Verdict::Guarded(Guard::DefaultSecurityGroup)
+        );
+        assert_eq!(s.judge(&resource(&["ci", "keep"]), None, now), Verdict::Protected);
+        assert_eq!(s.judge(&resource(&["CI"]), None, now), Verdict::Selected);
+        assert_eq!(
+            s.judge(&resource(&["other"]), None, now),
+            Verdict::NotMatched("tags_all")
+        );
+    }
+
+    #[test]
+    fn age_comes_from_creation_time_else_first_sighting() {
+        let s = selector(SelectionConfig {
+            tags_any: vec!["a".into(), "b".into()],
+            min_age: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        });
+        let now = Utc::now();
+        let mut old = resource(&["b"]);
+        old.created = Some(now - chrono::Duration::hours(2));
+        assert_eq!(s.judge(&old, None, now), Verdict::Selected);
+        let unknown_age = resource(&["a"]);
+        assert_eq!(s.judge(&unknown_age, None, now), Verdict::TooYoung);
+        let history = History {
+            first_seen: now - chrono::Duration::hours(3),
+            sightings: 4,
+        };
+        assert_eq!(s.judge(&unknown_age, Some(history), now), Verdict::Selected);
+    }
+
+    #[test]
+    fn a_resource_needing_two_sightings_waits_for_the_second() {
+        let s = selector(SelectionConfig {
+            name_pattern: Some("^vm-".into()),
+            ..Default::default()
+        });
+        let now = Utc::now();
+        let mut disk = Resource::new(
+            ResourceKey::new("c", Kind::Disk, "local:vm-9-disk-0"),
+            "vm-9-disk-0",
+        );
+        disk.sightings_required = 2;
+        assert_eq!(
+            s.judge(&disk, None, now),
+            Verdict::Unconfirmed { seen: 1, required: 2 }
+        );
+        let history = History {
+            first_seen: now,
+            sightings: 2,
+        };
+        assert_eq!(s.judge(&disk, Some(history), now), Verdict::Selected);
+    }
+}
