@@ -150,6 +150,7 @@ pub struct Executor {
     global: Arc<Semaphore>,
     per_cloud: HashMap<String, Arc<Semaphore>>,
     deletes_issued: AtomicUsize,
+    requeued: std::sync::Mutex<HashMap<ResourceKey, u32>>,
 }
 
 /// Why `run_node` stopped early, before any verdict from the cloud.
@@ -182,6 +183,7 @@ impl Executor {
             progress: None,
             per_cloud,
             deletes_issued: AtomicUsize::new(0),
+            requeued: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -189,6 +191,14 @@ impl Executor {
     pub fn with_progress(mut self, sink: ProgressSink) -> Self {
         self.progress = Some(sink);
         self
+    }
+
+    /// How many times each resource was requeued on a conflict, so far.
+    pub fn requeued(&self) -> HashMap<ResourceKey, u32> {
+        self.requeued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn report(&self, event: Progress) {
@@ -255,11 +265,16 @@ impl Executor {
                     continue; // not actionable, or already blocked through another user
                 }
                 let by = graph[user].resource.key.clone();
-                let reason = match graph[user].disposition {
-                    // An owned resource that was released instead of removed is a user the janitor
-                    // will not delete: that is "in use", not a failure upstream.
-                    Disposition::AwaitRemoval { .. } => LeftReason::InUse { by },
-                    _ => LeftReason::Blocked { by },
+                // An owned resource released instead of removed is a user the janitor will not
+                // delete: "in use". Anything else that stayed is a failure upstream: "blocked".
+                let released = matches!(
+                    outcomes.get(&user),
+                    Some(Outcome::Left { reason: LeftReason::InUse { by: itself } }) if *itself == by
+                );
+                let reason = if released {
+                    LeftReason::InUse { by }
+                } else {
+                    LeftReason::Blocked { by }
                 };
                 let outcome = Outcome::Left { reason };
                 self.record(&graph[next], &outcome);
@@ -452,6 +467,12 @@ impl Executor {
                     .conflicts_requeued_total
                     .with_label_values(&[&key.cloud, key.kind.as_str()])
                     .inc();
+                *self
+                    .requeued
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(key.clone())
+                    .or_default() += 1;
                 tracing::warn!(cloud = %key.cloud, kind = %key.kind, id = %key.id, error = %error, delay = ?delay, "delete conflicted; requeued");
                 self.report(Progress::Requeued {
                     key: key.clone(),

@@ -2,11 +2,18 @@
 //! dependency order.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod executor;
 pub mod metrics;
 pub mod model;
+pub mod pass;
 pub mod planner;
 pub mod policy;
 pub mod poll;
 pub mod provider;
+pub mod report;
 pub mod selection;
+pub mod setup;
+pub mod state;

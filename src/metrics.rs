@@ -21,6 +21,7 @@ pub struct Metrics {
     pub last_pass_start_timestamp_seconds: Gauge,
     pub last_pass_end_timestamp_seconds: Gauge,
     pub last_pass_success_timestamp_seconds: Gauge,
+    pub cloud_up: IntGaugeVec,
 }
 
 /// Registering a fixed, valid set of metric names into a fresh registry cannot fail; a failure here
@@ -154,6 +155,17 @@ impl Metrics {
                     "last_pass_success_timestamp_seconds",
                     "When the last pass that could run against every cloud ended",
                 ))
+                .expect("valid metric"),
+            ),
+            cloud_up: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "cloud_up",
+                        "1 if the last pass could list the cloud, 0 if it could not (auth, unreachable API)",
+                    ),
+                    &["cloud"],
+                )
                 .expect("valid metric"),
             ),
             registry,

@@ -175,6 +175,9 @@ pub struct Resource {
     pub sightings_required: u32,
     /// Set by the provider when the resource must never be touched.
     pub guard: Option<Guard>,
+    /// False for kinds whose API has no tags (Nova keypairs and server groups, Proxmox disks): the
+    /// selection's tag rules cannot apply, so only `name_pattern` can select them.
+    pub taggable: bool,
     /// Free-form, bounded attributes the provider wants to show in `plan` (project, node, pool, ...).
     pub attributes: BTreeMap<String, String>,
 }
@@ -193,6 +196,7 @@ impl Resource {
             removal: Removal::Delete,
             sightings_required: 1,
             guard: None,
+            taggable: true,
             attributes: BTreeMap::new(),
         }
     }

@@ -26,6 +26,10 @@ pub struct SelectionConfig {
     /// A regular expression the resource's name must match (anchored only if you anchor it).
     #[serde(default)]
     pub name_pattern: Option<String>,
+    /// Kinds whose API has no tags (Nova keypairs and server groups, Proxmox orphan disks) are
+    /// selected when their name matches this regular expression, and never without it.
+    #[serde(default)]
+    pub untaggable_name_pattern: Option<String>,
     /// A resource carrying this tag is never touched. Defaults to `keep`.
     #[serde(default = "default_protect_tag")]
     pub protect_tag: String,
@@ -42,6 +46,7 @@ impl Default for SelectionConfig {
             tags_any: Vec::new(),
             min_age: None,
             name_pattern: None,
+            untaggable_name_pattern: None,
             protect_tag: default_protect_tag(),
             kinds: None,
         }
@@ -55,10 +60,10 @@ fn default_protect_tag() -> String {
 /// Why a selection config cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
-    #[error("select: set at least one of tags_all, tags_any or name_pattern; without them every resource in scope would be selected")]
+    #[error("select: set at least one of tags_all, tags_any, name_pattern or untaggable_name_pattern; without them every resource in scope would be selected")]
     Unbounded,
-    #[error("select.name_pattern: invalid regular expression: {0}")]
-    Pattern(String),
+    #[error("select.{key}: invalid regular expression: {message}")]
+    Pattern { key: &'static str, message: String },
     #[error("select.kinds: unknown kind `{0}` (known: {known})", known = known_kinds())]
     UnknownKind(String),
     #[error("select.protect_tag: must not be empty")]
@@ -80,6 +85,7 @@ pub struct Selector {
     tags_any: Vec<String>,
     min_age: Option<Duration>,
     name_pattern: Option<Regex>,
+    untaggable_name_pattern: Option<Regex>,
     protect_tag: String,
     kinds: Option<Vec<Kind>>,
 }
@@ -132,18 +138,27 @@ fn has_tag(resource: &Resource, wanted: &str) -> bool {
 
 impl Selector {
     pub fn new(config: &SelectionConfig) -> Result<Self, SelectionError> {
-        if config.tags_all.is_empty() && config.tags_any.is_empty() && config.name_pattern.is_none() {
+        if config.tags_all.is_empty()
+            && config.tags_any.is_empty()
+            && config.name_pattern.is_none()
+            && config.untaggable_name_pattern.is_none()
+        {
             return Err(SelectionError::Unbounded);
         }
         if config.protect_tag.trim().is_empty() {
             return Err(SelectionError::EmptyProtectTag);
         }
-        let name_pattern = match &config.name_pattern {
-            Some(pattern) => {
-                Some(Regex::new(pattern).map_err(|error| SelectionError::Pattern(error.to_string()))?)
-            }
-            None => None,
+        let compile = |key: &'static str, pattern: &Option<String>| match pattern {
+            Some(pattern) => Regex::new(pattern)
+                .map(Some)
+                .map_err(|error| SelectionError::Pattern {
+                    key,
+                    message: error.to_string(),
+                }),
+            None => Ok(None),
         };
+        let name_pattern = compile("name_pattern", &config.name_pattern)?;
+        let untaggable_name_pattern = compile("untaggable_name_pattern", &config.untaggable_name_pattern)?;
         let kinds = match &config.kinds {
             Some(names) => Some(
                 names
@@ -158,6 +173,7 @@ impl Selector {
             tags_any: config.tags_any.clone(),
             min_age: config.min_age,
             name_pattern,
+            untaggable_name_pattern,
             protect_tag: config.protect_tag.clone(),
             kinds,
         })
@@ -176,15 +192,28 @@ impl Selector {
                 return Verdict::NotMatched("kinds");
             }
         }
-        if !self.tags_all.iter().all(|tag| has_tag(resource, tag)) {
-            return Verdict::NotMatched("tags_all");
-        }
-        if !self.tags_any.is_empty() && !self.tags_any.iter().any(|tag| has_tag(resource, tag)) {
-            return Verdict::NotMatched("tags_any");
-        }
-        if let Some(pattern) = &self.name_pattern {
-            if !pattern.is_match(&resource.name) {
+        if resource.taggable {
+            if self.tags_all.is_empty() && self.tags_any.is_empty() && self.name_pattern.is_none() {
+                return Verdict::NotMatched("no rule for kinds with tags");
+            }
+            if !self.tags_all.iter().all(|tag| has_tag(resource, tag)) {
+                return Verdict::NotMatched("tags_all");
+            }
+            if !self.tags_any.is_empty() && !self.tags_any.iter().any(|tag| has_tag(resource, tag)) {
+                return Verdict::NotMatched("tags_any");
+            }
+            if self
+                .name_pattern
+                .as_ref()
+                .is_some_and(|p| !p.is_match(&resource.name))
+            {
                 return Verdict::NotMatched("name_pattern");
+            }
+        } else {
+            // A kind without tags is selected by its name alone, and never without that rule.
+            match &self.untaggable_name_pattern {
+                Some(pattern) if pattern.is_match(&resource.name) => {}
+                _ => return Verdict::NotMatched("untaggable_name_pattern"),
             }
         }
         if let Some(min_age) = self.min_age {
@@ -270,9 +299,44 @@ mod tests {
     }
 
     #[test]
+    fn kinds_without_tags_are_selected_by_name_pattern_alone_and_never_without_one() {
+        let now = Utc::now();
+        let mut keypair = Resource::new(ResourceKey::new("c", Kind::Keypair, "ci-key"), "ci-key");
+        keypair.taggable = false;
+        let tags_only = selector(SelectionConfig {
+            tags_all: vec!["ci".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            tags_only.judge(&keypair, None, now),
+            Verdict::NotMatched("untaggable_name_pattern")
+        );
+        let with_name = selector(SelectionConfig {
+            tags_all: vec!["ci".into()],
+            untaggable_name_pattern: Some("^ci-".into()),
+            ..Default::default()
+        });
+        assert_eq!(with_name.judge(&keypair, None, now), Verdict::Selected);
+        // Tagged kinds still need their tags.
+        assert_eq!(
+            with_name.judge(&resource(&[]), None, now),
+            Verdict::NotMatched("tags_all")
+        );
+        // A rule only for untaggable kinds selects no tagged resource at all.
+        let names_only = selector(SelectionConfig {
+            untaggable_name_pattern: Some("^ci-".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            names_only.judge(&resource(&["ci"]), None, now),
+            Verdict::NotMatched("no rule for kinds with tags")
+        );
+    }
+
+    #[test]
     fn a_resource_needing_two_sightings_waits_for_the_second() {
         let s = selector(SelectionConfig {
-            name_pattern: Some("^vm-".into()),
+            untaggable_name_pattern: Some("^vm-".into()),
             ..Default::default()
         });
         let now = Utc::now();
@@ -281,6 +345,7 @@ mod tests {
             "vm-9-disk-0",
         );
         disk.sightings_required = 2;
+        disk.taggable = false;
         assert_eq!(
             s.judge(&disk, None, now),
             Verdict::Unconfirmed { seen: 1, required: 2 }

@@ -65,11 +65,14 @@ impl FaultRule {
     }
 }
 
+/// An injected answer: status, body (the default error body when `None`) and extra headers.
+pub type InjectedResponse = (u16, Option<String>, Vec<(String, String)>);
+
 /// What the middleware does for one request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Injected {
     pub delay: Duration,
-    pub response: Option<(u16, Option<String>, Vec<(String, String)>)>,
+    pub response: Option<InjectedResponse>,
 }
 
 /// The shared, mutable set of rules of one simulator.

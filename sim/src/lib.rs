@@ -7,3 +7,5 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod openstack;
+pub mod proxmox;

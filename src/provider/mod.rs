@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use crate::model::{DeleteOutcome, Observed, Resource};
 
 pub mod http;
+pub mod openstack;
+pub mod proxmox;
 
 /// How the executor should treat a failed call. Decided once, by the provider that saw the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,310 @@
+//! Configuration: the TOML file (every key overridable by `CLOUD_JANITOR_*` environment variables)
+//! read into raw serde structs, then validated into a typed [`Config`] before any socket opens.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::RetryPolicy;
+use crate::provider::openstack::OpenStackSettings;
+use crate::provider::proxmox::config::ProxmoxSettings;
+use crate::selection::{SelectionConfig, Selector};
+
+/// Environment variables that configure the binary itself, not the file's keys.
+const RESERVED_ENV: [&str; 2] = ["CLOUD_JANITOR_CONFIG", "CLOUD_JANITOR_LOG"];
+
+/// Why the configuration cannot be used. Every message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+fn invalid(file: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The file as written. Every field is documented where an operator reads it: `config/*.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// When passes run: a cron expression WITH a seconds field first,
+    /// `sec min hour day-of-month month day-of-week [year]`, e.g. `0 */15 * * * *`.
+    schedule: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[serde(default = "default_listen")]
+    listen: String,
+    /// The longest one pass may take; no new delete starts after it.
+    #[serde(default = "default_pass_timeout", with = "humantime_serde")]
+    pass_timeout: Duration,
+    /// Where per-resource history (first seen, sightings, attempts) persists across restarts.
+    #[serde(default)]
+    state_file: Option<PathBuf>,
+    /// At most this many delete calls per pass, across every cloud.
+    #[serde(default = "default_max_deletes")]
+    max_deletes_per_pass: usize,
+    #[serde(default)]
+    concurrency: ConcurrencyConfig,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default)]
+    waits: WaitConfig,
+    /// The clouds to clean; each a table with `name`, `type` and `select`, plus the provider's keys.
+    clouds: Vec<serde_json::Value>,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:9464".to_string()
+}
+fn default_pass_timeout() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+fn default_max_deletes() -> usize {
+    500
+}
+
+/// The `[concurrency]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyConfig {
+    /// API calls in flight across every cloud.
+    pub global: usize,
+    /// API calls in flight against one cloud.
+    pub per_cloud: usize,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        ConcurrencyConfig {
+            global: 16,
+            per_cloud: 8,
+        }
+    }
+}
+
+/// The `[waits]` table: bounds on every wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitConfig {
+    /// How long a resource may stay in a transitional state (locked, deleting, pending) before it is
+    /// left for the next pass.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    /// How long an asynchronous delete (Nova, Cinder) may take to reach 404.
+    #[serde(with = "humantime_serde")]
+    pub delete_timeout: Duration,
+    /// The first interval between status reads while waiting; it grows to eight times that.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for WaitConfig {
+    fn default() -> Self {
+        WaitConfig {
+            busy_timeout: Duration::from_secs(120),
+            delete_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub schedule: cron::Schedule,
+    pub listen: SocketAddr,
+    pub pass_timeout: Duration,
+    pub state_file: Option<PathBuf>,
+    pub max_deletes_per_pass: usize,
+    pub concurrency: ConcurrencyConfig,
+    pub retry: RetryPolicy,
+    pub waits: WaitConfig,
+    pub clouds: Vec<CloudSpec>,
+}
+
+/// One configured cloud.
+#[derive(Debug, Clone)]
+pub struct CloudSpec {
+    pub name: String,
+    pub selector: Selector,
+    /// The selection's tag rules, for providers that filter listings on the server side.
+    pub tags_all: Vec<String>,
+    pub tags_any: Vec<String>,
+    pub provider: ProviderSpec,
+}
+
+/// The provider-specific part of a cloud's table, by its `type`.
+#[derive(Debug, Clone)]
+pub enum ProviderSpec {
+    OpenStack(OpenStackSettings),
+    Proxmox(Box<ProxmoxSettings>),
+}
+
+impl Config {
+    /// Reads `path`, applies `CLOUD_JANITOR_*` overrides (nested keys joined with `__`, e.g.
+    /// `CLOUD_JANITOR_RETRY__MAX_ATTEMPTS`), and validates everything.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let env = std::env::vars()
+            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
+            .collect();
+        Self::load_with_env(path, env)
+    }
+
+    /// [`Config::load`] with the environment passed in, for tests.
+    pub fn load_with_env(
+        path: &Path,
+        env: std::collections::HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        if !path.is_file() {
+            return Err(invalid(path, "no such file"));
+        }
+        let source = config::File::from(path)
+            .format(config::FileFormat::Toml)
+            .required(true);
+        let environment = config::Environment::with_prefix("CLOUD_JANITOR")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env));
+        let raw: RawConfig = config::Config::builder()
+            .add_source(source)
+            .add_source(environment)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| invalid(path, strip_origin(&error.to_string(), path)))?;
+        Self::validate(raw, path)
+    }
+
+    fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
+        let schedule = cron::Schedule::from_str(&raw.schedule).map_err(|error| {
+            invalid(
+                path,
+                format!(
+                    "schedule: `{}` is not a cron expression with a seconds field \
+                     (`sec min hour day-of-month month day-of-week [year]`, e.g. `0 */15 * * * *`): {error}",
+                    raw.schedule
+                ),
+            )
+        })?;
+        let listen = raw.listen.parse::<SocketAddr>().map_err(|error| {
+            invalid(
+                path,
+                format!("listen: `{}` is not an address:port: {error}", raw.listen),
+            )
+        })?;
+        if raw.clouds.is_empty() {
+            return Err(invalid(path, "clouds: configure at least one [[clouds]] table"));
+        }
+        if raw.concurrency.global == 0 || raw.concurrency.per_cloud == 0 {
+            return Err(invalid(
+                path,
+                "concurrency: global and per_cloud must be at least 1",
+            ));
+        }
+        if raw.retry.max_attempts == 0 {
+            return Err(invalid(path, "retry.max_attempts: must be at least 1"));
+        }
+        if raw.pass_timeout.is_zero() {
+            return Err(invalid(path, "pass_timeout: must be longer than zero"));
+        }
+        let mut names = HashSet::new();
+        let mut clouds = Vec::new();
+        for (position, table) in raw.clouds.into_iter().enumerate() {
+            let cloud = parse_cloud(table, position).map_err(|message| invalid(path, message))?;
+            if !names.insert(cloud.name.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("clouds[{position}].name: `{}` is used twice", cloud.name),
+                ));
+            }
+            clouds.push(cloud);
+        }
+        Ok(Config {
+            schedule,
+            listen,
+            pass_timeout: raw.pass_timeout,
+            state_file: raw.state_file,
+            max_deletes_per_pass: raw.max_deletes_per_pass,
+            concurrency: raw.concurrency,
+            retry: raw.retry,
+            waits: raw.waits,
+            clouds,
+        })
+    }
+}
+
+/// The config crate appends "in FILE" to some messages; the file is named once, up front.
+fn strip_origin(message: &str, path: &Path) -> String {
+    message.replace(&format!(" in {}", path.display()), "")
+}
+
+fn parse_cloud(table: serde_json::Value, position: usize) -> Result<CloudSpec, String> {
+    let serde_json::Value::Object(mut table) = table else {
+        return Err(format!("clouds[{position}]: must be a table"));
+    };
+    let name = match table.remove("name") {
+        Some(serde_json::Value::String(name)) if is_label_safe(&name) => name,
+        Some(serde_json::Value::String(name)) => {
+            return Err(format!(
+            "clouds[{position}].name: `{name}` must be 1-63 characters of letters, digits, `-`, `_` or `.`"
+        ))
+        }
+        _ => {
+            return Err(format!(
+                "clouds[{position}].name: missing (a short name used in metrics and reports)"
+            ))
+        }
+    };
+    let at = format!("clouds[{position}] (`{name}`)");
+    let kind = match table.remove("type") {
+        Some(serde_json::Value::String(kind)) => kind,
+        _ => return Err(format!("{at}.type: missing; one of `openstack`, `proxmox`")),
+    };
+    let select = table.remove("select").ok_or_else(|| {
+        format!("{at}.select: missing; say which resources are leftovers (tags_all, tags_any, name_pattern)")
+    })?;
+    let select: SelectionConfig =
+        serde_json::from_value(select).map_err(|error| format!("{at}.select: {error}"))?;
+    let selector = Selector::new(&select).map_err(|error| format!("{at}.{error}"))?;
+    let rest = serde_json::Value::Object(table);
+    let provider = match kind.as_str() {
+        "openstack" => {
+            let settings: OpenStackSettings =
+                serde_json::from_value(rest).map_err(|error| format!("{at}: {error}"))?;
+            settings.validate().map_err(|error| format!("{at}.{error}"))?;
+            ProviderSpec::OpenStack(settings)
+        }
+        "proxmox" => {
+            let settings: ProxmoxSettings =
+                serde_json::from_value(rest).map_err(|error| format!("{at}: {error}"))?;
+            settings.validate().map_err(|error| format!("{at}: {error}"))?;
+            ProviderSpec::Proxmox(Box::new(settings))
+        }
+        other => {
+            return Err(format!(
+                "{at}.type: unknown provider `{other}`; one of `openstack`, `proxmox`"
+            ))
+        }
+    };
+    Ok(CloudSpec {
+        name,
+        selector,
+        tags_all: select.tags_all,
+        tags_any: select.tags_any,
+        provider,
+    })
+}
+
+/// Cloud names become metric label values and file names: keep them tame.
+fn is_label_safe(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

@@ -1,0 +1,109 @@
+//! The daemon: serves `/metrics`, `/healthz` and `/readyz` from start-up, runs a pass on each cron
+//! tick (never two at once: a tick during a pass is skipped and counted), and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::pass::Janitor;
+
+/// Whether the daemon is ready for traffic: set once the scheduler runs, cleared at shutdown.
+#[derive(Clone)]
+struct Health {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn metrics_page(State(health): State<Health>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        health.metrics.render(),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if health.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Binds the metrics server. Returns the bound address (useful with port 0) and the serving future.
+pub async fn serve_metrics(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+    let listener = TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Health { metrics, ready });
+    let serve = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await
+    };
+    Ok((address, serve))
+}
+
+/// Runs passes on `schedule` until `cancel` fires, then waits for the running pass (which starts no
+/// new delete) to finish.
+pub async fn run_schedule(
+    janitor: Arc<Janitor>,
+    schedule: cron::Schedule,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let running = Arc::new(AtomicBool::new(false));
+    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    ready.store(true, Ordering::SeqCst);
+    loop {
+        let Some(next) = schedule.upcoming(Utc).next() else {
+            tracing::warn!("the schedule has no future tick; no more passes will run");
+            cancel.cancelled().await;
+            break;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if running.swap(true, Ordering::SeqCst) {
+            janitor.metrics().passes_skipped_total.inc();
+            tracing::warn!("a scheduled pass was skipped: the previous pass is still running");
+            continue;
+        }
+        let (janitor, running, cancel) = (janitor.clone(), running.clone(), cancel.clone());
+        current = Some(tokio::spawn(async move {
+            let report = janitor.run_pass(cancel, None).await;
+            tracing::info!(result = report.result().as_str(), "{}", report.render_table());
+            running.store(false, Ordering::SeqCst);
+        }));
+    }
+    ready.store(false, Ordering::SeqCst);
+    if let Some(pass) = current {
+        tracing::info!("shutting down: waiting for in-flight deletes to finish");
+        if let Err(error) = pass.await {
+            tracing::error!(error = %error, "the last pass ended abnormally");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `cloud-janitor demo` and `simulate`: the simulated clouds seeded with what interrupted CI jobs
+//! leave behind, and a ready configuration pointing at them.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloud_janitor_sim::faults::FaultRule;
+use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+
+use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
+use crate::executor::{Outcome, Progress, ProgressSink};
+use crate::metrics::Metrics;
+use crate::pass::{Cloud, Janitor, PassSettings};
+use crate::policy::RetryPolicy;
+use crate::provider::openstack::OpenStackSettings;
+use crate::selection::{SelectionConfig, Selector};
+use crate::setup::build_cloud;
+use crate::state::StateStore;
+
+/// The tag the simulator's CI leftovers carry.
+pub const DEMO_TAG: &str = cloud_janitor_sim::openstack::CI_TAG;
+
+/// The selection the demo and `simulate`'s config use: the CI tag, plus names for untaggable kinds.
+pub fn demo_selection() -> SelectionConfig {
+    SelectionConfig {
+        tags_all: vec![DEMO_TAG.to_string()],
+        untaggable_name_pattern: Some(format!("^{DEMO_TAG}-")),
+        ..SelectionConfig::default()
+    }
+}
+
+/// Writes `text` to `path` atomically, so a reader polling for the file never sees half of it.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("partial");
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// A janitor config for the simulated OpenStack, as `simulate --config-out` writes it.
+pub fn config_text(clouds_yaml: &Path, listen: &str) -> String {
+    format!(
+        "# Written by `cloud-janitor simulate`: cleans the simulated cloud's CI leftovers.\n\
+         schedule = \"*/10 * * * * *\"   # sec min hour day-of-month month day-of-week\n\
+         listen = \"{listen}\"\n\
+         pass_timeout = \"5m\"\n\n\
+         [waits]\nbusy_timeout = \"5s\"\npoll_interval = \"200ms\"\n\n\
+         [[clouds]]\nname = \"sim\"\ntype = \"openstack\"\ncloud = \"sim\"\nclouds_yaml = \"{}\"\n\n\
+         [clouds.select]\ntags_all = [\"{DEMO_TAG}\"]\nuntaggable_name_pattern = \"^{DEMO_TAG}-\"\n",
+        clouds_yaml.display()
+    )
+}
+
+/// Prints progress lines as the executor works, with the time since the pass started.
+pub fn progress_printer() -> ProgressSink {
+    let started = Instant::now();
+    Arc::new(move |event: Progress| {
+        let at = started.elapsed().as_secs_f64();
+        let line = match event {
+            Progress::Deleting(key) => format!("[{at:6.2}s] deleting   {key}"),
+            Progress::Requeued { key, after, error } => {
+                format!(
+                    "[{at:6.2}s] requeued   {key} in {:.1}s: {error}",
+                    after.as_secs_f64()
+                )
+            }
+            Progress::Finished { key, outcome } => match outcome {
+                Outcome::Deleted => format!("[{at:6.2}s] deleted    {key}"),
+                Outcome::AlreadyGone => format!("[{at:6.2}s] was gone   {key}"),
+                Outcome::RemovedWithOwner => format!("[{at:6.2}s] went with its owner: {key}"),
+                Outcome::Left { reason } => format!("[{at:6.2}s] LEFT       {key}: {reason}"),
+            },
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    })
+}
+
+/// A started, seeded simulated OpenStack, with its clouds.yaml on disk.
+pub struct DemoCloud {
+    pub sim: OpenStackSim,
+    pub clouds_yaml: PathBuf,
+}
+
+/// Starts the simulated OpenStack on `listen`, seeds it unless `empty`, and writes its clouds.yaml.
+pub async fn start_openstack(
+    listen: std::net::SocketAddr,
+    clouds_yaml: PathBuf,
+    empty: bool,
+) -> std::io::Result<DemoCloud> {
+    let config = SimConfig {
+        server_delete_delay: Duration::from_millis(400),
+        volume_delete_delay: Duration::from_millis(300),
+        ..SimConfig::default()
+    };
+    let sim = OpenStackSim::start(listen, config).await?;
+    if !empty {
+        sim.seed_ci_leftovers();
+    }
+    write_atomically(&clouds_yaml, &sim.clouds_yaml())?;
+    Ok(DemoCloud { sim, clouds_yaml })
+}
+
+/// The janitor the demo runs: the simulated OpenStack, short waits so the locked server does not
+/// hold the demo up for minutes.
+pub fn demo_janitor(
+    cloud: &DemoCloud,
+    metrics: Arc<Metrics>,
+) -> Result<Janitor, crate::provider::ProviderError> {
+    let selection = demo_selection();
+    let selector =
+        Selector::new(&selection).map_err(|e| crate::provider::ProviderError::Config(e.to_string()))?;
+    let spec = CloudSpec {
+        name: "demo-openstack".to_string(),
+        selector,
+        tags_all: selection.tags_all.clone(),
+        tags_any: selection.tags_any.clone(),
+        provider: ProviderSpec::OpenStack(OpenStackSettings::from_clouds_yaml(
+            "sim",
+            cloud.clouds_yaml.clone(),
+        )),
+    };
+    let env = std::collections::HashMap::new();
+    let clouds: Vec<Cloud> = vec![build_cloud(&spec, metrics.clone(), &env)?];
+    let settings = PassSettings {
+        pass_timeout: Duration::from_secs(120),
+        max_deletes_per_pass: 500,
+        concurrency: ConcurrencyConfig::default(),
+        retry: RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+        },
+        waits: WaitConfig {
+            busy_timeout: Duration::from_secs(3),
+            delete_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(150),
+        },
+    };
+    Ok(Janitor::new(clouds, settings, metrics, StateStore::default()))
+}
+
+/// The conflicts a real cloud produces under load, injected so the demo shows requeues: Neutron
+/// answers 409 `SecurityGroupInUse` twice (as while Nova is still unplugging a port), and Cinder
+/// answers 400 "Invalid volume" once (as while a detach is still in flight).
+pub fn inject_demo_conflicts(sim: &OpenStackSim) -> Vec<String> {
+    let mut neutron = FaultRule::status("DELETE", "/security-groups/", 409, 2);
+    neutron.body = Some(
+        r#"{"NeutronError": {"type": "SecurityGroupInUse", "message": "Security Group is in use by a port being unplugged.", "detail": ""}}"#
+            .to_string(),
+    );
+    let mut cinder = FaultRule::status("DELETE", "/volumes/", 400, 1);
+    cinder.body = Some(
+        r#"{"badRequest": {"code": 400, "message": "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots or be disassociated from snapshots after volume transfer."}}"#
+            .to_string(),
+    );
+    sim.faults().add(neutron);
+    sim.faults().add(cinder);
+    vec![
+        "Neutron answers the next 2 security group deletes with 409 SecurityGroupInUse".to_string(),
+        "Cinder answers the next volume delete with 400 \"Invalid volume\" (in use)".to_string(),
+    ]
+}

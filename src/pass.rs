@@ -1,0 +1,333 @@
+//! One pass over every configured cloud: discover, remember, select, plan, execute, then set the
+//! metrics and build the report. Also the dry run (`plan`), which stops before executing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConcurrencyConfig, Config, WaitConfig};
+use crate::executor::{Executor, ExecutorSettings, LeftReason, Outcome, ProgressSink};
+use crate::metrics::Metrics;
+use crate::model::{Resource, ResourceKey};
+use crate::planner::{Disposition, HoldReason, Plan};
+use crate::policy::RetryPolicy;
+use crate::provider::{Provider, ProviderError};
+use crate::report::{CloudStatus, ItemStatus, PassReport, ReportItem};
+use crate::selection::{Selector, Verdict};
+use crate::state::StateStore;
+
+/// A configured cloud, ready to use.
+pub struct Cloud {
+    pub name: String,
+    pub selector: Selector,
+    pub provider: Arc<dyn Provider>,
+}
+
+/// The settings a pass needs, from the config.
+#[derive(Debug, Clone)]
+pub struct PassSettings {
+    pub pass_timeout: Duration,
+    pub max_deletes_per_pass: usize,
+    pub concurrency: ConcurrencyConfig,
+    pub retry: RetryPolicy,
+    pub waits: WaitConfig,
+}
+
+impl From<&Config> for PassSettings {
+    fn from(config: &Config) -> Self {
+        PassSettings {
+            pass_timeout: config.pass_timeout,
+            max_deletes_per_pass: config.max_deletes_per_pass,
+            concurrency: config.concurrency,
+            retry: config.retry,
+            waits: config.waits,
+        }
+    }
+}
+
+/// The janitor: clouds, settings, metrics and history, shared by every pass.
+pub struct Janitor {
+    clouds: Vec<Cloud>,
+    settings: PassSettings,
+    metrics: Arc<Metrics>,
+    state: Mutex<StateStore>,
+    /// Leftover label sets written by earlier passes, so a series that drops to zero says 0.
+    leftover_series: Mutex<HashSet<(String, String, String)>>,
+}
+
+/// What discovery and planning produced, before anything is deleted.
+pub struct Planned {
+    pub pass: u64,
+    pub started: DateTime<Utc>,
+    pub plan: Plan,
+    pub clouds: Vec<CloudStatus>,
+}
+
+impl Janitor {
+    pub fn new(clouds: Vec<Cloud>, settings: PassSettings, metrics: Arc<Metrics>, state: StateStore) -> Self {
+        Janitor {
+            clouds,
+            settings,
+            metrics,
+            state: Mutex::new(state),
+            leftover_series: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, StateStore> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Discovers every cloud concurrently and plans. `remember` records sightings in the history
+    /// (a dry run does not).
+    pub async fn plan(&self, remember: bool) -> Planned {
+        let started = Utc::now();
+        let timeout = self.settings.pass_timeout;
+        let discoveries = join_all(self.clouds.iter().map(|cloud| async move {
+            let result = match tokio::time::timeout(timeout, cloud.provider.discover()).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::Deadline {
+                    operation: format!("discovery of cloud {}", cloud.name),
+                    waited: timeout,
+                    last_state: "listing".into(),
+                }),
+            };
+            (cloud, result)
+        }))
+        .await;
+
+        let mut statuses = Vec::new();
+        let mut listed_clouds = HashSet::new();
+        let mut everything: Vec<(Resource, &Selector)> = Vec::new();
+        for (cloud, result) in discoveries {
+            match result {
+                Ok(resources) => {
+                    tracing::info!(cloud = %cloud.name, resources = resources.len(), "discovered");
+                    listed_clouds.insert(cloud.name.clone());
+                    statuses.push(CloudStatus {
+                        name: cloud.name.clone(),
+                        error: None,
+                    });
+                    everything.extend(resources.into_iter().map(|r| (r, &cloud.selector)));
+                }
+                Err(error) => {
+                    tracing::error!(cloud = %cloud.name, error = %error, "discovery failed; nothing in this cloud is touched this pass");
+                    statuses.push(CloudStatus {
+                        name: cloud.name.clone(),
+                        error: Some(error.to_string()),
+                    });
+                }
+            }
+        }
+
+        let now = Utc::now();
+        let mut state = self.state();
+        let pass = if remember {
+            let pass = state.begin_pass();
+            let keys: Vec<ResourceKey> = everything.iter().map(|(r, _)| r.key.clone()).collect();
+            state.record_sightings(pass, &listed_clouds, &keys, now);
+            pass
+        } else {
+            0
+        };
+        let verdicts: Vec<Verdict> = everything
+            .iter()
+            .map(|(resource, selector)| {
+                let mut history = state.history(&resource.key);
+                if !remember {
+                    // A dry run counts this sighting without storing it.
+                    if let Some(h) = history.as_mut() {
+                        h.sightings += 1;
+                    }
+                }
+                selector.judge(resource, history, now)
+            })
+            .collect();
+        drop(state);
+        let resources = everything.into_iter().map(|(r, _)| r).collect();
+        Planned {
+            pass,
+            started,
+            plan: Plan::build(resources, verdicts),
+            clouds: statuses,
+        }
+    }
+
+    /// Runs one whole pass: plan, delete, metrics, history. Never fails: what went wrong is in the
+    /// report (and so in the exit code and metrics).
+    pub async fn run_pass(&self, cancel: CancellationToken, progress: Option<ProgressSink>) -> PassReport {
+        let clock = Instant::now();
+        self.metrics.last_pass_start_timestamp_seconds.set(unix_now());
+        let planned = self.plan(true).await;
+        let providers: HashMap<String, Arc<dyn Provider>> = self
+            .clouds
+            .iter()
+            .map(|c| (c.name.clone(), c.provider.clone()))
+            .collect();
+        let settings = ExecutorSettings {
+            retry: self.settings.retry,
+            global_concurrency: self.settings.concurrency.global,
+            per_cloud_concurrency: self.settings.concurrency.per_cloud,
+            busy_timeout: self.settings.waits.busy_timeout,
+            delete_timeout: self.settings.waits.delete_timeout,
+            poll_interval: self.settings.waits.poll_interval,
+            max_deletes: self.settings.max_deletes_per_pass,
+            deadline: clock + self.settings.pass_timeout,
+        };
+        let mut executor = Executor::new(providers, settings, self.metrics.clone(), cancel);
+        if let Some(progress) = progress {
+            executor = executor.with_progress(progress);
+        }
+        let outcomes = executor.execute(&planned.plan).await;
+        let requeued = executor.requeued();
+        let report = build_report(&planned, &outcomes, &requeued, clock.elapsed());
+        {
+            let mut state = self.state();
+            for item in report.items.iter() {
+                if let ItemStatus::Left(reason) = &item.status {
+                    state.record_failure(&item.key, reason.to_string());
+                }
+            }
+            if let Err(error) = state.save() {
+                tracing::error!(error = %error, "could not save the state file; history of this pass is lost");
+            }
+        }
+        self.update_metrics(&report);
+        report
+    }
+
+    fn update_metrics(&self, report: &PassReport) {
+        let m = &self.metrics;
+        let now = Utc::now();
+        let failed_clouds: HashSet<&str> = report
+            .clouds
+            .iter()
+            .filter(|c| c.error.is_some())
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut counts: HashMap<(String, String, String), i64> = HashMap::new();
+        let mut oldest: HashMap<(String, String), f64> = HashMap::new();
+        for item in report.items.iter() {
+            let ItemStatus::Left(reason) = &item.status else {
+                continue;
+            };
+            let (cloud, kind) = (item.key.cloud.clone(), item.key.kind.as_str().to_string());
+            *counts
+                .entry((cloud.clone(), kind.clone(), reason.label().to_string()))
+                .or_default() += 1;
+            let age = item
+                .born
+                .map_or(0.0, |born| (now - born).num_milliseconds().max(0) as f64 / 1000.0);
+            let slot = oldest.entry((cloud, kind)).or_default();
+            *slot = slot.max(age);
+        }
+        let mut series = self
+            .leftover_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (cloud, kind, reason) in series.iter() {
+            if !failed_clouds.contains(cloud.as_str()) {
+                m.leftover_resources
+                    .with_label_values(&[cloud, kind, reason])
+                    .set(0);
+                m.oldest_leftover_age_seconds
+                    .with_label_values(&[cloud, kind])
+                    .set(0.0);
+            }
+        }
+        for ((cloud, kind, reason), count) in counts {
+            m.leftover_resources
+                .with_label_values(&[&cloud, &kind, &reason])
+                .set(count);
+            series.insert((cloud, kind, reason));
+        }
+        for ((cloud, kind), age) in oldest {
+            m.oldest_leftover_age_seconds
+                .with_label_values(&[&cloud, &kind])
+                .set(age);
+        }
+        for cloud in &report.clouds {
+            m.cloud_up
+                .with_label_values(&[&cloud.name])
+                .set(i64::from(cloud.error.is_none()));
+        }
+        m.pass_duration_seconds.observe(report.duration.as_secs_f64());
+        m.passes_total
+            .with_label_values(&[report.result().as_str()])
+            .inc();
+        let end = unix_now();
+        m.last_pass_end_timestamp_seconds.set(end);
+        if report.clouds.iter().all(|c| c.error.is_none()) {
+            m.last_pass_success_timestamp_seconds.set(end);
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// Turns the plan and the executor's outcomes into the report.
+pub fn build_report(
+    planned: &Planned,
+    outcomes: &HashMap<petgraph::graph::NodeIndex, Outcome>,
+    requeued: &HashMap<ResourceKey, u32>,
+    duration: Duration,
+) -> PassReport {
+    let graph = &planned.plan.graph;
+    let mut items = Vec::new();
+    for node in graph.node_indices() {
+        let plan_node = &graph[node];
+        let Some(verdict) = &plan_node.verdict else {
+            continue;
+        }; // a stand-in for an unlisted user
+        let status = match (&plan_node.disposition, outcomes.get(&node)) {
+            (Disposition::Held { reason }, _) => ItemStatus::Left(match reason {
+                HoldReason::InUse { by } => LeftReason::InUse { by: by.clone() },
+                HoldReason::Cycle { members } => LeftReason::Cycle {
+                    members: members.clone(),
+                },
+            }),
+            (Disposition::Delete, Some(Outcome::Deleted)) => ItemStatus::Deleted,
+            (Disposition::Delete, Some(Outcome::AlreadyGone | Outcome::RemovedWithOwner)) => {
+                ItemStatus::AlreadyGone
+            }
+            (Disposition::Delete, Some(Outcome::Left { reason })) => ItemStatus::Left(reason.clone()),
+            // Never reached: every actionable node gets an outcome. Say so rather than guess.
+            (Disposition::Delete, None) => ItemStatus::Left(LeftReason::Shutdown),
+            (Disposition::AwaitRemoval { .. }, _) | (Disposition::Keep, _) => {
+                ItemStatus::Skipped(verdict.describe())
+            }
+        };
+        let resource = &plan_node.resource;
+        items.push(ReportItem {
+            key: resource.key.clone(),
+            name: resource.name.clone(),
+            born: resource.created,
+            status,
+            requeues: requeued.get(&resource.key).copied().unwrap_or(0),
+        });
+    }
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let names = graph
+        .node_weights()
+        .map(|n| (n.resource.key.clone(), n.resource.name.clone()))
+        .collect();
+    PassReport {
+        pass: planned.pass,
+        started: planned.started,
+        duration,
+        clouds: planned.clouds.clone(),
+        items,
+        names,
+    }
+}

@@ -1,0 +1,292 @@
+//! The Proxmox VE API client: authentication (API token, or ticket with CSRF token renewed before it
+//! expires), the `{"data": ...}` envelope, and error answers turned into [`ProviderError`]s through
+//! [`classify`](super::classify::classify).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::classify::{classify, Source, Verdict};
+use crate::provider::http::ApiClient;
+use crate::provider::{ErrorClass, ProviderError};
+
+/// Metrics label for every Proxmox request.
+const SERVICE: &str = "proxmox";
+
+/// The authentication in use; secrets are kept here only, never logged.
+pub enum Login {
+    Token {
+        header: String,
+    },
+    Ticket {
+        user: String,
+        password: String,
+        lifetime: Duration,
+    },
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Login::Token { .. } => f.write_str("Login::Token"),
+            Login::Ticket { user, .. } => write!(f, "Login::Ticket({user})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ticket {
+    ticket: String,
+    csrf: String,
+    issued: Instant,
+}
+
+/// One cluster's API.
+#[derive(Clone)]
+pub struct PveClient {
+    http: ApiClient,
+    base: String,
+    login: Arc<Login>,
+    ticket: Arc<Mutex<Option<Ticket>>>,
+}
+
+/// An API error answer, before it becomes a [`ProviderError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub message: String,
+    pub verdict: Verdict,
+    pub retry_after: Option<Duration>,
+}
+
+/// The message of an error answer: the body's `message` and `errors`, else the status.
+pub fn error_message(status: u16, body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let mut parts = Vec::new();
+    if let Some(value) = &parsed {
+        if let Some(message) = value.get("message").and_then(Value::as_str) {
+            parts.push(message.trim().to_string());
+        }
+        if let Some(errors) = value.get("errors").and_then(Value::as_object) {
+            let listed: Vec<String> = errors
+                .iter()
+                .map(|(key, text)| format!("{key}: {}", text.as_str().unwrap_or_default().trim()))
+                .collect();
+            parts.push(listed.join("; "));
+        }
+    }
+    if parts.is_empty() {
+        let text = String::from_utf8_lossy(body).trim().to_string();
+        if text.is_empty() || parsed.is_some() {
+            return match status {
+                595 => "proxy error: node unreachable".to_string(),
+                401 => "authentication failure".to_string(),
+                _ => format!("HTTP {status}"),
+            };
+        }
+        return text.chars().take(300).collect();
+    }
+    parts.join(": ")
+}
+
+impl PveClient {
+    pub fn new(http: ApiClient, base: String, login: Login) -> Self {
+        PveClient {
+            http,
+            base,
+            login: Arc::new(login),
+            ticket: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// `GET path` (relative to `/api2/json`), returning `data`.
+    pub async fn get(&self, path: &str) -> Result<Value, ProviderError> {
+        self.call(Method::GET, path, &[]).await
+    }
+
+    /// Sends a request with form parameters; one re-authentication on a 401 with ticket auth.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<Value, ProviderError> {
+        let url = format!("{}{path}", self.base);
+        match self.attempt(&method, &url, form).await? {
+            Ok(data) => Ok(data),
+            Err(failure)
+                if failure.verdict == Verdict::Unauthorized
+                    && matches!(*self.login, Login::Ticket { .. }) =>
+            {
+                *self.ticket.lock().await = None;
+                match self.attempt(&method, &url, form).await? {
+                    Ok(data) => Ok(data),
+                    Err(failure) => Err(to_error(&method, &url, failure)),
+                }
+            }
+            Err(failure) => Err(to_error(&method, &url, failure)),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        form: &[(&str, String)],
+    ) -> Result<Result<Value, ApiFailure>, ProviderError> {
+        let mut request = self.http.request(method.clone(), url);
+        match &*self.login {
+            Login::Token { header } => request = request.header("Authorization", header),
+            Login::Ticket { .. } => {
+                let ticket = self.current_ticket().await?;
+                request = request.header("Cookie", format!("PVEAuthCookie={}", ticket.ticket));
+                if method != Method::GET {
+                    request = request.header("CSRFPreventionToken", ticket.csrf);
+                }
+            }
+        }
+        if !form.is_empty() {
+            request = request.form(form);
+        }
+        let response = self.http.send(SERVICE, request).await?;
+        let status = response.status.as_u16();
+        if response.status.is_success() {
+            let value: Value = serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
+                url: url.to_string(),
+                message: format!("not JSON: {e}"),
+            })?;
+            return Ok(Ok(value.get("data").cloned().unwrap_or(Value::Null)));
+        }
+        let message = error_message(status, &response.body);
+        let verdict = classify(Source::Http(status), &message);
+        Ok(Err(ApiFailure {
+            status,
+            message,
+            verdict,
+            retry_after: response.retry_after(),
+        }))
+    }
+
+    /// The ticket to use: a new one when none is held, a renewed one once three quarters of its
+    /// lifetime have passed.
+    async fn current_ticket(&self) -> Result<Ticket, ProviderError> {
+        let Login::Ticket {
+            user,
+            password,
+            lifetime,
+        } = &*self.login
+        else {
+            return Err(ProviderError::Config(
+                "ticket requested with API token auth".to_string(),
+            ));
+        };
+        let mut held = self.ticket.lock().await;
+        if let Some(ticket) = held.as_ref() {
+            if ticket.issued.elapsed() < lifetime.mul_f64(0.75) {
+                return Ok(ticket.clone());
+            }
+            // Renewal: a valid ticket stands in for the password. Fall back to the password if the
+            // cluster refuses it (it expired meanwhile).
+            if ticket.issued.elapsed() < *lifetime {
+                if let Ok(renewed) = self.login_with(user, &ticket.ticket.clone()).await {
+                    *held = Some(renewed.clone());
+                    return Ok(renewed);
+                }
+            }
+        }
+        let fresh = self.login_with(user, password).await?;
+        *held = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn login_with(&self, user: &str, password: &str) -> Result<Ticket, ProviderError> {
+        let url = format!("{}/access/ticket", self.base);
+        let form = [("username", user), ("password", password)];
+        let request = self.http.request(Method::POST, &url).form(&form);
+        let response = self.http.send(SERVICE, request).await?;
+        if !response.status.is_success() {
+            let message = error_message(response.status.as_u16(), &response.body);
+            return Err(ProviderError::Auth {
+                url,
+                message: format!("HTTP {}: {message}", response.status.as_u16()),
+            });
+        }
+        let value: Value = serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
+            url: url.clone(),
+            message: format!("not JSON: {e}"),
+        })?;
+        let data = value.get("data").cloned().unwrap_or(Value::Null);
+        let ticket = data.get("ticket").and_then(Value::as_str);
+        let csrf = data.get("CSRFPreventionToken").and_then(Value::as_str);
+        match (ticket, csrf) {
+            (Some(ticket), Some(csrf)) => Ok(Ticket {
+                ticket: ticket.to_string(),
+                csrf: csrf.to_string(),
+                issued: Instant::now(),
+            }),
+            _ if data.get("NeedTFA").is_some() => Err(ProviderError::Auth {
+                url,
+                message: "the user needs a second factor; use an API token".to_string(),
+            }),
+            _ => Err(ProviderError::Auth {
+                url,
+                message: "no ticket in the answer".to_string(),
+            }),
+        }
+    }
+}
+
+fn to_error(method: &Method, url: &str, failure: ApiFailure) -> ProviderError {
+    if failure.verdict == Verdict::Unauthorized {
+        return ProviderError::Auth {
+            url: url.to_string(),
+            message: format!("HTTP {}: {}", failure.status, failure.message),
+        };
+    }
+    let class = match failure.verdict.error_class() {
+        ErrorClass::RateLimited { .. } => ErrorClass::RateLimited {
+            retry_after: failure.retry_after,
+        },
+        other => other,
+    };
+    ProviderError::Api {
+        class,
+        method: method.to_string(),
+        url: url.to_string(),
+        status: failure.status,
+        message: failure.message,
+    }
+}
+
+/// The verdict behind an error this client returned, for the provider's own decisions ("is running"
+/// means stop again, "not running" means nothing to stop).
+pub fn verdict_of(error: &ProviderError) -> Option<Verdict> {
+    match error {
+        ProviderError::Api { status, message, .. } => Some(classify(Source::Http(*status), message)),
+        ProviderError::OperationFailed { message, .. } => Some(classify(Source::Task, message)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_come_from_the_body_or_the_status() {
+        let body = br#"{"data":null,"message":"VM 101 is running - destroy failed\n"}"#;
+        assert_eq!(error_message(500, body), "VM 101 is running - destroy failed");
+        let body =
+            br#"{"data":null,"errors":{"upid":"no such task"},"message":"Parameter verification failed.\n"}"#;
+        assert_eq!(
+            error_message(400, body),
+            "Parameter verification failed.: upid: no such task"
+        );
+        assert_eq!(error_message(595, b""), "proxy error: node unreachable");
+        assert_eq!(error_message(502, b"Bad Gateway"), "Bad Gateway");
+    }
+}

@@ -1,0 +1,345 @@
+//! What a pass did and what stayed, for people (a table), machines (JSON) and the exit code; and the
+//! dry-run plan as a table, JSON or Graphviz dot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+
+use crate::executor::LeftReason;
+use crate::model::ResourceKey;
+use crate::planner::{Disposition, Plan};
+
+/// Whether a cloud could be listed this pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudStatus {
+    pub name: String,
+    pub error: Option<String>,
+}
+
+/// What happened to one discovered resource.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum ItemStatus {
+    Deleted,
+    AlreadyGone,
+    /// Selected, still there.
+    Left(LeftReason),
+    /// Not selected (the text says why); never touched.
+    Skipped(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportItem {
+    pub key: ResourceKey,
+    pub name: String,
+    pub born: Option<DateTime<Utc>>,
+    pub status: ItemStatus,
+    /// Times a conflict sent it back into the queue this pass.
+    pub requeues: u32,
+}
+
+/// The overall result of a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassResult {
+    /// Everything selected is gone.
+    Clean,
+    /// Selected resources stayed.
+    Leftovers,
+    /// At least one cloud could not be listed.
+    Failed,
+}
+
+impl PassResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassResult::Clean => "clean",
+            PassResult::Leftovers => "leftovers",
+            PassResult::Failed => "failed",
+        }
+    }
+
+    /// The exit code of `once`: 0 clean, 1 leftovers, 2 could not run.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            PassResult::Clean => 0,
+            PassResult::Leftovers => 1,
+            PassResult::Failed => 2,
+        }
+    }
+}
+
+/// The report of one pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    pub pass: u64,
+    pub started: DateTime<Utc>,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    pub clouds: Vec<CloudStatus>,
+    pub items: Vec<ReportItem>,
+    /// Names of every resource in the graph, to show next to ids.
+    #[serde(skip)]
+    pub names: HashMap<ResourceKey, String>,
+}
+
+#[derive(Default)]
+struct Row {
+    deleted: usize,
+    gone: usize,
+    left: usize,
+    skipped: usize,
+    requeues: u32,
+}
+
+impl PassReport {
+    pub fn result(&self) -> PassResult {
+        if self.clouds.iter().any(|c| c.error.is_some()) {
+            PassResult::Failed
+        } else if self.left().next().is_some() {
+            PassResult::Leftovers
+        } else {
+            PassResult::Clean
+        }
+    }
+
+    /// The selected resources that stayed, with why.
+    pub fn left(&self) -> impl Iterator<Item = (&ReportItem, &LeftReason)> {
+        self.items.iter().filter_map(|i| match &i.status {
+            ItemStatus::Left(reason) => Some((i, reason)),
+            _ => None,
+        })
+    }
+
+    fn named(&self, key: &ResourceKey) -> String {
+        match self.names.get(key).filter(|n| !n.is_empty()) {
+            Some(name) => format!("{key} ({name})"),
+            None => key.to_string(),
+        }
+    }
+
+    fn reason_text(&self, reason: &LeftReason) -> String {
+        match reason {
+            LeftReason::InUse { by } => format!("in use by {}", self.named(by)),
+            LeftReason::Blocked { by } => format!("blocked: {} stayed", self.named(by)),
+            other => other.to_string(),
+        }
+    }
+
+    /// The human report: a line of totals, a table per cloud and kind, then every leftover with why.
+    pub fn render_table(&self) -> String {
+        let mut rows: BTreeMap<(String, &'static str), Row> = BTreeMap::new();
+        for item in &self.items {
+            let row = rows
+                .entry((item.key.cloud.clone(), item.key.kind.as_str()))
+                .or_default();
+            row.requeues += item.requeues;
+            match item.status {
+                ItemStatus::Deleted => row.deleted += 1,
+                ItemStatus::AlreadyGone => row.gone += 1,
+                ItemStatus::Left(_) => row.left += 1,
+                ItemStatus::Skipped(_) => row.skipped += 1,
+            }
+        }
+        let total = |f: fn(&Row) -> usize| rows.values().map(f).sum::<usize>();
+        let requeues: u32 = rows.values().map(|r| r.requeues).sum();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "pass {} {} in {:.1}s: {} deleted, {} already gone, {} left, {} not selected, {} conflicts requeued",
+            self.pass,
+            self.result().as_str(),
+            self.duration.as_secs_f64(),
+            total(|r| r.deleted),
+            total(|r| r.gone),
+            total(|r| r.left),
+            total(|r| r.skipped),
+            requeues
+        );
+        for cloud in self.clouds.iter().filter(|c| c.error.is_some()) {
+            let _ = writeln!(
+                out,
+                "cloud {} could not be listed: {}",
+                cloud.name,
+                cloud.error.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:<18} {:>8} {:>8} {:>6} {:>9} {:>9}",
+            "CLOUD", "KIND", "DELETED", "GONE", "LEFT", "SKIPPED", "REQUEUES"
+        );
+        for ((cloud, kind), row) in &rows {
+            let _ = writeln!(
+                out,
+                "{cloud:<16} {kind:<18} {:>8} {:>8} {:>6} {:>9} {:>9}",
+                row.deleted, row.gone, row.left, row.skipped, row.requeues
+            );
+        }
+        let left: Vec<_> = self.left().collect();
+        if !left.is_empty() {
+            let _ = writeln!(out, "\nLeft in place:");
+            for (item, reason) in left {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:<16} {:<38} {:<24} {}",
+                    item.key.cloud,
+                    item.key.kind.as_str(),
+                    item.key.id,
+                    item.name,
+                    self.reason_text(reason)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The dry run as a table: what would be deleted, in order, what is held back and why, and how many
+/// resources were not selected.
+pub fn plan_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Would delete, in this order ({}):", plan.order.len());
+    for (position, &node) in plan.order.iter().enumerate() {
+        let n = &plan.graph[node];
+        let how = match &n.disposition {
+            Disposition::AwaitRemoval { owner } => format!("  (removed with {owner})"),
+            _ => String::new(),
+        };
+        let r = &n.resource;
+        let _ = writeln!(
+            out,
+            "  {:>4}. {:<12} {:<16} {:<38} {}{how}",
+            position + 1,
+            r.key.cloud,
+            r.key.kind.as_str(),
+            r.key.id,
+            r.name
+        );
+    }
+    let held: Vec<_> = plan
+        .nodes()
+        .filter_map(|n| match &n.disposition {
+            Disposition::Held { reason } => Some((n, reason)),
+            _ => None,
+        })
+        .collect();
+    if !held.is_empty() {
+        let _ = writeln!(out, "\nSelected but held back ({}):", held.len());
+        for (n, reason) in held {
+            let r = &n.resource;
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<16} {:<38} {:<24} {reason}",
+                r.key.cloud,
+                r.key.kind.as_str(),
+                r.key.id,
+                r.name
+            );
+        }
+    }
+    let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+    for n in plan.nodes() {
+        if let (Some(verdict), Disposition::Keep | Disposition::AwaitRemoval { .. }) =
+            (&n.verdict, &n.disposition)
+        {
+            *skipped.entry(verdict.describe()).or_default() += 1;
+        }
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nNot selected (never touched):");
+        for (why, count) in skipped {
+            let _ = writeln!(out, "  {count:>5}  {why}");
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonNode<'a> {
+    cloud: &'a str,
+    kind: &'static str,
+    id: &'a str,
+    name: &'a str,
+    tags: &'a [String],
+    status: &'a str,
+    selection: String,
+    #[serde(flatten)]
+    disposition: &'a Disposition,
+    /// Position in the delete order, when it would be deleted.
+    order: Option<usize>,
+    uses: Vec<String>,
+}
+
+/// The dry run as JSON: every node with its selection verdict, disposition, order and edges.
+pub fn plan_json(plan: &Plan) -> String {
+    let position: HashMap<_, _> = plan.order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
+    let nodes: Vec<JsonNode> = plan
+        .graph
+        .node_indices()
+        .map(|index| {
+            let n = &plan.graph[index];
+            let r = &n.resource;
+            JsonNode {
+                cloud: &r.key.cloud,
+                kind: r.key.kind.as_str(),
+                id: &r.key.id,
+                name: &r.name,
+                tags: &r.tags,
+                status: &r.status,
+                selection: n.verdict.as_ref().map_or_else(
+                    || "not listed (a user of a listed resource)".to_string(),
+                    |v| v.describe(),
+                ),
+                disposition: &n.disposition,
+                order: position.get(&index).copied(),
+                uses: plan
+                    .graph
+                    .edges(index)
+                    .map(|e| plan.graph[e.target()].resource.key.to_string())
+                    .collect(),
+            }
+        })
+        .collect();
+    serde_json::to_string_pretty(&nodes).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// The dependency graph in Graphviz dot: `dot -Tsvg` draws it. Red: would be deleted; orange: held
+/// back; grey: not selected. An arrow `a -> b` reads "a uses b": a goes first.
+pub fn plan_dot(plan: &Plan) -> String {
+    let mut out = String::from("digraph cloud_janitor {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n");
+    for index in plan.graph.node_indices() {
+        let n = &plan.graph[index];
+        let (color, note) = match &n.disposition {
+            Disposition::Delete => ("#f4a6a6", "delete".to_string()),
+            Disposition::AwaitRemoval { .. } => ("#f9d6a5", "removed with owner".to_string()),
+            Disposition::Held { reason } => ("#ffd966", reason.to_string()),
+            Disposition::Keep => ("#dddddd", "keep".to_string()),
+        };
+        let r = &n.resource;
+        let label = format!(
+            "{}\\n{}\\n{}\\n[{}]",
+            r.key.kind,
+            escape(&r.name),
+            escape(&r.key.id),
+            escape(&note)
+        );
+        let _ = writeln!(
+            out,
+            "  n{} [label=\"{label}\", fillcolor=\"{color}\"];",
+            index.index()
+        );
+    }
+    for edge in plan.graph.edge_references() {
+        let _ = writeln!(out, "  n{} -> n{};", edge.source().index(), edge.target().index());
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}

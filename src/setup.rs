@@ -1,0 +1,60 @@
+//! Turns a validated [`Config`] into ready clouds: a provider per `[[clouds]]` table with its selector.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{CloudSpec, Config, ProviderSpec};
+use crate::metrics::Metrics;
+use crate::pass::{Cloud, Janitor, PassSettings};
+use crate::provider::openstack::{OpenStackProvider, TagFilter};
+use crate::provider::proxmox::ProxmoxProvider;
+use crate::provider::{Provider, ProviderError};
+use crate::state::{StateError, StateStore};
+
+/// Why the janitor could not be assembled. Both are configuration problems (exit code 64).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+    #[error("{0}")]
+    State(#[from] StateError),
+}
+
+/// Builds one cloud's provider. `env` is the process environment (`OS_*` variables, secrets).
+pub fn build_cloud(
+    spec: &CloudSpec,
+    metrics: Arc<Metrics>,
+    env: &HashMap<String, String>,
+) -> Result<Cloud, ProviderError> {
+    let provider: Arc<dyn Provider> = match &spec.provider {
+        ProviderSpec::OpenStack(settings) => {
+            let filter = TagFilter {
+                all: spec.tags_all.clone(),
+                any: spec.tags_any.clone(),
+            };
+            Arc::new(OpenStackProvider::new(
+                &spec.name, settings, filter, metrics, env,
+            )?)
+        }
+        ProviderSpec::Proxmox(settings) => {
+            Arc::new(ProxmoxProvider::new(spec.name.clone(), settings, metrics)?)
+        }
+    };
+    Ok(Cloud {
+        name: spec.name.clone(),
+        selector: spec.selector.clone(),
+        provider,
+    })
+}
+
+/// Builds the janitor for a config: every provider, the state store, the pass settings.
+pub fn build_janitor(config: &Config, metrics: Arc<Metrics>) -> Result<Janitor, SetupError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let clouds = config
+        .clouds
+        .iter()
+        .map(|spec| build_cloud(spec, metrics.clone(), &env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let state = StateStore::open(config.state_file.as_deref())?;
+    Ok(Janitor::new(clouds, PassSettings::from(config), metrics, state))
+}
