@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cloud_janitor_sim::faults::FaultRule;
 use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
 
 use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
 use crate::executor::{Outcome, Progress, ProgressSink};
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::pass::{Cloud, Janitor, PassSettings};
 use crate::policy::RetryPolicy;
 use crate::provider::openstack::OpenStackSettings;
+use crate::provider::proxmox::config::ProxmoxSettings;
 use crate::selection::{SelectionConfig, Selector};
 use crate::setup::build_cloud;
 use crate::state::StateStore;
@@ -41,9 +43,19 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// A janitor config for the simulated OpenStack, as `simulate --config-out` writes it.
-pub fn config_text(clouds_yaml: &Path, listen: &str) -> String {
-    format!(
+/// A janitor config for the simulated clouds, as `simulate --config-out` writes it.
+pub fn config_text(clouds_yaml: &Path, listen: &str, cluster: Option<&DemoCluster>) -> String {
+    let proxmox = cluster.map_or_else(String::new, |cluster| {
+        format!(
+            "\n[[clouds]]\nname = \"sim-proxmox\"\ntype = \"proxmox\"\nurl = \"{}\"\ntoken_id = \"{}\"\n\
+             token_secret_file = \"{}\"\npoll_interval = \"200ms\"\n\n[clouds.select]\n\
+             tags_all = [\"{PROXMOX_DEMO_TAG}\"]\nuntaggable_name_pattern = \"{PROXMOX_ORPHAN_DISKS}\"\n",
+            cluster.sim.url(),
+            cluster.sim.token_id(),
+            cluster.token_secret_file.display()
+        )
+    });
+    let openstack = format!(
         "# Written by `cloud-janitor simulate`: cleans the simulated cloud's CI leftovers.\n\
          schedule = \"*/10 * * * * *\"   # sec min hour day-of-month month day-of-week\n\
          listen = \"{listen}\"\n\
@@ -52,7 +64,8 @@ pub fn config_text(clouds_yaml: &Path, listen: &str) -> String {
          [[clouds]]\nname = \"sim\"\ntype = \"openstack\"\ncloud = \"sim\"\nclouds_yaml = \"{}\"\n\n\
          [clouds.select]\ntags_all = [\"{DEMO_TAG}\"]\nuntaggable_name_pattern = \"^{DEMO_TAG}-\"\n",
         clouds_yaml.display()
-    )
+    );
+    format!("{openstack}{proxmox}")
 }
 
 /// Prints progress lines as the executor works, with the time since the pass started.
@@ -105,27 +118,87 @@ pub async fn start_openstack(
     Ok(DemoCloud { sim, clouds_yaml })
 }
 
-/// The janitor the demo runs: the simulated OpenStack, short waits so the locked server does not
-/// hold the demo up for minutes.
-pub fn demo_janitor(
-    cloud: &DemoCloud,
-    metrics: Arc<Metrics>,
-) -> Result<Janitor, crate::provider::ProviderError> {
-    let selection = demo_selection();
-    let selector =
-        Selector::new(&selection).map_err(|e| crate::provider::ProviderError::Config(e.to_string()))?;
-    let spec = CloudSpec {
-        name: "demo-openstack".to_string(),
+/// The tag the simulated Proxmox VE's CI guests carry.
+pub const PROXMOX_DEMO_TAG: &str = "ci-janitor-test";
+
+/// CI jobs in the simulated cluster use vmids 990-999: orphan disks of that range are leftovers.
+pub const PROXMOX_ORPHAN_DISKS: &str = "^vm-99[0-9]-disk-";
+
+/// A started, seeded simulated Proxmox VE cluster, with its API token secret in a file.
+pub struct DemoCluster {
+    pub sim: ProxmoxSim,
+    pub token_secret_file: PathBuf,
+}
+
+/// Starts the simulated Proxmox VE on `listen` (plain HTTP), seeds it unless `empty`, and writes its
+/// API token secret to `token_secret_file`.
+pub async fn start_proxmox(
+    listen: std::net::SocketAddr,
+    token_secret_file: PathBuf,
+    empty: bool,
+) -> std::io::Result<DemoCluster> {
+    let sim = ProxmoxSim::start(listen, ProxmoxSimConfig::default()).await?;
+    if !empty {
+        sim.seed_ci_leftovers();
+    }
+    write_atomically(&token_secret_file, &sim.token_secret())?;
+    Ok(DemoCluster {
+        sim,
+        token_secret_file,
+    })
+}
+
+fn proxmox_settings(cluster: &DemoCluster) -> Result<ProxmoxSettings, String> {
+    let settings: ProxmoxSettings = serde_json::from_value(serde_json::json!({
+        "url": cluster.sim.url(),
+        "token_id": cluster.sim.token_id(),
+        "token_secret_file": cluster.token_secret_file,
+        "poll_interval": "100ms",
+        "task_timeout": "20s",
+    }))
+    .map_err(|e| e.to_string())?;
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
+fn spec(name: &str, selection: SelectionConfig, provider: ProviderSpec) -> Result<CloudSpec, String> {
+    let selector = Selector::new(&selection).map_err(|e| e.to_string())?;
+    Ok(CloudSpec {
+        name: name.to_string(),
         selector,
         tags_all: selection.tags_all.clone(),
         tags_any: selection.tags_any.clone(),
-        provider: ProviderSpec::OpenStack(OpenStackSettings::from_clouds_yaml(
-            "sim",
-            cloud.clouds_yaml.clone(),
-        )),
-    };
+        provider,
+    })
+}
+
+/// The janitor the demo runs: the simulated OpenStack and, when given, the simulated Proxmox VE;
+/// short waits so the locked server does not hold the demo up for minutes.
+pub fn demo_janitor(
+    cloud: &DemoCloud,
+    cluster: Option<&DemoCluster>,
+    metrics: Arc<Metrics>,
+) -> Result<Janitor, crate::provider::ProviderError> {
+    let config_error = crate::provider::ProviderError::Config;
+    let openstack = ProviderSpec::OpenStack(OpenStackSettings::from_clouds_yaml(
+        "sim",
+        cloud.clouds_yaml.clone(),
+    ));
+    let mut specs = vec![spec("demo-openstack", demo_selection(), openstack).map_err(config_error)?];
+    if let Some(cluster) = cluster {
+        let selection = SelectionConfig {
+            tags_all: vec![PROXMOX_DEMO_TAG.to_string()],
+            untaggable_name_pattern: Some(PROXMOX_ORPHAN_DISKS.to_string()),
+            ..SelectionConfig::default()
+        };
+        let proxmox = ProviderSpec::Proxmox(Box::new(proxmox_settings(cluster).map_err(config_error)?));
+        specs.push(spec("demo-proxmox", selection, proxmox).map_err(config_error)?);
+    }
     let env = std::collections::HashMap::new();
-    let clouds: Vec<Cloud> = vec![build_cloud(&spec, metrics.clone(), &env)?];
+    let clouds: Vec<Cloud> = specs
+        .iter()
+        .map(|spec| build_cloud(spec, metrics.clone(), &env))
+        .collect::<Result<_, _>>()?;
     let settings = PassSettings {
         pass_timeout: Duration::from_secs(120),
         max_deletes_per_pass: 500,

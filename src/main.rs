@@ -96,6 +96,10 @@ enum Command {
         /// Serve it empty (only the external network, shared network and default groups).
         #[arg(long)]
         empty: bool,
+        /// Also serve the simulated Proxmox VE here (plain HTTP; its token secret goes in a file
+        /// next to the clouds.yaml).
+        #[arg(long)]
+        proxmox_listen: Option<SocketAddr>,
     },
     /// Exits 0 if the daemon at URL answers /healthz (for container health checks without a shell).
     Healthcheck {
@@ -258,14 +262,33 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             clouds_yaml,
             config_out,
             empty,
+            proxmox_listen,
         } => {
+            let cluster = match proxmox_listen {
+                Some(address) => {
+                    let secret = clouds_yaml.with_file_name("proxmox-token-secret");
+                    let cluster = demo::start_proxmox(address, secret, empty)
+                        .await
+                        .with_context(|| format!("cannot start the simulated Proxmox VE on {address}"))?;
+                    println!(
+                        "simulated Proxmox VE: {} (token {})",
+                        cluster.sim.url(),
+                        cluster.sim.token_id()
+                    );
+                    println!("token secret file: {}", cluster.token_secret_file.display());
+                    Some(cluster)
+                }
+                None => None,
+            };
+            if let Some(path) = &config_out {
+                // Written before the clouds.yaml, which callers wait for.
+                let text = demo::config_text(&clouds_yaml, "127.0.0.1:9464", cluster.as_ref());
+                demo::write_atomically(path, &text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             let cloud = demo::start_openstack(listen, clouds_yaml.clone(), empty)
                 .await
                 .with_context(|| format!("cannot start the simulated OpenStack on {listen}"))?;
-            if let Some(path) = &config_out {
-                demo::write_atomically(path, &demo::config_text(&clouds_yaml, "127.0.0.1:9464"))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
             println!("simulated OpenStack: {}", cloud.sim.url());
             println!("Keystone (auth_url): {}", cloud.sim.auth_url());
             println!(
@@ -278,6 +301,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("serving until interrupted");
             shutdown_token().cancelled().await;
             cloud.sim.shutdown();
+            if let Some(cluster) = cluster {
+                cluster.sim.shutdown();
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => {
@@ -308,13 +334,28 @@ async fn run_demo(serve_metrics: Option<SocketAddr>, metrics: Arc<Metrics>) -> a
     let cloud = demo::start_openstack("127.0.0.1:0".parse()?, directory.join("clouds.yaml"), false)
         .await
         .context("cannot start the simulated OpenStack")?;
+    let cluster = demo::start_proxmox(
+        "127.0.0.1:0".parse()?,
+        directory.join("proxmox-token-secret"),
+        false,
+    )
+    .await
+    .context("cannot start the simulated Proxmox VE")?;
     println!(
         "Simulated OpenStack at {} seeded with the leftovers of three interrupted CI jobs",
         cloud.sim.url()
     );
     println!("(servers on ports, volumes attached, routers with interfaces and a floating IP, security groups in use,");
-    println!(" a locked server; untagged resources, the default security group and shared networks must survive)\n");
-    let janitor = demo::demo_janitor(&cloud, metrics.clone()).context("cannot configure the demo janitor")?;
+    println!(
+        " a locked server; untagged resources, the default security group and shared networks must survive)"
+    );
+    println!(
+        "Simulated Proxmox VE at {} with CI guests (one wedged, one held by a backup), a protected",
+        cluster.sim.url()
+    );
+    println!("guest, a template, untagged guests and orphan disks\n");
+    let janitor = demo::demo_janitor(&cloud, Some(&cluster), metrics.clone())
+        .context("cannot configure the demo janitor")?;
     let cancel = shutdown_token();
     let server = match serve_metrics {
         Some(listen) => {
@@ -359,6 +400,7 @@ async fn run_demo(serve_metrics: Option<SocketAddr>, metrics: Arc<Metrics>) -> a
             .context("metrics server")?;
     }
     cloud.sim.shutdown();
+    cluster.sim.shutdown();
     std::fs::remove_dir_all(&directory).ok();
     Ok(ExitCode::SUCCESS)
 }
