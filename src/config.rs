@@ -169,6 +169,7 @@ impl Config {
             .format(config::FileFormat::Toml)
             .required(true);
         let environment = config::Environment::with_prefix("CLOUD_JANITOR")
+            .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
             .source(Some(env));

@@ -60,7 +60,9 @@ impl FaultRule {
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
             && path.contains(&self.path)
     }
 }
@@ -135,7 +137,9 @@ fn injected_response(status: u16, body: Option<String>, headers: Vec<(String, St
         serde_json::json!({"error": {"code": status.as_u16(), "message": "injected fault"}}).to_string()
     });
     let mut response = (status, Body::from(body)).into_response();
-    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             response.headers_mut().insert(name, value);
@@ -150,10 +154,12 @@ pub fn admin_router(faults: Faults) -> Router {
     Router::new()
         .route(
             "/_sim/faults",
-            post(|State(faults): State<Faults>, Json(rule): Json<FaultRule>| async move {
-                faults.add(rule);
-                StatusCode::NO_CONTENT
-            })
+            post(
+                |State(faults): State<Faults>, Json(rule): Json<FaultRule>| async move {
+                    faults.add(rule);
+                    StatusCode::NO_CONTENT
+                },
+            )
             .delete(|State(faults): State<Faults>| async move {
                 faults.clear();
                 StatusCode::NO_CONTENT
@@ -174,7 +180,10 @@ mod tests {
             let injected = faults.take(&Method::DELETE, "/v2.0/ports/abc");
             assert_eq!(injected.response.map(|r| r.0), Some(409));
         }
-        assert_eq!(faults.take(&Method::DELETE, "/v2.0/ports/abc"), Injected::default());
+        assert_eq!(
+            faults.take(&Method::DELETE, "/v2.0/ports/abc"),
+            Injected::default()
+        );
     }
 
     #[test]
@@ -186,6 +195,9 @@ mod tests {
         let injected = faults.take(&Method::GET, "/v2.0/ports/abc");
         assert_eq!(injected.response, None);
         assert_eq!(injected.delay, Duration::from_millis(12));
-        assert!(faults.take(&Method::DELETE, "/v2.0/networks/x").response.is_none());
+        assert!(faults
+            .take(&Method::DELETE, "/v2.0/networks/x")
+            .response
+            .is_none());
     }
 }

@@ -13,6 +13,17 @@
 //! - `admin` / `secret`, admin of project `admin` (cloud `sim-admin`)
 //! - `other` / `otherpass`, member of project `other`, owner of the shared network (cloud `sim-other`)
 //! - application credential of `demo`: see [`OpenStackSim::clouds_yaml`] (cloud `sim-appcred`)
+//!
+//! # Where it knowingly differs from real OpenStack
+//! - Servers are `ACTIVE` and volumes `available` at once; images and flavors are not checked.
+//! - Deletes finish exactly `*_delete_delay` after they were accepted (a lazy clock, checked on every
+//!   access); `error_deleting` happens only through [`OpenStackSim::fail_volume_delete`].
+//! - Neutron sorts by id only and gives only `next` links; Nova and Cinder sort newest first. A
+//!   marker must be in the filtered list (real Nova also accepts deleted or filtered-out markers).
+//! - Router gateway and floating IP ports belong to no project, so members never list them.
+//! - A member's DELETE of any port with `device_owner` `compute:*` answers 403.
+//! - Unknown URLs answer 404 without checking the token; Cinder accepts any volume microversion.
+//! - No quotas, no subnet overlap checks, no Cinder `cascade` delete or attachments API.
 
 mod cinder;
 mod errors;

@@ -1,0 +1,155 @@
+//! A small authenticated client for the tests: JSON in, `(status, JSON)` out.
+
+use std::time::Duration;
+
+use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub struct Client {
+    pub sim: OpenStackSim,
+    pub token: String,
+    pub project_id: String,
+    http: reqwest::Client,
+    /// Sent as `OpenStack-API-Version: compute 2.x` when set.
+    pub compute_version: Option<String>,
+}
+
+pub async fn start() -> OpenStackSim {
+    start_with(SimConfig {
+        server_delete_delay: Duration::from_millis(150),
+        volume_delete_delay: Duration::from_millis(150),
+        ..SimConfig::default()
+    })
+    .await
+}
+
+pub async fn start_with(config: SimConfig) -> OpenStackSim {
+    OpenStackSim::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+pub fn password_auth(user: &str, password: &str, project: &str) -> Value {
+    json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}})
+}
+
+/// Issues a token; returns status, the `X-Subject-Token` header and the body.
+pub async fn issue_token(sim: &OpenStackSim, body: &Value) -> (u16, Option<String>, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/auth/tokens", sim.auth_url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let token = response
+        .headers()
+        .get("x-subject-token")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, token, response.json().await.unwrap_or(Value::Null))
+}
+
+impl Client {
+    pub async fn login(sim: &OpenStackSim, user: &str, password: &str, project: &str) -> Client {
+        let (status, token, body) = issue_token(sim, &password_auth(user, password, project)).await;
+        assert_eq!(status, 201, "{body}");
+        Client {
+            sim: sim.clone(),
+            token: token.unwrap(),
+            project_id: body["token"]["project"]["id"].as_str().unwrap().to_string(),
+            http: reqwest::Client::new(),
+            compute_version: Some("2.90".into()),
+        }
+    }
+
+    pub async fn demo(sim: &OpenStackSim) -> Client {
+        Client::login(sim, "demo", "demopass", "demo").await
+    }
+
+    pub async fn admin(sim: &OpenStackSim) -> Client {
+        Client::login(sim, "admin", "secret", "admin").await
+    }
+
+    /// Sends a request to a path under the sim's URL; `{project}` in the path is the token's project.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!(
+            "{}{}",
+            self.sim.url(),
+            path.replace("{project}", &self.project_id)
+        );
+        let mut request = self.http.request(method, url).header("X-Auth-Token", &self.token);
+        if let Some(version) = &self.compute_version {
+            request = request.header("OpenStack-API-Version", format!("compute {version}"));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Creates a resource and returns its id, asserting the expected status.
+    pub async fn create(&self, path: &str, key: &str, body: Value) -> String {
+        let (status, answer) = self.post(path, json!({ key: body })).await;
+        assert!((200..=202).contains(&status), "POST {path}: {status} {answer}");
+        answer[key]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls `path` until it answers `want`, for at most two seconds.
+    pub async fn wait_for_status(&self, path: &str, want: u16) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == want {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} still answers {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The NeutronError type of a body.
+pub fn neutron_type(body: &Value) -> &str {
+    body["NeutronError"]["type"].as_str().unwrap_or("")
+}
+
+/// A network with one subnet (`10.<n>.0.0/24`) as the test's user; returns (network, subnet).
+pub async fn network_with_subnet(client: &Client, name: &str, n: u8) -> (String, String) {
+    let network = client
+        .create("/network/v2.0/networks", "network", json!({"name": name}))
+        .await;
+    let subnet = client
+        .create(
+            "/network/v2.0/subnets",
+            "subnet",
+            json!({"network_id": network, "cidr": format!("10.{n}.0.0/24"), "ip_version": 4}),
+        )
+        .await;
+    (network, subnet)
+}

@@ -1,0 +1,214 @@
+//! The seeded CI leftovers, fault injection, the request log and shutdown.
+
+use cloud_janitor_sim::faults::FaultRule;
+use serde_json::{json, Value};
+
+use crate::client::{self, Client};
+
+#[tokio::test]
+async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_them() {
+    let sim = client::start().await;
+    let seeded = sim.seed_ci_leftovers();
+    assert_eq!(seeded.jobs.len(), 3);
+    for (kind, id) in seeded.tagged().iter().chain(seeded.survivors().iter()) {
+        assert!(sim.exists(kind, id), "{kind} {id}");
+    }
+    let client = Client::demo(&sim).await;
+    let (_, networks) = client.get("/network/v2.0/networks?tags=ci-job").await;
+    assert_eq!(networks["networks"].as_array().unwrap().len(), 3);
+    let created = networks["networks"][0]["created_at"].as_str().unwrap();
+    let age = chrono::Utc::now() - created.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(age > chrono::Duration::hours(2), "leftovers are a few hours old");
+
+    let (_, servers) = client.get("/compute/v2.1/servers/detail?tags=ci-job").await;
+    let servers = servers["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 4);
+    let locked: Vec<&Value> = servers.iter().filter(|s| s["locked"] == json!(true)).collect();
+    assert_eq!(locked.len(), 1);
+    assert_eq!(locked[0]["id"], json!(seeded.locked_server));
+    let (_, untagged) = client.get("/compute/v2.1/servers/detail?not-tags=ci-job").await;
+    assert_eq!(untagged["servers"][0]["id"], json!(seeded.keep.server));
+
+    let (_, volumes) = client
+        .get("/volume/v3/{project}/volumes/detail?metadata={\"ci-job\":\"true\"}")
+        .await;
+    assert_eq!(volumes["volumes"].as_array().unwrap().len(), 4);
+    let (_, keypairs) = client.get("/compute/v2.1/os-keypairs").await;
+    assert!(keypairs["keypairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["keypair"]["name"].as_str().unwrap().starts_with("ci-")));
+
+    // The tagged group the untagged port uses is in use; the default group is untouchable.
+    let (status, body) = client
+        .delete(&format!(
+            "/network/v2.0/security-groups/{}",
+            seeded.in_use_security_group
+        ))
+        .await;
+    assert_eq!((status, client::neutron_type(&body)), (409, "SecurityGroupInUse"));
+    let (status, _) = client
+        .delete(&format!("/compute/v2.1/servers/{}", seeded.locked_server))
+        .await;
+    assert_eq!(status, 409);
+    // Nova's own port for each booted-on-network server is untagged and refused to members.
+    let nova_port = &seeded.jobs[1].nova_ports[0];
+    assert_eq!(
+        client.delete(&format!("/network/v2.0/ports/{nova_port}")).await.0,
+        403
+    );
+    let (_, tagged_ports) = client.get("/network/v2.0/ports?tags=ci-job&fields=id").await;
+    assert!(!tagged_ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == json!(nova_port)));
+
+    // Seeding twice numbers the jobs on rather than colliding.
+    let again = sim.seed_ci_leftovers();
+    assert_eq!(again.jobs[0].job, "job-4");
+}
+
+#[tokio::test]
+async fn injected_faults_answer_before_the_api_and_are_logged() {
+    let sim = client::start().await;
+    let client = Client::demo(&sim).await;
+    sim.faults()
+        .add(FaultRule::status("GET", "/network/v2.0/networks", 503, 1));
+    let (status, _) = client.get("/network/v2.0/networks").await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        client.get("/network/v2.0/networks").await.0,
+        200,
+        "the rule was used up"
+    );
+
+    // The admin endpoint adds rules over HTTP too, and is itself never faulted.
+    let rule = json!({"method": "DELETE", "path": "/volumes/", "status": 500, "count": 1});
+    let http = reqwest::Client::new();
+    let added = http
+        .post(format!("{}/_sim/faults", sim.url()))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 204);
+    let volume = sim.create_volume("v", 1, &[]).unwrap();
+    assert_eq!(
+        client
+            .delete(&format!("/volume/v3/{{project}}/volumes/{volume}"))
+            .await
+            .0,
+        500
+    );
+    assert_eq!(
+        client
+            .delete(&format!("/volume/v3/{{project}}/volumes/{volume}"))
+            .await
+            .0,
+        202
+    );
+
+    let log = sim.request_log();
+    assert!(log
+        .iter()
+        .any(|(m, p, s)| m == "GET" && p == "/network/v2.0/networks" && *s == 503));
+    let lists = log
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.starts_with("/network/v2.0/networks"))
+        .count();
+    assert_eq!(lists, 2);
+    sim.clear_request_log();
+    assert!(sim.request_log().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let sim = client::start().await;
+    let url = format!("{}/identity/v3", sim.url());
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
+    sim.shutdown();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let fresh = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        if fresh.get(&url).send().await.is_err() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still serving");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The DELETE path of one seeded resource.
+fn delete_path(kind: &str, id: &str) -> String {
+    match kind {
+        "server" => format!("/compute/v2.1/servers/{id}"),
+        "keypair" => format!("/compute/v2.1/os-keypairs/{id}"),
+        "server_group" => format!("/compute/v2.1/os-server-groups/{id}"),
+        "volume" => format!("/volume/v3/{{project}}/volumes/{id}"),
+        "volume_snapshot" => format!("/volume/v3/{{project}}/snapshots/{id}"),
+        "floating_ip" => format!("/network/v2.0/floatingips/{id}"),
+        "security_group" => format!("/network/v2.0/security-groups/{id}"),
+        other => format!("/network/v2.0/{other}s/{id}"),
+    }
+}
+
+#[tokio::test]
+async fn deleting_every_tagged_resource_until_nothing_moves_leaves_exactly_the_expected_ones() {
+    let sim = client::start().await;
+    let seeded = sim.seed_ci_leftovers();
+    let client = Client::demo(&sim).await;
+    let tagged = seeded.tagged();
+    // No dependency order at all: retry everything until a round accepts nothing.
+    for _round in 0..8 {
+        let mut accepted = Vec::new();
+        for (kind, id) in tagged.iter().filter(|(kind, id)| sim.exists(kind, id)) {
+            if *kind == "router" {
+                let (_, ports) = client
+                    .get(&format!(
+                        "/network/v2.0/ports?device_id={id}&device_owner=network:router_interface"
+                    ))
+                    .await;
+                for port in ports["ports"].as_array().unwrap() {
+                    let body = json!({"port_id": port["id"]});
+                    client
+                        .put(
+                            &format!("/network/v2.0/routers/{id}/remove_router_interface"),
+                            body,
+                        )
+                        .await;
+                }
+            }
+            let (status, _) = client.delete(&delete_path(kind, id)).await;
+            if status == 202 || status == 204 {
+                accepted.push((*kind, id.clone()));
+            }
+        }
+        if accepted.is_empty() {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while accepted.iter().any(|(kind, id)| sim.exists(kind, id)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "asynchronous deletes did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let mut left: Vec<(&str, String)> = tagged
+        .into_iter()
+        .filter(|(kind, id)| sim.exists(kind, id))
+        .collect();
+    let mut expected = seeded.expected_left();
+    left.sort();
+    expected.sort();
+    assert_eq!(left, expected);
+    for (kind, id) in seeded.survivors() {
+        assert!(sim.exists(kind, &id), "{kind} {id} must survive");
+    }
+}
