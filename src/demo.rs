@@ -46,9 +46,13 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// A janitor config for the simulated clouds, as `simulate --config-out` writes it.
 pub fn config_text(clouds_yaml: &Path, listen: &str, cluster: Option<&DemoCluster>) -> String {
     let proxmox = cluster.map_or_else(String::new, |cluster| {
+        let ca_file = cluster
+            .ca_file
+            .as_ref()
+            .map_or_else(String::new, |path| format!("ca_file = \"{}\"\n", path.display()));
         format!(
             "\n[[clouds]]\nname = \"sim-proxmox\"\ntype = \"proxmox\"\nurl = \"{}\"\ntoken_id = \"{}\"\n\
-             token_secret_file = \"{}\"\npoll_interval = \"200ms\"\n\n[clouds.select]\n\
+             token_secret_file = \"{}\"\n{ca_file}poll_interval = \"200ms\"\n\n[clouds.select]\n\
              tags_all = [\"{PROXMOX_DEMO_TAG}\"]\nuntaggable_name_pattern = \"{PROXMOX_ORPHAN_DISKS}\"\n",
             cluster.sim.url(),
             cluster.sim.token_id(),
@@ -128,23 +132,41 @@ pub const PROXMOX_ORPHAN_DISKS: &str = "^vm-99[0-9]-disk-";
 pub struct DemoCluster {
     pub sim: ProxmoxSim,
     pub token_secret_file: PathBuf,
+    /// The PEM certificate to trust, `proxmox-ca.pem` beside the token secret, when serving HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
-/// Starts the simulated Proxmox VE on `listen` (plain HTTP), seeds it unless `empty`, and writes its
-/// API token secret to `token_secret_file`.
+/// Starts the simulated Proxmox VE on `listen`, seeds it unless `empty`, and writes its API token
+/// secret to `token_secret_file`. With `tls` it serves HTTPS with a fresh self-signed certificate
+/// (clients such as proxmoxer only speak HTTPS) and writes that certificate to `proxmox-ca.pem` in
+/// the same directory; otherwise plain HTTP.
 pub async fn start_proxmox(
     listen: std::net::SocketAddr,
     token_secret_file: PathBuf,
     empty: bool,
+    tls: bool,
 ) -> std::io::Result<DemoCluster> {
-    let sim = ProxmoxSim::start(listen, ProxmoxSimConfig::default()).await?;
+    let config = ProxmoxSimConfig {
+        tls,
+        ..ProxmoxSimConfig::default()
+    };
+    let sim = ProxmoxSim::start(listen, config).await?;
     if !empty {
         sim.seed_ci_leftovers();
     }
+    let ca_file = match sim.ca_pem() {
+        Some(pem) => {
+            let path = token_secret_file.with_file_name("proxmox-ca.pem");
+            write_atomically(&path, &pem)?;
+            Some(path)
+        }
+        None => None,
+    };
     write_atomically(&token_secret_file, &sim.token_secret())?;
     Ok(DemoCluster {
         sim,
         token_secret_file,
+        ca_file,
     })
 }
 
@@ -153,6 +175,7 @@ fn proxmox_settings(cluster: &DemoCluster) -> Result<ProxmoxSettings, String> {
         "url": cluster.sim.url(),
         "token_id": cluster.sim.token_id(),
         "token_secret_file": cluster.token_secret_file,
+        "ca_file": cluster.ca_file,
         "poll_interval": "100ms",
         "task_timeout": "20s",
     }))

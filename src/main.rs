@@ -96,8 +96,9 @@ enum Command {
         /// Serve it empty (only the external network, shared network and default groups).
         #[arg(long)]
         empty: bool,
-        /// Also serve the simulated Proxmox VE here (plain HTTP; its token secret goes in a file
-        /// next to the clouds.yaml).
+        /// Also serve the simulated Proxmox VE here, over HTTPS with a self-signed certificate; its
+        /// token secret (`proxmox-token-secret`) and certificate (`proxmox-ca.pem`) go in files next
+        /// to the clouds.yaml.
         #[arg(long)]
         proxmox_listen: Option<SocketAddr>,
     },
@@ -111,9 +112,11 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUD_JANITOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -267,7 +270,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let cluster = match proxmox_listen {
                 Some(address) => {
                     let secret = clouds_yaml.with_file_name("proxmox-token-secret");
-                    let cluster = demo::start_proxmox(address, secret, empty)
+                    let cluster = demo::start_proxmox(address, secret, empty, true)
                         .await
                         .with_context(|| format!("cannot start the simulated Proxmox VE on {address}"))?;
                     println!(
@@ -276,6 +279,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         cluster.sim.token_id()
                     );
                     println!("token secret file: {}", cluster.token_secret_file.display());
+                    if let Some(ca_file) = &cluster.ca_file {
+                        println!("Proxmox VE CA file: {}", ca_file.display());
+                    }
                     Some(cluster)
                 }
                 None => None,
@@ -337,6 +343,7 @@ async fn run_demo(serve_metrics: Option<SocketAddr>, metrics: Arc<Metrics>) -> a
     let cluster = demo::start_proxmox(
         "127.0.0.1:0".parse()?,
         directory.join("proxmox-token-secret"),
+        false,
         false,
     )
     .await

@@ -267,6 +267,9 @@ pub fn orphan_disks(
             .to_string();
         let mut resource = Resource::new(ResourceKey::new(cloud, Kind::Disk, id.clone()), name);
         resource.status = "orphan".to_string();
+        // Volumes have no tags: only `untaggable_name_pattern` can select them. Left taggable, a
+        // tag rule (`tags_all`) would never match them and orphans would never be cleaned.
+        resource.taggable = false;
         resource.sightings_required = 2;
         resource.created = volume.ctime.and_then(|s| DateTime::from_timestamp(s, 0));
         let attributes = &mut resource.attributes;
@@ -371,6 +374,7 @@ mod tests {
         assert_eq!(disk.key.id, "pve1/local-lvm:vm-999-disk-0");
         assert_eq!(disk.sightings_required, 2);
         assert_eq!(disk.attributes.get("orphan").map(String::as_str), Some("true"));
+        assert!(!disk.taggable, "selected by name, never by tags");
         assert!(disk.tags.is_empty());
         assert_eq!(volume_vmid("ceph:subvol-200-disk-1"), Some(200));
     }
