@@ -17,6 +17,15 @@ use crate::selection::{SelectionConfig, Selector};
 /// Environment variables that configure the binary itself, not the file's keys.
 const RESERVED_ENV: [&str; 2] = ["CLOUD_JANITOR_CONFIG", "CLOUD_JANITOR_LOG"];
 
+/// Whether an environment variable is meant for the config file's keys. Kubernetes injects
+/// `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT*` for a Service named `cloud-janitor`: those are not
+/// config keys and must not fail the unknown-key check.
+fn is_config_key(key: &str) -> bool {
+    !RESERVED_ENV.contains(&key)
+        && !key.starts_with("CLOUD_JANITOR_SERVICE_")
+        && !key.starts_with("CLOUD_JANITOR_PORT")
+}
+
 /// Why the configuration cannot be used. Every message names the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -151,9 +160,7 @@ impl Config {
     /// Reads `path`, applies `CLOUD_JANITOR_*` overrides (nested keys joined with `__`, e.g.
     /// `CLOUD_JANITOR_RETRY__MAX_ATTEMPTS`), and validates everything.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let env = std::env::vars()
-            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
-            .collect();
+        let env = std::env::vars().filter(|(key, _)| is_config_key(key)).collect();
         Self::load_with_env(path, env)
     }
 

@@ -50,7 +50,7 @@ impl Metrics {
                 .expect("valid metric"),
         );
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Metrics {
+        let metrics = Metrics {
             leftover_resources: registered(
                 r,
                 IntGaugeVec::new(
@@ -169,7 +169,12 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry,
+        };
+        // Every result series exists from start-up, so `increase()` sees the first pass of each.
+        for result in ["clean", "leftovers", "failed"] {
+            metrics.passes_total.with_label_values(&[result]);
         }
+        metrics
     }
 
     /// Counts one API request; `status` is `None` when no response came.

@@ -126,6 +126,24 @@ async fn once_exits_1_with_leftovers_and_names_them_then_0_when_nothing_selected
     cloud.sim.shutdown();
 }
 
+/// Kills the child process if the test ends before it was waited for (a failed assertion).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.0.take().unwrap().wait().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn cloud_in_use_sg(report: &str) -> String {
     report
         .lines()
@@ -263,7 +281,9 @@ async fn the_daemon_serves_health_and_metrics_before_and_after_its_first_pass() 
     let config = config_text(&cloud.clouds_yaml, &format!("127.0.0.1:{port}"), None)
         .replace("*/10 * * * * *", "*/2 * * * * *");
     let config = write(&dir.join("janitor.toml"), &config);
-    let mut daemon = binary().args(["run", "--config"]).arg(&config).spawn().unwrap();
+    let daemon = KillOnDrop(Some(
+        binary().args(["run", "--config"]).arg(&config).spawn().unwrap(),
+    ));
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -271,7 +291,8 @@ async fn the_daemon_serves_health_and_metrics_before_and_after_its_first_pass() 
     while Instant::now() < deadline {
         if let Ok(response) = client.get(format!("{base}/metrics")).send().await {
             metrics = response.text().await.unwrap();
-            if metrics.contains("cloud_janitor_passes_total{") {
+            // Every result series exists from start-up at 0; wait for the first pass to count.
+            if metrics.contains("cloud_janitor_passes_total{result=\"leftovers\"} 1") {
                 break;
             }
         }
@@ -301,11 +322,56 @@ async fn the_daemon_serves_health_and_metrics_before_and_after_its_first_pass() 
         assert_eq!(status.as_u16(), 200, "{endpoint}");
     }
     // SIGTERM: the daemon finishes and exits 0.
-    let pid = daemon.id().to_string();
+    let pid = daemon.0.as_ref().unwrap().id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || daemon.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || daemon.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
     cloud.sim.shutdown();
+}
+
+#[test]
+fn every_example_config_in_config_dir_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = cloud_janitor::config::Config::load_with_env(&path, Default::default());
+            assert!(config.is_ok(), "{}: {:?}", path.display(), config.err());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "examples found: {checked}");
+}
+
+#[test]
+fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config_keys() {
+    let dir = scratch("k8s-env");
+    let path = write(
+        &dir.join("janitor.toml"),
+        "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\ncloud = \"none\"\nclouds_yaml = \"/nonexistent\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
+    );
+    let env = [
+        ("CLOUD_JANITOR_SERVICE_HOST", "10.0.0.1"),
+        ("CLOUD_JANITOR_PORT", "tcp://10.0.0.1:9464"),
+        ("CLOUD_JANITOR_PORT_9464_TCP_PORT", "9464"),
+    ];
+    let config = cloud_janitor::config::Config::load_with_env(
+        &path,
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    );
+    // load_with_env takes the environment as given; the binary filters it the same way.
+    assert!(config.is_err(), "the raw loader sees them as keys");
+    let output = binary()
+        .envs(env)
+        .args(["plan", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = text(&output).1;
+    assert!(!stderr.contains("unknown field"), "{stderr}");
+    assert!(
+        stderr.contains("no clouds.yaml found"),
+        "it got past the config keys: {stderr}"
+    );
 }

