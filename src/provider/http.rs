@@ -65,10 +65,12 @@ impl ApiClient {
         trust: &TlsTrust,
         timeout: Duration,
     ) -> Result<Self, ProviderError> {
+        // Servers close idle keep-alive connections (gunicorn, which serves most OpenStack APIs,
+        // after 2 s); reusing one then fails the request. Idle connections are dropped before that.
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_millis(1500))
             .user_agent(concat!("cloud-janitor/", env!("CARGO_PKG_VERSION")));
         match trust {
             TlsTrust::BundledRoots => {}
