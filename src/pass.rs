@@ -189,9 +189,14 @@ impl Janitor {
         }
         let outcomes = executor.execute(&planned.plan).await;
         let requeued = executor.requeued();
-        let report = build_report(&planned, &outcomes, &requeued, clock.elapsed());
+        let mut report = build_report(&planned, &outcomes, &requeued, clock.elapsed());
         {
             let mut state = self.state();
+            // A resource without a creation time (a Proxmox guest without meta ctime) is as old as
+            // the janitor's first sighting of it.
+            for item in report.items.iter_mut().filter(|i| i.born.is_none()) {
+                item.born = state.history(&item.key).map(|h| h.first_seen);
+            }
             for item in report.items.iter() {
                 if let ItemStatus::Left(reason) = &item.status {
                     state.record_failure(&item.key, reason.to_string());

@@ -312,6 +312,17 @@ async fn the_daemon_serves_health_and_metrics_before_and_after_its_first_pass() 
         "cloud_janitor_api_requests_total{cloud=\"sim\",service=\"network\",status_class=\"2xx\"}"
     ));
     assert!(metrics.contains("cloud_janitor_last_pass_success_timestamp_seconds"));
+    // The first pass waits out the locked server (busy_timeout 5 s) while ticks come every 2 s:
+    // those ticks are skipped, never run as a second pass at the same time.
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloud_janitor_passes_skipped_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        skipped >= 1.0,
+        "ticks during the pass are skipped and counted: {metrics}"
+    );
     for endpoint in ["healthz", "readyz"] {
         let status = client
             .get(format!("{base}/{endpoint}"))

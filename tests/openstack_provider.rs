@@ -1,0 +1,188 @@
+//! The OpenStack provider against the simulated OpenStack: authentication paths, pagination,
+//! server-side filters, and what a pass asks of the API (listed once, never re-listed per delete).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cloud_janitor::metrics::Metrics;
+use cloud_janitor::model::Kind;
+use cloud_janitor::provider::openstack::{OpenStackProvider, OpenStackSettings, TagFilter};
+use cloud_janitor::provider::Provider;
+use cloud_janitor_sim::faults::FaultRule;
+use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+
+async fn seeded(name: &str) -> (OpenStackSim, PathBuf) {
+    let sim = OpenStackSim::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap();
+    sim.seed_ci_leftovers();
+    let dir = std::env::temp_dir().join(format!("cj-os-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clouds.yaml");
+    std::fs::write(&path, sim.clouds_yaml()).unwrap();
+    (sim, path)
+}
+
+fn provider(cloud: &str, clouds_yaml: PathBuf, page_size: u32, filter: TagFilter) -> OpenStackProvider {
+    let mut settings = OpenStackSettings::from_clouds_yaml(cloud, clouds_yaml);
+    settings.page_size = page_size;
+    OpenStackProvider::new(
+        "sim",
+        &settings,
+        filter,
+        Arc::new(Metrics::new()),
+        &HashMap::new(),
+    )
+    .unwrap()
+}
+
+fn count_kind(resources: &[cloud_janitor::model::Resource], kind: Kind) -> usize {
+    resources.iter().filter(|r| r.key.kind == kind).count()
+}
+
+#[tokio::test]
+async fn small_pages_list_the_same_resources_as_one_large_page() {
+    let (sim, yaml) = seeded("pages").await;
+    let whole = provider("sim", yaml.clone(), 1000, TagFilter::default())
+        .discover()
+        .await
+        .unwrap();
+    sim.clear_request_log();
+    let paged = provider("sim", yaml, 2, TagFilter::default())
+        .discover()
+        .await
+        .unwrap();
+    let key_set = |r: &[cloud_janitor::model::Resource]| {
+        let mut keys: Vec<String> = r.iter().map(|r| r.key.to_string()).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(key_set(&whole), key_set(&paged));
+    assert!(count_kind(&paged, Kind::Port) > 4, "the seed has many ports");
+    let port_pages = sim
+        .request_log()
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("/ports?"))
+        .count();
+    assert!(port_pages >= 3, "two per page means several pages: {port_pages}");
+    assert!(
+        sim.request_log().iter().any(|(_, p, _)| p.contains("marker=")),
+        "pages follow markers"
+    );
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn servers_and_floating_ips_are_filtered_by_tag_on_the_server_and_listings_are_project_scoped() {
+    let (sim, yaml) = seeded("filters").await;
+    sim.clear_request_log();
+    let filter = TagFilter {
+        all: vec!["ci-job".into()],
+        any: Vec::new(),
+    };
+    let resources = provider("sim", yaml, 1000, filter).discover().await.unwrap();
+    let log = sim.request_log();
+    let server_list = log
+        .iter()
+        .find(|(_, p, _)| p.contains("/servers/detail"))
+        .expect("servers listed");
+    assert!(server_list.1.contains("tags=ci-job"), "{server_list:?}");
+    let fip_list = log
+        .iter()
+        .find(|(_, p, _)| p.contains("/floatingips?"))
+        .expect("floating IPs listed");
+    assert!(
+        fip_list.1.contains("tags=ci-job") && fip_list.1.contains("project_id="),
+        "{fip_list:?}"
+    );
+    for collection in [
+        "/networks?",
+        "/subnets?",
+        "/ports?",
+        "/routers?",
+        "/security-groups?",
+    ] {
+        let list = log
+            .iter()
+            .find(|(_, p, _)| p.contains(collection))
+            .expect("listed");
+        assert!(
+            list.1.contains("project_id="),
+            "{collection} is project-scoped: {list:?}"
+        );
+    }
+    // The untagged server is not listed, but its port still names it as its user.
+    assert!(resources
+        .iter()
+        .filter(|r| r.key.kind == Kind::Server)
+        .all(|r| r.tags.iter().any(|t| t == "ci-job")));
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_401_re_authenticates_once_and_an_application_credential_works() {
+    let (sim, yaml) = seeded("auth").await;
+    let provider = provider("sim-appcred", yaml, 1000, TagFilter::default());
+    provider
+        .discover()
+        .await
+        .expect("application credential authenticates");
+    sim.clear_request_log();
+    sim.faults()
+        .add(FaultRule::status("GET", "/network/v2.0/ports", 401, 1));
+    provider
+        .discover()
+        .await
+        .expect("a 401 is answered by re-authenticating");
+    let tokens = sim
+        .request_log()
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p.contains("/auth/tokens"))
+        .count();
+    assert_eq!(tokens, 1, "exactly one re-authentication");
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delete_it() {
+    use cloud_janitor::demo::{demo_janitor, DemoCloud};
+    let (sim, clouds_yaml) = seeded("requests").await;
+    let cloud = DemoCloud {
+        sim: sim.clone(),
+        clouds_yaml,
+    };
+    let janitor = demo_janitor(&cloud, None, Arc::new(Metrics::new())).unwrap();
+    sim.clear_request_log();
+    let report = janitor
+        .run_pass(tokio_util::sync::CancellationToken::new(), None)
+        .await;
+    let log = sim.request_log();
+    let listings: Vec<&String> = log
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("limit="))
+        .map(|(_, p, _)| p)
+        .collect();
+    // 6 Neutron + 3 Nova + 2 Cinder collections, one page each: never re-listed per delete.
+    assert_eq!(listings.len(), 11, "{listings:#?}");
+    // Router interfaces go by PUT remove_router_interface, never DELETE /ports (409 ServicePortInUse).
+    let deletes = log
+        .iter()
+        .filter(|(m, p, _)| m == "DELETE" || (m == "PUT" && p.ends_with("/remove_router_interface")))
+        .count();
+    assert!(
+        !log.iter()
+            .any(|(m, p, s)| m == "DELETE" && p.contains("/ports/") && *s == 409),
+        "no router interface port was DELETEd"
+    );
+    let deleted = report
+        .items
+        .iter()
+        .filter(|i| matches!(i.status, cloud_janitor::report::ItemStatus::Deleted))
+        .count();
+    assert!(
+        deletes >= deleted && deleted > 20,
+        "{deletes} deletes for {deleted} deleted"
+    );
+    sim.shutdown();
+}
