@@ -269,18 +269,7 @@ impl ProxmoxProvider {
     }
 
     async fn delete_disk(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
-        let node = resource
-            .attributes
-            .get("node")
-            .ok_or_else(|| missing(resource, "node"))?;
-        let storage = resource
-            .attributes
-            .get("storage")
-            .ok_or_else(|| missing(resource, "storage"))?;
-        let volid = resource
-            .attributes
-            .get("volid")
-            .ok_or_else(|| missing(resource, "volid"))?;
+        let (node, storage, volid) = disk_location(resource)?;
         // A guest may have taken the vmid since discovery; its disks are no longer orphans.
         if let Some(vmid) = discover::volume_vmid(volid) {
             let guests = discover::parse_guests(&self.client.get("/cluster/resources?type=vm").await?);
@@ -306,18 +295,7 @@ impl ProxmoxProvider {
     }
 
     async fn observe_disk(&self, resource: &Resource) -> Result<Observed, ProviderError> {
-        let node = resource
-            .attributes
-            .get("node")
-            .ok_or_else(|| missing(resource, "node"))?;
-        let storage = resource
-            .attributes
-            .get("storage")
-            .ok_or_else(|| missing(resource, "storage"))?;
-        let volid = resource
-            .attributes
-            .get("volid")
-            .ok_or_else(|| missing(resource, "volid"))?;
+        let (node, storage, volid) = disk_location(resource)?;
         let content = self
             .client
             .get(&format!("/nodes/{node}/storage/{storage}/content"))
@@ -364,6 +342,18 @@ impl ProxmoxProvider {
             referenced,
         ))
     }
+}
+
+/// Where a disk resource lives: its node, storage and volume id, as discovery recorded them.
+fn disk_location(resource: &Resource) -> Result<(&str, &str, &str), ProviderError> {
+    let attribute = |name: &'static str| {
+        resource
+            .attributes
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| missing(resource, name))
+    };
+    Ok((attribute("node")?, attribute("storage")?, attribute("volid")?))
 }
 
 fn missing(resource: &Resource, attribute: &str) -> ProviderError {
