@@ -153,11 +153,6 @@ pub struct Executor {
     requeued: std::sync::Mutex<HashMap<ResourceKey, u32>>,
 }
 
-/// Why `run_node` stopped early, before any verdict from the cloud.
-enum Stop {
-    Left(LeftReason),
-}
-
 impl Executor {
     pub fn new(
         providers: HashMap<String, Arc<dyn Provider>>,
@@ -321,17 +316,17 @@ impl Executor {
     async fn run(&self, node: NodeIndex, plan_node: &PlanNode) -> (NodeIndex, Outcome) {
         let outcome = match self.run_node(plan_node).await {
             Ok(outcome) => outcome,
-            Err(Stop::Left(reason)) => Outcome::Left { reason },
+            Err(reason) => Outcome::Left { reason },
         };
         (node, outcome)
     }
 
-    fn check_continue(&self) -> Result<(), Stop> {
+    fn check_continue(&self) -> Result<(), LeftReason> {
         if self.cancel.is_cancelled() {
-            return Err(Stop::Left(LeftReason::Shutdown));
+            return Err(LeftReason::Shutdown);
         }
         if Instant::now() >= self.settings.deadline {
-            return Err(Stop::Left(LeftReason::PassDeadline));
+            return Err(LeftReason::PassDeadline);
         }
         Ok(())
     }
@@ -352,7 +347,7 @@ impl Executor {
         call.await
     }
 
-    async fn sleep_or_stop(&self, delay: Duration) -> Result<(), Stop> {
+    async fn sleep_or_stop(&self, delay: Duration) -> Result<(), LeftReason> {
         let wake = (Instant::now() + delay).min(self.settings.deadline);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
@@ -365,7 +360,7 @@ impl Executor {
         rand::random::<f64>()
     }
 
-    async fn run_node(&self, node: &PlanNode) -> Result<Outcome, Stop> {
+    async fn run_node(&self, node: &PlanNode) -> Result<Outcome, LeftReason> {
         let resource = &node.resource;
         let key = &resource.key;
         let Some(provider) = self.providers.get(&key.cloud).cloned() else {
@@ -458,7 +453,7 @@ impl Executor {
         key: &ResourceKey,
         error: &ProviderError,
         attempt: u32,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), LeftReason> {
         match decide(error.class(), attempt, &self.settings.retry, Self::jitter()) {
             // A 404 means the next status read will see it gone: loop once more to confirm.
             Decision::Done => Ok(()),
@@ -487,13 +482,13 @@ impl Executor {
             }
             Decision::GiveUp(reason) => {
                 let message = error.to_string();
-                Err(Stop::Left(match (reason, error.class()) {
+                Err(match (reason, error.class()) {
                     (GiveUpReason::Permanent, _) => LeftReason::PermanentError { message },
                     (GiveUpReason::AttemptsExhausted, ErrorClass::Conflict) => {
                         LeftReason::Conflict { message }
                     }
                     (GiveUpReason::AttemptsExhausted, _) => LeftReason::RetriesExhausted { message },
-                }))
+                })
             }
         }
     }
