@@ -3,7 +3,7 @@
 //!
 //! # URL layout
 //! - `/identity` (versions; `/` answers the same), `/identity/v3`, `/identity/v3/auth/tokens`
-//! - `/compute/v2.1/...` (Nova; microversions 2.1 to 2.90)
+//! - `/compute/v2.1/...` (Nova; microversions 2.1 to 2.96)
 //! - `/network/v2.0/...` (Neutron; the catalog lists `/network`, discovered as v2.0)
 //! - `/volume/v3/{project_id}/...` (Cinder; catalog types `block-storage` and `volumev3`)
 //! - `/_sim/faults` (fault injection, see [`crate::faults`])
@@ -14,12 +14,34 @@
 //! - `other` / `otherpass`, member of project `other`, owner of the shared network (cloud `sim-other`)
 //! - application credential of `demo`: see [`OpenStackSim::clouds_yaml`] (cloud `sim-appcred`)
 //!
+//! # What a fresh simulator holds
+//! The external network `public` (project admin, 172.24.4.0/24), the network `shared` (project
+//! other, `shared: true`, subnet `shared-subnet` 10.250.0.0/24) and project demo's `default` security
+//! group, as on the real test stack (`tests/real-openstack`). [`OpenStackSim::seed_ci_leftovers`] adds
+//! CI leftovers around them.
+//!
 //! # Where it knowingly differs from real OpenStack
-//! - Servers are `ACTIVE` and volumes `available` at once; images and flavors are not checked.
-//! - Deletes finish exactly `*_delete_delay` after they were accepted (a lazy clock, checked on every
-//!   access); `error_deleting` happens only through [`OpenStackSim::fail_volume_delete`].
-//! - Neutron sorts by id only and gives only `next` links; Nova and Cinder sort newest first. A
-//!   marker must be in the filtered list (real Nova also accepts deleted or filtered-out markers).
+//! (Measured against Keystone 30, Neutron 29, Nova 34 and Cinder 29 from PyPI: see
+//! `tests/real-openstack/README.md`.)
+//! - Servers are `ACTIVE` and volumes `available` at once (real: 3-4 s and 1 s), so there is no
+//!   `BUILD` phase and no 409 "Cannot 'update tag' instance ... in vm_state building"; images and
+//!   flavors are not checked.
+//! - Deletes move on by the clock, exactly: a server shows `ACTIVE`/`deleting` until 70 % of
+//!   `server_delete_delay` (its volumes turn `available` at 50 %), then `DELETED` (its own ports gone,
+//!   given ones unbound) until the full delay, then 404. Real Nova takes 1.0-1.3 s in all and drops
+//!   the ports anywhere from a little before `DELETED` to just after the 404. Volumes and snapshots
+//!   are gone `volume_delete_delay` after their DELETE; `error_deleting` happens only through
+//!   [`OpenStackSim::fail_volume_delete`].
+//! - No DHCP agent unless [`SimConfig::dhcp_agent`] (like the real test stack); with one, each network
+//!   gets its `network:dhcp` port at once.
+//! - Neutron sorts by id only and gives only `next` links (real also gives `previous` links after
+//!   the first page); Nova and Cinder sort newest first. A marker must be in the filtered list (real
+//!   Nova also accepts deleted or filtered-out markers).
+//! - `revision_number` is fixed per kind (real Neutron counts every update: a network is 1 on create
+//!   and 2 once it has a subnet; tags, fixed IPs and rules count too).
+//! - Compute microversions stop at 2.96 (real: 2.104), so nothing of 2.97 on (e.g. `scheduler_hints`
+//!   in server bodies from 2.100). The admin-only server attributes (`OS-EXT-SRV-ATTR:host`, ...) are
+//!   fixed values.
 //! - Router gateway and floating IP ports belong to no project, so members never list them.
 //! - A member's DELETE of any port with `device_owner` `compute:*` answers 403.
 //! - Unknown URLs answer 404 without checking the token; Cinder accepts any volume microversion.
@@ -56,12 +78,17 @@ pub use seed::{Seeded, SeededJob, Survivors, CI_TAG};
 /// Timings of the simulated cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimConfig {
-    /// How long a server stays in task_state `deleting` after its DELETE before it is gone (404).
+    /// How long a server takes from its DELETE to 404: `ACTIVE` with task_state `deleting` for the
+    /// first 70 % (its volumes detached at 50 %), then status `DELETED` (its ports released).
     pub server_delete_delay: Duration,
     /// How long a volume or snapshot stays `deleting` after its DELETE before it is gone (404).
     pub volume_delete_delay: Duration,
     /// How long a token is accepted after it was issued; older tokens get 401 everywhere.
     pub token_ttl: Duration,
+    /// Whether a DHCP agent runs, giving each network a `network:dhcp` port with its first DHCP
+    /// subnet. Off by default, like the real test stack (`tests/real-openstack`), which runs none:
+    /// there a network's ports are only those its users (or Nova, or routers) create.
+    pub dhcp_agent: bool,
 }
 
 impl Default for SimConfig {
@@ -70,6 +97,7 @@ impl Default for SimConfig {
             server_delete_delay: Duration::from_millis(300),
             volume_delete_delay: Duration::from_millis(300),
             token_ttl: Duration::from_secs(3600),
+            dhcp_agent: false,
         }
     }
 }
@@ -144,8 +172,10 @@ pub struct OpenStackSim {
 }
 
 impl OpenStackSim {
-    /// Binds `listen` (port 0 picks a free one), creates the external network `public`, and serves
-    /// until [`OpenStackSim::shutdown`].
+    /// Binds `listen` (port 0 picks a free one), creates what every cloud has before any CI job runs
+    /// (the external network `public` of project admin, the network `shared` that project `other`
+    /// shares with everyone, project demo's `default` security group), and serves until
+    /// [`OpenStackSim::shutdown`].
     pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<OpenStackSim> {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
@@ -153,9 +183,13 @@ impl OpenStackSim {
             config.server_delete_delay,
             config.volume_delete_delay,
             config.token_ttl,
+            config.dhcp_agent,
         );
         seed::ensure_public_network(&mut cloud)
             .map_err(|e| std::io::Error::other(format!("creating the public network: {e}")))?;
+        seed::ensure_shared_network(&mut cloud)
+            .map_err(|e| std::io::Error::other(format!("creating the shared network: {e}")))?;
+        cloud.ensure_default_security_group(state::DEMO_PROJECT_ID);
         let inner = Arc::new(Inner {
             url: format!("http://{address}"),
             cloud: Mutex::new(cloud),
@@ -248,6 +282,26 @@ impl OpenStackSim {
     /// Forgets the requests logged so far.
     pub fn clear_request_log(&self) {
         self.inner.log().clear();
+    }
+
+    /// The id of the network `shared` of project `other`.
+    pub fn shared_network_id(&self) -> String {
+        let cloud = self.inner.cloud();
+        cloud
+            .networks
+            .values()
+            .find(|n| n.shared && n.name == "shared")
+            .map(|n| n.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// A server's status (`ACTIVE`, `SHUTOFF`, `DELETED` shortly before it is gone).
+    pub fn server_status(&self, server_id: &str) -> Option<String> {
+        self.inner
+            .cloud()
+            .servers
+            .get(server_id)
+            .map(|s| s.status.clone())
     }
 
     /// The id of the external network `public`.
@@ -505,7 +559,8 @@ impl OpenStackSim {
             .map(|v| v.status.clone())
     }
 
-    /// A server's task state (`Some("deleting")` between its DELETE and its disappearance).
+    /// A server's task state (`Some("deleting")` from its DELETE until it turns `DELETED`, at 70 % of
+    /// `server_delete_delay`; `None` then, until it is gone).
     pub fn server_task_state(&self, server_id: &str) -> Option<Option<String>> {
         self.inner
             .cloud()

@@ -446,6 +446,7 @@ impl Cloud {
             ("ingress", "IPv6", Some(group_id.clone())),
         ] {
             let rule_id = new_id();
+            let standard_attr_id = self.new_standard_attr_id();
             self.security_group_rules.insert(
                 rule_id.clone(),
                 SecurityGroupRule {
@@ -460,6 +461,7 @@ impl Cloud {
                     remote_ip_prefix: None,
                     remote_group_id: remote_group,
                     description: String::new(),
+                    standard_attr_id,
                     created: now,
                     updated: now,
                 },
@@ -545,14 +547,15 @@ impl Cloud {
                 updated: now,
             },
         );
-        if enable_dhcp {
+        if enable_dhcp && self.dhcp_agent {
             self.add_dhcp_address(&network_id, &id, &network_project)?;
         }
         Ok(id)
     }
 
     /// Gives the network's DHCP port an address on a new DHCP subnet, creating the port (owned by the
-    /// network's project, as the DHCP agent does) when it is the network's first.
+    /// network's project, as the DHCP agent does) when it is the network's first. Only with a DHCP
+    /// agent ([`super::SimConfig::dhcp_agent`]): without one Neutron makes no DHCP port.
     fn add_dhcp_address(
         &mut self,
         network_id: &str,
@@ -776,6 +779,7 @@ impl Cloud {
         // Real Neutron gives every new group the two egress rules.
         for ethertype in ["IPv4", "IPv6"] {
             let rule_id = new_id();
+            let standard_attr_id = self.new_standard_attr_id();
             self.security_group_rules.insert(
                 rule_id.clone(),
                 SecurityGroupRule {
@@ -790,6 +794,7 @@ impl Cloud {
                     remote_ip_prefix: None,
                     remote_group_id: None,
                     description: String::new(),
+                    standard_attr_id,
                     created: now,
                     updated: now,
                 },
@@ -833,6 +838,7 @@ impl Cloud {
             remote_ip_prefix: req.remote_ip_prefix,
             remote_group_id: req.remote_group_id,
             description: req.description,
+            standard_attr_id: 0,
             created: now,
             updated: now,
         };
@@ -860,6 +866,10 @@ impl Cloud {
             ));
         }
         let id = rule.id.clone();
+        let rule = SecurityGroupRule {
+            standard_attr_id: self.new_standard_attr_id(),
+            ..rule
+        };
         self.security_group_rules.insert(id.clone(), rule);
         Ok(id)
     }
@@ -1542,10 +1552,11 @@ impl Cloud {
 
     // -- rendering -------------------------------------------------------------------------------
 
+    /// The admin's (full) view of one resource; lists filter on it.
     pub(crate) fn neutron_render(&self, kind: Kind, id: &str) -> Option<Value> {
         match kind {
             Kind::Network => self.networks.get(id).map(|n| self.render_network(n)),
-            Kind::Subnet => self.subnets.get(id).map(render_subnet),
+            Kind::Subnet => self.subnets.get(id).map(|s| self.render_subnet(s)),
             Kind::Port => self.ports.get(id).map(render_port),
             Kind::Router => self.routers.get(id).map(|r| self.render_router(r)),
             Kind::FloatingIp => self.floating_ips.get(id).map(|f| self.render_floating_ip(f)),
@@ -1553,8 +1564,35 @@ impl Cloud {
                 .security_groups
                 .get(id)
                 .map(|g| self.render_security_group(g)),
-            Kind::SecurityGroupRule => self.security_group_rules.get(id).map(render_rule),
+            Kind::SecurityGroupRule => self.security_group_rules.get(id).map(|r| self.render_rule(r)),
         }
+    }
+
+    /// The caller's view of one resource: [`Cloud::neutron_render`] less what policy hides from
+    /// members.
+    fn neutron_view(&self, ctx: &Ctx, kind: Kind, id: &str) -> Option<Value> {
+        self.neutron_render(kind, id)
+            .map(|item| caller_view(ctx, kind, item))
+    }
+
+    fn is_default_group(&self, group_id: &str) -> bool {
+        self.security_groups
+            .get(group_id)
+            .is_some_and(|g| g.name == "default")
+    }
+
+    /// A rule as `/security-group-rules` shows it.
+    fn render_rule(&self, r: &SecurityGroupRule) -> Value {
+        let mut body = rule_body(r);
+        body["belongs_to_default_sg"] = json!(self.is_default_group(&r.security_group_id));
+        body
+    }
+
+    fn render_subnet(&self, s: &Subnet) -> Value {
+        let external = self.networks.get(&s.network_id).is_some_and(|n| n.external);
+        let mut body = subnet_body(s);
+        body["router:external"] = json!(external);
+        body
     }
 
     fn render_network(&self, n: &Network) -> Value {
@@ -1564,18 +1602,22 @@ impl Cloud {
             .filter(|s| s.network_id == n.id)
             .map(|s| s.id.as_str())
             .collect();
-        json!({
+        let mut body = json!({
             "id": n.id, "name": n.name, "description": n.description,
             "project_id": n.project_id, "tenant_id": n.project_id,
             "status": "ACTIVE", "admin_state_up": n.admin_state_up,
-            "shared": n.shared, "router:external": n.external, "is_default": false,
-            "subnets": subnets, "mtu": if n.external { 1500 } else { 1442 },
-            "availability_zone_hints": [], "availability_zones": ["nova"],
+            "shared": n.shared, "router:external": n.external,
+            "subnets": subnets, "mtu": 1500,
+            "availability_zone_hints": [], "availability_zones": [],
             "ipv4_address_scope": null, "ipv6_address_scope": null,
-            "port_security_enabled": true, "l2_adjacency": true, "qos_policy_id": null,
-            "dns_domain": "", "tags": n.tags,
+            "port_security_enabled": true, "qinq": false, "vlan_transparent": false, "tags": n.tags,
             "created_at": iso(&n.created), "updated_at": iso(&n.updated), "revision_number": 1,
-        })
+        });
+        // Only external networks carry `is_default` (auto-allocated topology).
+        if n.external {
+            body["is_default"] = json!(false);
+        }
+        body
     }
 
     fn render_router(&self, r: &NeutronRouter) -> Value {
@@ -1624,11 +1666,24 @@ impl Cloud {
     }
 
     fn render_security_group(&self, g: &SecurityGroup) -> Value {
+        // The rules a group embeds carry `standard_attr_id` and `tags`; Neutron 29 leaves
+        // `belongs_to_default_sg` null on the default group's own rules there.
+        let belongs_to_default_sg = if g.name == "default" {
+            Value::Null
+        } else {
+            json!(false)
+        };
         let rules: Vec<Value> = self
             .security_group_rules
             .values()
             .filter(|r| r.security_group_id == g.id)
-            .map(render_rule)
+            .map(|r| {
+                let mut body = rule_body(r);
+                body["belongs_to_default_sg"] = belongs_to_default_sg.clone();
+                body["standard_attr_id"] = json!(r.standard_attr_id);
+                body["tags"] = json!([]);
+                body
+            })
             .collect();
         json!({
             "id": g.id, "name": g.name, "description": g.description,
@@ -1664,7 +1719,8 @@ fn port_status(p: &Port) -> &'static str {
     }
 }
 
-fn render_subnet(s: &Subnet) -> Value {
+/// A subnet's attributes that need nothing but the subnet.
+fn subnet_body(s: &Subnet) -> Value {
     let pools: Vec<Value> = match (
         Subnet::host_address(&s.cidr, 2),
         Subnet::host_address(&s.cidr, s.last_host()),
@@ -1678,7 +1734,7 @@ fn render_subnet(s: &Subnet) -> Value {
         "network_id": s.network_id, "cidr": s.cidr, "ip_version": s.ip_version,
         "gateway_ip": s.gateway_ip, "enable_dhcp": s.enable_dhcp, "allocation_pools": pools,
         "host_routes": [], "dns_nameservers": [], "ipv6_ra_mode": null, "ipv6_address_mode": null,
-        "subnetpool_id": null, "service_types": [], "segment_id": null, "dns_publish_fixed_ip": false,
+        "subnetpool_id": null, "service_types": [],
         "tags": s.tags, "created_at": iso(&s.created), "updated_at": iso(&s.updated), "revision_number": 0,
     })
 }
@@ -1700,12 +1756,33 @@ fn render_port(p: &Port) -> Value {
         "binding:vnic_type": "normal", "binding:host_id": p.binding_host,
         "binding:vif_type": if p.binding_host.is_empty() { "unbound" } else { "ovs" },
         "binding:vif_details": {}, "binding:profile": {},
-        "dns_name": "", "dns_assignment": [], "qos_policy_id": null, "propagate_uplink_status": false,
         "tags": p.tags, "created_at": iso(&p.created), "updated_at": iso(&p.updated), "revision_number": 2,
     })
 }
 
-fn render_rule(r: &SecurityGroupRule) -> Value {
+/// Attributes a member may not see (the port binding's details; `binding:vnic_type` stays).
+const ADMIN_ONLY_PORT_KEYS: [&str; 4] = [
+    "binding:host_id",
+    "binding:profile",
+    "binding:vif_details",
+    "binding:vif_type",
+];
+
+/// What the caller may see of a rendered resource: admins everything, members no port binding
+/// details.
+fn caller_view(ctx: &Ctx, kind: Kind, mut item: Value) -> Value {
+    if kind == Kind::Port && !ctx.admin {
+        if let Some(map) = item.as_object_mut() {
+            for key in ADMIN_ONLY_PORT_KEYS {
+                map.remove(key);
+            }
+        }
+    }
+    item
+}
+
+/// A rule's attributes that need nothing but the rule.
+fn rule_body(r: &SecurityGroupRule) -> Value {
     json!({
         "id": r.id, "security_group_id": r.security_group_id,
         "project_id": r.project_id, "tenant_id": r.project_id,
@@ -1821,6 +1898,7 @@ impl Cloud {
             .filter(|id| self.neutron_visible(ctx, kind, id))
             .filter_map(|id| self.neutron_render(kind, id))
             .filter(|item| item_matches(item, params))
+            .map(|item| caller_view(ctx, kind, item))
             .collect();
         let limit = listing::limit(params, Service::Neutron)?;
         let marker = listing::param(params, "marker");
@@ -1958,7 +2036,7 @@ async fn create(
     let body = parse_json(&body)?;
     let mut cloud = app.cloud();
     let id = cloud.neutron_create(&ctx, kind, &body)?;
-    let item = cloud.neutron_render(kind, &id).unwrap_or(Value::Null);
+    let item = cloud.neutron_view(&ctx, kind, &id).unwrap_or(Value::Null);
     Ok((StatusCode::CREATED, Json(json!({ kind.singular(): item }))).into_response())
 }
 
@@ -1985,7 +2063,7 @@ async fn show(
     let cloud = app.cloud();
     cloud.visible_or_404(&ctx, kind, &id)?;
     let item = cloud
-        .neutron_render(kind, &id)
+        .neutron_view(&ctx, kind, &id)
         .ok_or_else(|| kind.not_found(&id))?;
     Ok(Json(json!({ kind.singular(): project_fields(item, &params) })))
 }
@@ -2001,7 +2079,7 @@ async fn update(
     let mut cloud = app.cloud();
     cloud.neutron_update(&ctx, kind, &id, &body)?;
     let item = cloud
-        .neutron_render(kind, &id)
+        .neutron_view(&ctx, kind, &id)
         .ok_or_else(|| kind.not_found(&id))?;
     Ok(Json(json!({ kind.singular(): item })))
 }

@@ -26,8 +26,10 @@ use super::Inner;
 const API: &str = "/compute/v2.1";
 /// What `hostId` shows: every server runs on the one simulated compute host.
 const HOST_ID: &str = "8d3c1f7a5e9b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a4c";
-/// The highest compute microversion served (`2.MAX_MINOR`).
-pub(crate) const MAX_MINOR: u32 = 90;
+/// The highest compute microversion served (`2.MAX_MINOR`; real Nova 34 serves 2.104).
+pub(crate) const MAX_MINOR: u32 = 96;
+/// The simulated compute host every server runs on (admins see it).
+const COMPUTE_HOST: &str = "sim-compute";
 
 /// The negotiated compute microversion `2.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +150,7 @@ pub(crate) struct ServerSpec {
 }
 
 impl Cloud {
+    /// A server the caller may look at, `DELETED` ones included (GET answers 200 for them).
     fn visible_server(&self, ctx: &Ctx, server_id: &str) -> Result<&Server, ApiError> {
         self.servers
             .get(server_id)
@@ -155,9 +158,18 @@ impl Cloud {
             .ok_or_else(|| instance_not_found(server_id))
     }
 
+    /// A server the caller may act on: visible and not yet `DELETED` (which answers 404 to
+    /// everything but GET).
+    fn live_server(&self, ctx: &Ctx, server_id: &str) -> Result<&Server, ApiError> {
+        self.visible_server(ctx, server_id)
+            .ok()
+            .filter(|s| !s.is_terminated())
+            .ok_or_else(|| instance_not_found(server_id))
+    }
+
     /// A server the caller may change: visible, not being deleted, and unlocked unless admin.
     fn changeable_server(&self, ctx: &Ctx, server_id: &str, action: &str) -> Result<&Server, ApiError> {
-        let server = self.visible_server(ctx, server_id)?;
+        let server = self.live_server(ctx, server_id)?;
         if server.task_state.as_deref() == Some("deleting") {
             return Err(conflict(format!(
                 "Cannot '{action}' instance {server_id} while it is in task_state deleting"
@@ -279,6 +291,7 @@ impl Cloud {
                 port_ids,
                 nova_created_ports,
                 delete_requested: None,
+                terminated: None,
                 created: now,
                 updated: now,
             },
@@ -286,9 +299,10 @@ impl Cloud {
         Ok(server_id)
     }
 
-    /// Accepts a DELETE: the server shows task_state `deleting` until `server_delete_delay` passes.
+    /// Accepts a DELETE: the server shows status `ACTIVE` with task_state `deleting` until
+    /// [`Cloud::reap`] moves it on (see there for the timeline).
     pub(crate) fn delete_server(&mut self, ctx: &Ctx, server_id: &str) -> Result<(), ApiError> {
-        let server = self.visible_server(ctx, server_id)?;
+        let server = self.live_server(ctx, server_id)?;
         if server.delete_requested.is_some() {
             return Ok(());
         }
@@ -303,22 +317,9 @@ impl Cloud {
         Ok(())
     }
 
-    /// What Nova does once the hypervisor has destroyed the server: deletes the ports it created,
-    /// unbinds the ones it was given, detaches volumes and leaves its server group.
-    pub(crate) fn finish_server_delete(&mut self, server_id: &str) {
-        let Some(server) = self.servers.remove(server_id) else {
-            return;
-        };
-        for port_id in &server.port_ids {
-            if server.nova_created_ports.contains(port_id) {
-                self.remove_port(port_id);
-            } else if let Some(port) = self.ports.get_mut(port_id).filter(|p| p.device_id == server_id) {
-                port.device_id.clear();
-                port.device_owner.clear();
-                port.binding_host.clear();
-                port.updated = Utc::now();
-            }
-        }
+    /// Detaches every volume from the server, as Nova does early in a delete: each one left with no
+    /// attachment becomes `available`.
+    pub(crate) fn detach_all_volumes(&mut self, server_id: &str) {
         for volume in self.volumes.values_mut() {
             let before = volume.attachments.len();
             volume.attachments.retain(|a| a.server_id != server_id);
@@ -330,9 +331,47 @@ impl Cloud {
                 volume.updated = Utc::now();
             }
         }
+    }
+
+    /// What Nova does once the hypervisor has destroyed the server: detaches its volumes, deletes the
+    /// ports it created, unbinds the ones it was given, leaves its server group, and shows the server
+    /// as status `DELETED` (vm_state `deleted`, no task) until its record goes.
+    pub(crate) fn terminate_server(&mut self, server_id: &str) {
+        self.detach_all_volumes(server_id);
+        let Some(server) = self.servers.get(server_id) else {
+            return;
+        };
+        if server.is_terminated() {
+            return;
+        }
+        let port_ids = server.port_ids.clone();
+        let nova_created = server.nova_created_ports.clone();
+        for port_id in &port_ids {
+            if nova_created.contains(port_id) {
+                self.remove_port(port_id);
+            } else if let Some(port) = self.ports.get_mut(port_id).filter(|p| p.device_id == server_id) {
+                port.device_id.clear();
+                port.device_owner.clear();
+                port.binding_host.clear();
+                port.updated = Utc::now();
+            }
+        }
         for group in self.server_groups.values_mut() {
             group.members.retain(|m| m != server_id);
         }
+        if let Some(server) = self.servers.get_mut(server_id) {
+            let now = Utc::now();
+            server.status = "DELETED".into();
+            server.task_state = None;
+            server.terminated = Some(now);
+            server.updated = now;
+        }
+    }
+
+    /// The end of a delete: the server is terminated if it was not yet, and its record goes (404).
+    pub(crate) fn finish_server_delete(&mut self, server_id: &str) {
+        self.terminate_server(server_id);
+        self.servers.remove(server_id);
     }
 
     pub(crate) fn set_server_lock(
@@ -474,9 +513,14 @@ impl Cloud {
 
     // -- rendering -------------------------------------------------------------------------------
 
-    fn render_server(&self, url: &str, server: &Server, version: Microversion) -> Value {
+    fn render_server(&self, url: &str, ctx: &Ctx, server: &Server, version: Microversion) -> Value {
         let mut addresses = serde_json::Map::new();
-        for port in server.port_ids.iter().filter_map(|p| self.ports.get(p)) {
+        for port in server
+            .port_ids
+            .iter()
+            .filter_map(|p| self.ports.get(p))
+            .filter(|p| p.device_id == server.id)
+        {
             let network_name = self
                 .networks
                 .get(&port.network_id)
@@ -531,10 +575,10 @@ impl Cloud {
             "OS-DCF:diskConfig": "MANUAL", "progress": 0, "OS-EXT-AZ:availability_zone": "nova",
             "config_drive": "", "key_name": server.key_name,
             "OS-SRV-USG:launched_at": server.created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
-            "OS-SRV-USG:terminated_at": null,
+            "OS-SRV-USG:terminated_at": server.terminated.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
             "security_groups": server.security_group_names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
             "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.status.to_lowercase(),
-            "OS-EXT-STS:power_state": if server.status == "ACTIVE" { 1 } else { 4 },
+            "OS-EXT-STS:power_state": match server.status.as_str() { "ACTIVE" => 1, "DELETED" => 0, _ => 4 },
             "os-extended-volumes:volumes_attached": volumes,
         });
         if version.at_least(9) {
@@ -554,6 +598,29 @@ impl Cloud {
         }
         if version.at_least(73) {
             body["locked_reason"] = json!(server.locked_reason);
+        }
+        if version.at_least(96) {
+            body["pinned_availability_zone"] = Value::Null;
+        }
+        if ctx.admin {
+            body["OS-EXT-SRV-ATTR:host"] = json!(COMPUTE_HOST);
+            body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(COMPUTE_HOST);
+            body["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", short_id(&server.id)));
+        }
+        if ctx.admin && version.at_least(3) {
+            body["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+            body["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+            body["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
+            body["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!("r-{}", short_id(&server.id)));
+            body["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
+            body["OS-EXT-SRV-ATTR:user_data"] = Value::Null;
+        }
+        if ctx.admin && version.at_least(16) {
+            body["host_status"] = json!("UP");
+        }
+        // Admins see the guest's hostname from 2.3, members from 2.90.
+        if (ctx.admin && version.at_least(3)) || version.at_least(90) {
+            body["OS-EXT-SRV-ATTR:hostname"] = json!(hostname(&server.name));
         }
         body
     }
@@ -595,6 +662,31 @@ impl Cloud {
             body["metadata"] = json!({});
         }
         body
+    }
+}
+
+/// The first eight characters of an id, for names Nova derives from its own sequence numbers.
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The guest hostname Nova derives from a display name: lower case, runs of other characters as
+/// one `-`, at most 63 characters.
+fn hostname(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed: String = out.trim_matches('-').chars().take(63).collect();
+    let trimmed = trimmed.trim_end_matches('-');
+    if trimmed.is_empty() {
+        "server".into()
+    } else {
+        trimmed.into()
     }
 }
 
@@ -836,6 +928,7 @@ fn select_servers<'a>(
     let mut servers: Vec<&Server> = cloud
         .servers
         .values()
+        .filter(|s| !s.is_terminated())
         .filter(|s| {
             if all_projects {
                 project_filter.is_none_or(|p| p == s.project_id)
@@ -871,7 +964,7 @@ fn list_servers(
         .iter()
         .map(|s| {
             if detail {
-                cloud.render_server(&app.url, s, version)
+                cloud.render_server(&app.url, ctx, s, version)
             } else {
                 json!({"id": s.id, "name": s.name, "links": [{"rel": "self", "href": format!("{}{API}/servers/{}", app.url, s.id)}]})
             }
@@ -917,7 +1010,7 @@ async fn show_server(
     let cloud = app.cloud();
     let server = cloud.visible_server(&ctx, &server_id)?;
     Ok(Json(
-        json!({"server": cloud.render_server(&app.url, server, version)}),
+        json!({"server": cloud.render_server(&app.url, &ctx, server, version)}),
     ))
 }
 
@@ -973,7 +1066,7 @@ async fn list_attachments(
     Path(server_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let cloud = app.cloud();
-    cloud.visible_server(&ctx, &server_id)?;
+    cloud.live_server(&ctx, &server_id)?;
     let attachments: Vec<Value> = cloud
         .volumes
         .keys()
@@ -1009,7 +1102,7 @@ async fn show_attachment(
     Path((server_id, volume_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let cloud = app.cloud();
-    cloud.visible_server(&ctx, &server_id)?;
+    cloud.live_server(&ctx, &server_id)?;
     let attachment = cloud
         .render_volume_attachment(&server_id, &volume_id, version)
         .ok_or_else(|| {
@@ -1039,7 +1132,7 @@ fn server_tags<'a>(
     if !version.at_least(26) {
         return Err(ApiError::unknown_path(Service::Nova));
     }
-    cloud.visible_server(ctx, server_id)?;
+    cloud.live_server(ctx, server_id)?;
     cloud
         .servers
         .get_mut(server_id)
@@ -1183,6 +1276,12 @@ async fn create_keypair(
         .and_then(Value::as_str)
         .map(str::to_string);
     let generated = public_key.is_none();
+    if generated && version.at_least(92) {
+        let given = body.get("keypair").map_or_else(String::new, python_repr);
+        return Err(bad_request(format!(
+            "Invalid input for field/attribute keypair. Value: {given}. 'public_key' is a required property"
+        )));
+    }
     let keypair = app.cloud().create_keypair(&ctx, name, public_key)?;
     let mut rendered = render_keypair(&keypair, false);
     rendered["user_id"] = json!(keypair.user_id);
@@ -1196,6 +1295,28 @@ async fn create_keypair(
         StatusCode::OK
     };
     Ok((status, Json(json!({"keypair": rendered}))).into_response())
+}
+
+/// A JSON value as Python prints it, as Nova's schema errors quote the request.
+fn python_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{s}'"),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("'{k}': {}", python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn keypair_not_found(name: &str, user_id: &str) -> ApiError {

@@ -10,7 +10,7 @@ use super::neutron::{
     SubnetReq,
 };
 use super::nova::{Nic, ServerSpec};
-use super::state::{Cloud, Ctx, DEMO_PROJECT_ID};
+use super::state::{Cloud, Ctx, DEMO_PROJECT_ID, OTHER_PROJECT_ID};
 
 /// The tag every CI resource carries; each also carries `job-<n>`. Volumes and snapshots, which have
 /// no tags, carry metadata `ci-job=true` and `job=job-<n>` instead.
@@ -59,7 +59,7 @@ pub struct Survivors {
     /// The external network `public` (project admin, `router:external`) and its subnet.
     pub public_network: String,
     pub public_subnet: String,
-    /// A network shared by project `other`, and its subnet.
+    /// The network `shared` that project `other` shares with every project, and its subnet.
     pub shared_network: String,
     pub shared_subnet: String,
 }
@@ -168,6 +168,42 @@ pub(crate) fn ensure_public_network(cloud: &mut Cloud) -> Result<(String, String
             network_id: network.clone(),
             cidr: Some("172.24.4.0/24".into()),
             enable_dhcp: Some(false),
+            ..SubnetReq::default()
+        },
+    )?;
+    Ok((network, subnet))
+}
+
+/// The network `shared` (10.250.0.0/24) that project `other` owns and shares with every project,
+/// created once, as on the real test stack: members see it and may put ports on it, but not delete it.
+pub(crate) fn ensure_shared_network(cloud: &mut Cloud) -> Result<(String, String), ApiError> {
+    if let Some(network) = cloud
+        .networks
+        .values()
+        .find(|n| n.shared && n.name == "shared" && n.project_id == OTHER_PROJECT_ID)
+    {
+        let subnet = cloud
+            .subnets
+            .values()
+            .find(|s| s.network_id == network.id)
+            .map(|s| s.id.clone());
+        return Ok((network.id.clone(), subnet.unwrap_or_default()));
+    }
+    let network = cloud.create_network(
+        &Ctx::admin(),
+        NetworkReq {
+            name: "shared".into(),
+            shared: true,
+            project_id: Some(OTHER_PROJECT_ID.into()),
+            ..NetworkReq::default()
+        },
+    )?;
+    let subnet = cloud.create_subnet(
+        &Ctx::other(),
+        SubnetReq {
+            name: "shared-subnet".into(),
+            network_id: network.clone(),
+            cidr: Some("10.250.0.0/24".into()),
             ..SubnetReq::default()
         },
     )?;
@@ -361,28 +397,7 @@ fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<Seed
 pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
     let demo = Ctx::demo();
     let (public_network, public_subnet) = ensure_public_network(cloud)?;
-    let other = Ctx::other();
-    let (shared_network, shared_subnet) = {
-        let network = cloud.create_network(
-            &Ctx::admin(),
-            NetworkReq {
-                name: "shared-net".into(),
-                shared: true,
-                project_id: Some(other.project_id.clone()),
-                ..NetworkReq::default()
-            },
-        )?;
-        let subnet = cloud.create_subnet(
-            &other,
-            SubnetReq {
-                name: "shared-subnet".into(),
-                network_id: network.clone(),
-                cidr: Some("10.200.0.0/24".into()),
-                ..SubnetReq::default()
-            },
-        )?;
-        (network, subnet)
-    };
+    let (shared_network, shared_subnet) = ensure_shared_network(cloud)?;
     let default_security_group = cloud.ensure_default_security_group(DEMO_PROJECT_ID);
 
     // Seeding again numbers the jobs on (job-4, job-5, job-6), so names never collide.

@@ -227,6 +227,8 @@ pub(crate) struct SecurityGroupRule {
     pub remote_ip_prefix: Option<String>,
     pub remote_group_id: Option<String>,
     pub description: String,
+    /// Neutron's `standard_attr_id`, shown only on the rules a security group embeds.
+    pub standard_attr_id: u64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -253,8 +255,17 @@ pub(crate) struct Server {
     pub nova_created_ports: Vec<String>,
     /// When the DELETE was accepted; the server is gone `server_delete_delay` later.
     pub delete_requested: Option<Instant>,
+    /// When the hypervisor destroyed it (status `DELETED`, `OS-SRV-USG:terminated_at`).
+    pub terminated: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+}
+
+impl Server {
+    /// Destroyed (status `DELETED`) but still answering GET until its record goes.
+    pub fn is_terminated(&self) -> bool {
+        self.terminated.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +334,8 @@ pub(crate) struct Snapshot {
 /// Every resource of every service. Handlers lock it, act, and unlock before answering.
 #[derive(Debug)]
 pub(crate) struct Cloud {
+    /// Whether a DHCP agent runs: it gives every network with a DHCP subnet a `network:dhcp` port.
+    pub dhcp_agent: bool,
     pub server_delete_delay: Duration,
     pub volume_delete_delay: Duration,
     pub token_ttl: Duration,
@@ -341,6 +354,7 @@ pub(crate) struct Cloud {
     pub volumes: BTreeMap<String, Volume>,
     pub snapshots: BTreeMap<String, Snapshot>,
     next_mac: u32,
+    next_standard_attr_id: u64,
 }
 
 /// A new random id in the dashed UUID form Nova, Neutron and Cinder use.
@@ -349,8 +363,14 @@ pub(crate) fn new_id() -> String {
 }
 
 impl Cloud {
-    pub fn new(server_delete_delay: Duration, volume_delete_delay: Duration, token_ttl: Duration) -> Self {
+    pub fn new(
+        server_delete_delay: Duration,
+        volume_delete_delay: Duration,
+        token_ttl: Duration,
+        dhcp_agent: bool,
+    ) -> Self {
         Cloud {
+            dhcp_agent,
             server_delete_delay,
             volume_delete_delay,
             token_ttl,
@@ -368,7 +388,15 @@ impl Cloud {
             volumes: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             next_mac: 0,
+            next_standard_attr_id: 0,
         }
+    }
+
+    /// The next `standard_attr_id` (Neutron numbers its resources' standard attributes in one
+    /// sequence).
+    pub fn new_standard_attr_id(&mut self) -> u64 {
+        self.next_standard_attr_id += 1;
+        self.next_standard_attr_id
     }
 
     pub fn new_mac(&mut self) -> String {
@@ -377,19 +405,39 @@ impl Cloud {
         format!("fa:16:3e:{a:02x}:{b:02x}:{c:02x}")
     }
 
-    /// Finishes every asynchronous delete whose time has come. Called before each look at the state,
-    /// so a resource in `deleting` disappears exactly `*_delete_delay` after its DELETE was accepted.
+    /// Moves every asynchronous delete on as far as its time has come. Called before each look at the
+    /// state, so a deleted server detaches its volumes at half its `server_delete_delay`, turns
+    /// `DELETED` (its own ports gone, pre-created ones unbound) at 70 % and answers 404 at the full
+    /// delay, and a volume or snapshot in `deleting` disappears `volume_delete_delay` after its DELETE.
     pub fn reap(&mut self, now: Instant) {
-        let server_due: Vec<String> = self
-            .servers
-            .values()
-            .filter(|s| {
-                s.delete_requested
-                    .is_some_and(|t| now >= t + self.server_delete_delay)
-            })
-            .map(|s| s.id.clone())
-            .collect();
-        for server_id in server_due {
+        let delay = self.server_delete_delay;
+        let detach_after = delay / 2;
+        let terminate_after = delay.checked_mul(7).map_or(delay, |d| d / 10);
+        let mut detach = Vec::new();
+        let mut terminate = Vec::new();
+        let mut finish = Vec::new();
+        for server in self.servers.values() {
+            let Some(requested) = server.delete_requested else {
+                continue;
+            };
+            let elapsed = now.saturating_duration_since(requested);
+            if elapsed >= delay {
+                finish.push(server.id.clone());
+            } else if elapsed >= terminate_after {
+                if !server.is_terminated() {
+                    terminate.push(server.id.clone());
+                }
+            } else if elapsed >= detach_after {
+                detach.push(server.id.clone());
+            }
+        }
+        for server_id in detach {
+            self.detach_all_volumes(&server_id);
+        }
+        for server_id in terminate {
+            self.terminate_server(&server_id);
+        }
+        for server_id in finish {
             self.finish_server_delete(&server_id);
         }
         let delay = self.volume_delete_delay;

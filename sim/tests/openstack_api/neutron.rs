@@ -74,14 +74,7 @@ async fn router_gateway_interface_and_floating_ip_are_wired_like_neutron() {
     let (_, iface) = client.get(&format!("{N}/ports/{}", r.interface_port)).await;
     assert_eq!(iface["port"]["device_owner"], "network:router_interface");
     assert_eq!(iface["port"]["fixed_ips"][0]["ip_address"], "10.30.0.1");
-    // The DHCP port appeared with the subnet; gateway and floating IP ports belong to no project.
-    let (_, dhcp) = client
-        .get(&format!(
-            "{N}/ports?network_id={}&device_owner=network:dhcp",
-            r.network
-        ))
-        .await;
-    assert_eq!(dhcp["ports"].as_array().unwrap().len(), 1);
+    // Gateway and floating IP ports belong to no project.
     let (_, mine) = client.get(&format!("{N}/ports?fields=device_owner")).await;
     let owners: Vec<&str> = mine["ports"]
         .as_array()
@@ -167,13 +160,17 @@ async fn in_use_resources_answer_409_with_neutrons_types() {
         client.delete(&format!("{N}/security-groups/{group}")).await.0,
         204
     );
-    let dhcp_ports_before = sim.count("port");
+    // A member may create a `network:dhcp` port itself (how the e2e tests fake a DHCP agent);
+    // Neutron deletes it with the network.
+    let dhcp = client
+        .create(
+            &format!("{N}/ports"),
+            "port",
+            json!({"network_id": r.network, "device_owner": "network:dhcp", "device_id": "dhcp-fake"}),
+        )
+        .await;
     assert_eq!(client.delete(&format!("{N}/networks/{}", r.network)).await.0, 204);
-    assert_eq!(
-        sim.count("port"),
-        dhcp_ports_before - 1,
-        "the DHCP port goes with its network"
-    );
+    assert!(!sim.exists("port", &dhcp), "the DHCP port goes with its network");
     assert!(!sim.exists("subnet", &r.subnet));
 }
 
@@ -297,10 +294,12 @@ async fn tags_filter_lists_and_pages_link_to_the_next() {
     let (_, any) = client.get(&format!("{N}/networks?tags-any=odd,nothing")).await;
     assert_eq!(names(&any).len(), 2);
     let (_, not) = client.get(&format!("{N}/networks?not-tags=ci-job")).await;
+    let mut not = names(&not);
+    not.sort();
     assert_eq!(
-        names(&not),
-        ["public"],
-        "only the untagged external network is left"
+        not,
+        ["public", "shared"],
+        "only the untagged external and shared networks are left"
     );
     let (_, not_any) = client
         .get(&format!("{N}/networks?not-tags-any=odd&tags=ci-job"))
@@ -365,9 +364,221 @@ async fn members_see_shared_and_external_networks_but_not_other_projects() {
         .delete(&format!("{N}/networks/{}", seeded.keep.shared_network))
         .await;
     assert_eq!(status, 403);
-    // The other project's DHCP port on its shared network is not the member's to see.
+    // Another project's port on its shared network is not the member's to see.
+    let other = Client::login(&sim, "other", "otherpass", "other").await;
+    other
+        .create(
+            &format!("{N}/ports"),
+            "port",
+            json!({"network_id": seeded.keep.shared_network}),
+        )
+        .await;
     let (_, ports) = client
         .get(&format!("{N}/ports?network_id={}", seeded.keep.shared_network))
         .await;
     assert_eq!(ports["ports"], json!([]));
+}
+
+/// The port ids of a list body.
+fn port_ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// As `test_neutron_tags_filters_and_pagination` sees real Neutron (which runs no DHCP agent on the
+/// test stack): all four tag filters work server-side, and a network's ports are the ones created.
+#[tokio::test]
+async fn all_four_tag_filters_select_ports_and_no_dhcp_agent_adds_one() {
+    let sim = client::start().await;
+    let client = Client::demo(&sim).await;
+    let (network, _) = network_with_subnet(&client, "tags", 33).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            client
+                .create(&format!("{N}/ports"), "port", json!({"network_id": network}))
+                .await,
+        );
+    }
+    let (_, on_network) = client.get(&format!("{N}/ports?network_id={network}")).await;
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(port_ids(&on_network), all, "no DHCP port without a DHCP agent");
+
+    assert_eq!(
+        client
+            .put(&format!("{N}/ports/{}/tags/job", ids[0]), json!(null))
+            .await
+            .0,
+        201
+    );
+    client
+        .put(
+            &format!("{N}/ports/{}/tags", ids[1]),
+            json!({"tags": ["job", "other"]}),
+        )
+        .await;
+    client
+        .put(&format!("{N}/ports/{}/tags", ids[2]), json!({"tags": ["job"]}))
+        .await;
+    let query = |q: &str| format!("{N}/ports?{q}&network_id={network}&fields=id");
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (_, got) = client.get(&query("tags=job")).await;
+    assert_eq!(port_ids(&got), all);
+    let (_, got) = client.get(&query("tags=job,other")).await;
+    assert_eq!(port_ids(&got), [ids[1].clone()], "tags: all of");
+    let (_, got) = client.get(&query("tags-any=other,nope")).await;
+    assert_eq!(port_ids(&got), [ids[1].clone()], "tags-any: one of");
+    let (_, got) = client.get(&query("not-tags=other")).await;
+    assert_eq!(
+        port_ids(&got),
+        sorted(vec![ids[0].clone(), ids[2].clone()]),
+        "not-tags"
+    );
+    let (_, got) = client.get(&query("not-tags=job,other")).await;
+    assert_eq!(
+        port_ids(&got),
+        sorted(vec![ids[0].clone(), ids[2].clone()]),
+        "not-tags: not all of"
+    );
+    let (_, got) = client.get(&query("not-tags-any=other,nope")).await;
+    assert_eq!(
+        port_ids(&got),
+        sorted(vec![ids[0].clone(), ids[2].clone()]),
+        "not-tags-any: none of"
+    );
+    let (_, got) = client.get(&query("not-tags-any=nope")).await;
+    assert_eq!(port_ids(&got), all);
+}
+
+/// With [`SimConfig::dhcp_agent`] on, each network gets one `network:dhcp` port (owned by the
+/// network's project) with its first DHCP subnet; it does not block deleting the subnet or network.
+#[tokio::test]
+async fn a_dhcp_agent_gives_each_network_one_dhcp_port() {
+    let sim = client::start_with(cloud_janitor_sim::openstack::SimConfig {
+        dhcp_agent: true,
+        ..cloud_janitor_sim::openstack::SimConfig::default()
+    })
+    .await;
+    let client = Client::demo(&sim).await;
+    let (network, subnet) = network_with_subnet(&client, "dhcp", 34).await;
+    client
+        .create(
+            &format!("{N}/subnets"),
+            "subnet",
+            json!({"network_id": network, "cidr": "10.35.0.0/24", "ip_version": 4}),
+        )
+        .await;
+    let (_, dhcp) = client
+        .get(&format!(
+            "{N}/ports?network_id={network}&device_owner=network:dhcp"
+        ))
+        .await;
+    let dhcp = dhcp["ports"].as_array().unwrap();
+    assert_eq!(dhcp.len(), 1);
+    assert_eq!(dhcp[0]["fixed_ips"].as_array().unwrap().len(), 2);
+    assert_eq!(client.delete(&format!("{N}/subnets/{subnet}")).await.0, 204);
+    let ports_before = sim.count("port");
+    assert_eq!(client.delete(&format!("{N}/networks/{network}")).await.0, 204);
+    assert_eq!(
+        sim.count("port"),
+        ports_before - 1,
+        "the DHCP port goes with its network"
+    );
+}
+
+/// What a member sees of ports, subnets and security group rules, as Neutron 29 shows them.
+#[tokio::test]
+async fn members_see_neutrons_member_view_of_ports_subnets_and_rules() {
+    let sim = client::start().await;
+    let client = Client::demo(&sim).await;
+    let admin = Client::admin(&sim).await;
+    let (network, subnet) = network_with_subnet(&client, "view", 36).await;
+    let port = client
+        .create(&format!("{N}/ports"), "port", json!({"network_id": network}))
+        .await;
+    let hidden = [
+        "binding:host_id",
+        "binding:profile",
+        "binding:vif_details",
+        "binding:vif_type",
+    ];
+    let (_, shown) = client.get(&format!("{N}/ports/{port}")).await;
+    let (_, listed) = client.get(&format!("{N}/ports?network_id={network}")).await;
+    for body in [&shown["port"], &listed["ports"][0]] {
+        for key in hidden {
+            assert!(body.get(key).is_none(), "members do not see {key}: {body}");
+        }
+        assert_eq!(body["binding:vnic_type"], "normal");
+    }
+    let (_, created) = client
+        .post(&format!("{N}/ports"), json!({"port": {"network_id": network}}))
+        .await;
+    assert!(created["port"].get("binding:vif_type").is_none());
+    let (_, as_admin) = admin.get(&format!("{N}/ports/{port}")).await;
+    for key in hidden {
+        assert!(as_admin["port"].get(key).is_some(), "admins see {key}");
+    }
+    assert_eq!(as_admin["port"]["binding:vif_type"], "unbound");
+
+    // Subnets carry their network's router:external.
+    let (_, own) = client.get(&format!("{N}/subnets/{subnet}")).await;
+    assert_eq!(own["subnet"]["router:external"], json!(false));
+    let public = sim.public_network_id();
+    let (_, external) = client.get(&format!("{N}/subnets?network_id={public}")).await;
+    assert_eq!(external["subnets"][0]["router:external"], json!(true));
+    assert!(own["subnet"].get("segment_id").is_none());
+
+    // Rules: `belongs_to_default_sg` everywhere; `standard_attr_id` and `tags` only inside a group.
+    let group = client
+        .create(
+            &format!("{N}/security-groups"),
+            "security_group",
+            json!({"name": "g"}),
+        )
+        .await;
+    let (_, rules) = client
+        .get(&format!("{N}/security-group-rules?security_group_id={group}"))
+        .await;
+    for rule in rules["security_group_rules"].as_array().unwrap() {
+        assert_eq!(rule["belongs_to_default_sg"], json!(false));
+        assert!(rule.get("standard_attr_id").is_none() && rule.get("tags").is_none());
+    }
+    let (_, shown) = client.get(&format!("{N}/security-groups/{group}")).await;
+    let embedded = shown["security_group"]["security_group_rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(embedded.len(), 2);
+    for rule in embedded {
+        assert_eq!(rule["belongs_to_default_sg"], json!(false));
+        assert!(rule["standard_attr_id"].as_u64().unwrap() > 0);
+        assert_eq!(rule["tags"], json!([]));
+    }
+    let (_, default) = client.get(&format!("{N}/security-groups?name=default")).await;
+    let default = &default["security_groups"][0];
+    assert!(default["security_group_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["belongs_to_default_sg"].is_null()));
+    let (_, rules) = client
+        .get(&format!(
+            "{N}/security-group-rules?security_group_id={}",
+            default["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(rules["security_group_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["belongs_to_default_sg"] == json!(true)));
 }

@@ -298,3 +298,190 @@ async fn keypairs_and_server_groups_have_novas_shapes() {
         204
     );
 }
+
+/// One look at a server being deleted, and at what it holds.
+#[derive(Debug)]
+struct Seen {
+    /// 404, or 200 with status and task state.
+    status: u16,
+    server_status: String,
+    task_state: Value,
+    volume: String,
+    nova_port: bool,
+    kept_port_bound: bool,
+    listed: bool,
+}
+
+/// Real Nova's delete, as `test_nova_server_lifecycle` and the README measured it: 204; `ACTIVE` with
+/// task_state `deleting` (volumes become `available` about half way); then `DELETED` with 200, by
+/// which time Nova's own port is gone and the given one unbound; then 404. A `DELETED` server is
+/// not listed and answers 404 to another DELETE.
+#[tokio::test]
+async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports_before() {
+    let sim = client::start_with(cloud_janitor_sim::openstack::SimConfig {
+        server_delete_delay: std::time::Duration::from_millis(1500),
+        ..cloud_janitor_sim::openstack::SimConfig::default()
+    })
+    .await;
+    let client = Client::demo(&sim).await;
+    let (network, _) = network_with_subnet(&client, "n", 41).await;
+    let kept = client
+        .create("/network/v2.0/ports", "port", json!({"network_id": network}))
+        .await;
+    let server = boot(&client, "vm", json!([{"port": kept}, {"uuid": network}])).await;
+    let (_, ports) = client
+        .get(&format!("/network/v2.0/ports?device_id={server}"))
+        .await;
+    let nova_port = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .find(|p| *p != kept)
+        .unwrap();
+    let volume = sim.create_volume("v", 1, &[]).unwrap();
+    sim.attach_volume(&server, &volume).unwrap();
+
+    assert_eq!(client.delete(&format!("{C}/servers/{server}")).await.0, 204);
+    let mut seen: Vec<Seen> = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, body) = client.get(&format!("{C}/servers/{server}")).await;
+        let (_, list) = client.get(&format!("{C}/servers")).await;
+        seen.push(Seen {
+            status,
+            server_status: body["server"]["status"].as_str().unwrap_or("").to_string(),
+            task_state: body["server"]["OS-EXT-STS:task_state"].clone(),
+            volume: sim.volume_status(&volume).unwrap(),
+            nova_port: sim.exists("port", &nova_port),
+            kept_port_bound: sim.port_binding(&kept).unwrap().0 == server,
+            listed: list["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == json!(server)),
+        });
+        if status == 404 {
+            assert_eq!(
+                body["itemNotFound"]["message"],
+                format!("Instance {server} could not be found.")
+            );
+            break;
+        }
+        if seen.last().unwrap().server_status == "DELETED" {
+            assert_eq!(
+                (
+                    body["server"]["OS-EXT-STS:vm_state"].clone(),
+                    body["server"]["OS-EXT-STS:power_state"].clone(),
+                    body["server"]["addresses"].clone()
+                ),
+                (json!("deleted"), json!(0), json!({}))
+            );
+            assert!(body["server"]["OS-SRV-USG:terminated_at"].is_string());
+            let (again, _) = client.delete(&format!("{C}/servers/{server}")).await;
+            assert_eq!(again, 404, "a DELETED server is not there to delete");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{seen:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let phase = |s: &Seen| match (s.status, s.server_status.as_str()) {
+        (404, _) => 2,
+        (200, "DELETED") => 1,
+        (200, "ACTIVE") if s.task_state == json!("deleting") => 0,
+        _ => panic!("unexpected state {s:?}"),
+    };
+    let phases: Vec<u8> = seen.iter().map(phase).collect();
+    assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{seen:#?}");
+    assert!(phases.contains(&0) && phases.contains(&1), "{seen:#?}");
+    for s in &seen {
+        match phase(s) {
+            0 => assert!(s.nova_port && s.kept_port_bound && s.listed, "{s:?}"),
+            _ => assert!(
+                !s.nova_port && !s.kept_port_bound && !s.listed && s.volume == "available",
+                "gone before the 404: {s:?}"
+            ),
+        }
+    }
+    let deleting: Vec<&Seen> = seen.iter().filter(|s| phase(s) == 0).collect();
+    assert_eq!(deleting[0].volume, "in-use", "{seen:#?}");
+    assert!(
+        deleting.iter().any(|s| s.volume == "available"),
+        "the volume is available while the server still shows ACTIVE/deleting: {seen:#?}"
+    );
+}
+
+/// Members see `OS-EXT-SRV-ATTR:hostname` from 2.90 only, admins from 2.3 together with the host
+/// attributes; 2.96 adds `pinned_availability_zone`.
+#[tokio::test]
+async fn server_attributes_follow_the_role_and_microversion() {
+    let sim = client::start().await;
+    let mut client = Client::demo(&sim).await;
+    let mut admin = Client::admin(&sim).await;
+    let server = sim
+        .create_server(NewServer {
+            name: "CI Job_7",
+            ..NewServer::default()
+        })
+        .unwrap();
+    let path = format!("{C}/servers/{server}");
+    for (version, member_hostname) in [("2.89", false), ("2.90", true), ("2.96", true)] {
+        client.compute_version = Some(version.into());
+        let (_, shown) = client.get(&path).await;
+        let shown = &shown["server"];
+        assert_eq!(
+            shown.get("OS-EXT-SRV-ATTR:hostname").is_some(),
+            member_hostname,
+            "{version}"
+        );
+        assert!(shown.get("OS-EXT-SRV-ATTR:host").is_none());
+        assert!(shown.get("host_status").is_none());
+        assert_eq!(shown.get("pinned_availability_zone").is_some(), version == "2.96");
+    }
+    let (_, shown) = client.get(&path).await;
+    assert_eq!(shown["server"]["OS-EXT-SRV-ATTR:hostname"], "ci-job-7");
+    for (version, hostname) in [("2.1", false), ("2.3", true)] {
+        admin.compute_version = Some(version.into());
+        let (_, shown) = admin.get(&path).await;
+        assert!(shown["server"]["OS-EXT-SRV-ATTR:host"].is_string());
+        assert_eq!(
+            shown["server"].get("OS-EXT-SRV-ATTR:hostname").is_some(),
+            hostname
+        );
+    }
+}
+
+/// Compute microversions go up to 2.96 (openstacksdk negotiates its highest); from 2.92 a keypair
+/// needs `public_key`.
+#[tokio::test]
+async fn microversions_reach_2_96_and_keypairs_need_a_public_key_from_2_92() {
+    let sim = client::start().await;
+    let mut client = Client::demo(&sim).await;
+    let (_, version) = client.get(C).await;
+    assert_eq!(version["version"]["version"], "2.96");
+    client.compute_version = Some("2.96".into());
+    assert_eq!(client.get(&format!("{C}/servers")).await.0, 200);
+    client.compute_version = Some("2.97".into());
+    let (status, body) = client.get(&format!("{C}/servers")).await;
+    assert_eq!(status, 406);
+    assert_eq!(
+        body["computeFault"]["message"],
+        "Version 2.97 is not supported by the API. Minimum is 2.1 and maximum is 2.96."
+    );
+    client.compute_version = Some("2.92".into());
+    let (status, body) = client
+        .post(&format!("{C}/os-keypairs"), json!({"keypair": {"name": "k"}}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["badRequest"]["message"],
+        "Invalid input for field/attribute keypair. Value: {'name': 'k'}. 'public_key' is a required property"
+    );
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1gY1dX0Y2pYQz6h5E9cP1u8c2V8h6JdK9jvS5p0aXk ci";
+    let (status, _) = client
+        .post(
+            &format!("{C}/os-keypairs"),
+            json!({"keypair": {"name": "k", "public_key": key}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+}

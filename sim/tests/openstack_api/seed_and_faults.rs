@@ -212,3 +212,69 @@ async fn deleting_every_tagged_resource_until_nothing_moves_leaves_exactly_the_e
         assert!(sim.exists(kind, &id), "{kind} {id} must survive");
     }
 }
+
+/// A fresh (`--empty`) simulator has what the real test stack has before any test runs: the external
+/// network `public` of project admin, the network `shared` (with its subnet) that project `other`
+/// shares with everyone, and project demo's `default` security group. Seeding reuses them.
+#[tokio::test]
+async fn a_fresh_sim_has_public_shared_and_the_default_group_and_seeding_reuses_them() {
+    let sim = client::start().await;
+    let admin = Client::admin(&sim).await;
+    let demo = Client::demo(&sim).await;
+    let other = Client::login(&sim, "other", "otherpass", "other").await;
+    let (_, networks) = admin.get("/network/v2.0/networks").await;
+    let networks = networks["networks"].as_array().unwrap();
+    assert_eq!(networks.len(), 2, "{networks:?}");
+    let public = networks.iter().find(|n| n["name"] == "public").unwrap();
+    assert_eq!(
+        (public["router:external"].clone(), public["project_id"].clone()),
+        (json!(true), json!(admin.project_id))
+    );
+    let shared = networks.iter().find(|n| n["name"] == "shared").unwrap();
+    assert_eq!(
+        (
+            shared["shared"].clone(),
+            shared["router:external"].clone(),
+            shared["project_id"].clone()
+        ),
+        (json!(true), json!(false), json!(other.project_id))
+    );
+    let shared_id = shared["id"].as_str().unwrap().to_string();
+    assert_eq!(sim.shared_network_id(), shared_id);
+    assert_eq!(shared["subnets"].as_array().unwrap().len(), 1);
+    let (_, subnet) = demo
+        .get(&format!(
+            "/network/v2.0/subnets/{}",
+            shared["subnets"][0].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(subnet["subnet"]["cidr"], "10.250.0.0/24");
+
+    // How the e2e tests find it: shared, not external, not demo's.
+    let (_, visible) = demo.get("/network/v2.0/networks?shared=true").await;
+    let candidates: Vec<&Value> = visible["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["router:external"] == json!(false) && n["project_id"] != json!(demo.project_id))
+        .collect();
+    assert_eq!(candidates.len(), 1);
+    assert_eq!(candidates[0]["id"], json!(shared_id));
+    let (status, _) = demo.delete(&format!("/network/v2.0/networks/{shared_id}")).await;
+    assert_eq!(status, 403);
+
+    // demo's default group exists before demo ever called Neutron.
+    let (_, groups) = admin
+        .get(&format!(
+            "/network/v2.0/security-groups?name=default&project_id={}",
+            demo.project_id
+        ))
+        .await;
+    assert_eq!(groups["security_groups"].as_array().unwrap().len(), 1);
+
+    let seeded = sim.seed_ci_leftovers();
+    assert_eq!(seeded.keep.shared_network, shared_id, "one shared network");
+    assert_eq!(seeded.keep.public_network, sim.public_network_id());
+    let (_, networks) = admin.get("/network/v2.0/networks?shared=true").await;
+    assert_eq!(networks["networks"].as_array().unwrap().len(), 1);
+}
