@@ -186,3 +186,28 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
     );
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_classified_as_rate_limited_with_that_delay() {
+    use cloud_janitor::provider::ErrorClass;
+    use std::time::Duration;
+    let (sim, yaml) = seeded("ratelimit").await;
+    let provider = provider("sim", yaml, 1000, TagFilter::default());
+    let resources = provider.discover().await.unwrap();
+    let group = resources
+        .iter()
+        .find(|r| r.key.kind == Kind::SecurityGroup && r.name == "ci-job-2-sg")
+        .expect("seeded group");
+    let mut limited = FaultRule::status("DELETE", "/security-groups/", 429, 1);
+    limited.headers = vec![("Retry-After".into(), "7".into())];
+    sim.faults().add(limited);
+    let error = provider.delete(group).await.expect_err("the injected 429");
+    assert_eq!(
+        error.class(),
+        ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    assert!(error.to_string().contains("HTTP 429"), "{error}");
+    sim.shutdown();
+}
