@@ -34,7 +34,6 @@ fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Regis
     metric
 }
 
-#[allow(clippy::expect_used)]
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace("cloud_janitor")
 }
