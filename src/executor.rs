@@ -879,6 +879,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn nothing_new_starts_after_the_pass_deadline_and_the_rest_is_reported_so() {
+        let net = key(Kind::Network, "net");
+        let plan = all_selected(vec![
+            res(Kind::Port, "port", std::slice::from_ref(&net)),
+            res(Kind::Network, "net", &[]),
+        ]);
+        // The port conflicts until the deadline has passed; the network waits for it and never starts.
+        let provider = Arc::new(Scripted::default().on_delete("port", vec![Err(ErrorClass::Conflict); 50]));
+        let mut settings = settings();
+        settings.deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let (outcomes, _) = execute(provider.clone(), &plan, settings).await;
+        assert_eq!(
+            outcomes["port"],
+            Outcome::Left {
+                reason: LeftReason::PassDeadline
+            }
+        );
+        assert_eq!(
+            outcomes["net"],
+            Outcome::Left {
+                reason: LeftReason::Blocked {
+                    by: key(Kind::Port, "port")
+                }
+            }
+        );
+        assert!(
+            started.elapsed() <= Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!provider.calls().contains(&"delete net".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_busy_resource_waits_then_is_deleted_and_a_cancelled_pass_starts_nothing() {
         let plan = all_selected(vec![res(Kind::Server, "locked", &[])]);
         let provider = Arc::new(Scripted::default().on_observe(

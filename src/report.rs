@@ -343,3 +343,71 @@ pub fn plan_dot(plan: &Plan) -> String {
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, Resource};
+    use crate::selection::Verdict;
+
+    fn plan() -> Plan {
+        let sg = ResourceKey::new("c", Kind::SecurityGroup, "sg-1");
+        let mut user = Resource::new(ResourceKey::new("c", Kind::Port, "keep-port"), "keep \"port\"");
+        user.references = vec![sg.clone()];
+        let mut port = Resource::new(ResourceKey::new("c", Kind::Port, "ci-port"), "ci-port");
+        port.references = vec![sg.clone()];
+        let group = Resource::new(sg, "ci-sg");
+        Plan::build(
+            vec![user, port, group],
+            vec![
+                Verdict::NotMatched("tags_all"),
+                Verdict::Selected,
+                Verdict::Selected,
+            ],
+        )
+    }
+
+    #[test]
+    fn the_plan_table_lists_the_order_what_is_held_and_why_and_what_is_not_selected() {
+        let table = plan_table(&plan());
+        assert!(table.contains("Would delete, in this order (1):"), "{table}");
+        assert!(table.contains("ci-port"), "{table}");
+        assert!(
+            table.contains("Selected but held back (1):") && table.contains("in use by port keep-port"),
+            "{table}"
+        );
+        assert!(table.contains("1  not matched: tags_all"), "{table}");
+    }
+
+    #[test]
+    fn the_dot_graph_has_a_node_per_resource_an_edge_per_use_and_escapes_names() {
+        let dot = plan_dot(&plan());
+        assert!(
+            dot.starts_with("digraph cloud_janitor {") && dot.trim_end().ends_with('}'),
+            "{dot}"
+        );
+        assert_eq!(dot.matches("fillcolor=").count(), 3, "{dot}");
+        assert_eq!(dot.matches(" -> n").count(), 2, "{dot}");
+        assert!(dot.contains("keep \\\"port\\\""), "quotes escaped: {dot}");
+        assert!(dot.contains("in use by port keep-port"), "{dot}");
+    }
+
+    #[test]
+    fn the_plan_json_gives_each_node_its_action_order_and_uses() {
+        let nodes: serde_json::Value = serde_json::from_str(&plan_json(&plan())).unwrap();
+        let by_id = |id: &str| {
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(by_id("ci-port")["action"], "delete");
+        assert_eq!(by_id("ci-port")["order"], 1);
+        assert_eq!(by_id("sg-1")["action"], "held");
+        assert_eq!(by_id("keep-port")["action"], "keep");
+        assert_eq!(by_id("keep-port")["uses"][0], "security_group sg-1");
+    }
+}
