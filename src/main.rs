@@ -389,6 +389,24 @@ async fn run_demo(serve_metrics: Option<SocketAddr>, metrics: Arc<Metrics>) -> a
         .run_pass(cancel.clone(), Some(demo::progress_printer()))
         .await;
     println!("\nReport:\n{}", result.render_table());
+    println!("Untouched (not selected), still there:");
+    for item in &result.items {
+        if let report::ItemStatus::Skipped(why) = &item.status {
+            let name = if item.name.is_empty() {
+                &item.key.id
+            } else {
+                &item.name
+            };
+            println!(
+                "  {:<14} {:<16} {:<36} {why}",
+                item.key.cloud,
+                item.key.kind.as_str(),
+                name
+            );
+        }
+    }
+    println!("  (never even listed: untagged servers and floating IPs, which the API filters by tag,");
+    println!("   and other projects' resources, the external and shared networks among them)\n");
     println!("Leftover metrics (what Prometheus scrapes at /metrics):");
     for line in metrics.render().lines().filter(|l| {
         !l.starts_with('#')
