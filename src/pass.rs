@@ -197,9 +197,9 @@ impl Janitor {
             for item in report.items.iter_mut().filter(|i| i.born.is_none()) {
                 item.born = state.history(&item.key).map(|h| h.first_seen);
             }
-            for item in report.items.iter() {
+            for item in report.items.iter_mut() {
                 if let ItemStatus::Left(reason) = &item.status {
-                    state.record_failure(&item.key, reason.to_string());
+                    item.passes_left = state.record_failure(&item.key, reason.to_string());
                 }
             }
             if let Err(error) = state.save() {
@@ -320,6 +320,7 @@ pub fn build_report(
             born: resource.created,
             status,
             requeues: requeued.get(&resource.key).copied().unwrap_or(0),
+            passes_left: 0,
         });
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));

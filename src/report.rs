@@ -40,6 +40,8 @@ pub struct ReportItem {
     pub status: ItemStatus,
     /// Times a conflict sent it back into the queue this pass.
     pub requeues: u32,
+    /// For a leftover: in how many passes it has stayed, this one included (from the state file).
+    pub passes_left: u32,
 }
 
 /// The overall result of a pass.
@@ -190,11 +192,20 @@ impl PassReport {
                     item.key.kind.as_str(),
                     item.key.id,
                     item.name,
-                    self.reason_text(reason)
+                    self.reason_text(reason) + &repeated(item.passes_left)
                 );
             }
         }
         out
+    }
+}
+
+/// " (left in N passes)" once a resource has stayed more than once: repeated failures stand out.
+fn repeated(passes_left: u32) -> String {
+    if passes_left > 1 {
+        format!(" (left in {passes_left} passes)")
+    } else {
+        String::new()
     }
 }
 
@@ -377,6 +388,37 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("1  not matched: tags_all"), "{table}");
+    }
+
+    #[test]
+    fn a_resource_left_again_and_again_says_so_in_the_report() {
+        let key = ResourceKey::new("c", Kind::Server, "vm-1");
+        let item = |passes_left| ReportItem {
+            key: key.clone(),
+            name: "ci-vm".into(),
+            born: None,
+            status: ItemStatus::Left(LeftReason::Busy {
+                state: "locked".into(),
+            }),
+            requeues: 0,
+            passes_left,
+        };
+        let report = |passes_left| PassReport {
+            pass: 4,
+            started: Utc::now(),
+            duration: Duration::from_secs(1),
+            clouds: vec![CloudStatus {
+                name: "c".into(),
+                error: None,
+            }],
+            items: vec![item(passes_left)],
+            names: HashMap::new(),
+        };
+        assert!(report(3)
+            .render_table()
+            .contains("busy: locked (left in 3 passes)"));
+        assert!(!report(1).render_table().contains("left in"));
+        assert_eq!(report(1).result(), PassResult::Leftovers);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Entry {
     pub last_pass: u64,
     /// Consecutive passes that saw it, up to `last_pass`.
     pub sightings: u32,
-    /// Passes in which the janitor tried and failed to delete it.
+    /// Passes that ended with it selected and still there.
     #[serde(default)]
     pub failed_passes: u32,
     #[serde(default)]
@@ -129,11 +129,16 @@ impl StateStore {
         self.stored.resources.get(&storage_key(key))
     }
 
-    /// Records a failed attempt's error for a resource that stayed.
-    pub fn record_failure(&mut self, key: &ResourceKey, error: String) {
-        if let Some(entry) = self.stored.resources.get_mut(&storage_key(key)) {
-            entry.failed_passes += 1;
-            entry.last_error = Some(error);
+    /// Records that a selected resource stayed this pass, and why. Returns in how many passes it
+    /// has stayed so far, so repeated failures show in reports.
+    pub fn record_failure(&mut self, key: &ResourceKey, error: String) -> u32 {
+        match self.stored.resources.get_mut(&storage_key(key)) {
+            Some(entry) => {
+                entry.failed_passes += 1;
+                entry.last_error = Some(error);
+                entry.failed_passes
+            }
+            None => 1,
         }
     }
 
@@ -191,6 +196,19 @@ mod tests {
                 sightings: 2
             })
         );
+        assert_eq!(reopened.record_failure(&disk, "busy: locked".into()), 1);
+        reopened.save().unwrap();
+        let mut again = StateStore::open(Some(&path)).unwrap();
+        assert_eq!(
+            again.record_failure(&disk, "busy: locked".into()),
+            2,
+            "counted across restarts"
+        );
+        assert_eq!(
+            again.entry(&disk).and_then(|e| e.last_error.clone()).as_deref(),
+            Some("busy: locked")
+        );
+        let mut reopened = again;
 
         // A pass that does not see it forgets it; a pass of another cloud does not.
         let pass = reopened.begin_pass();
