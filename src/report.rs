@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::executor::LeftReason;
 use crate::model::ResourceKey;
-use crate::planner::{Disposition, Plan};
+use crate::planner::{Disposition, HoldReason, Plan};
 
 /// Whether a cloud could be listed this pass.
 #[derive(Debug, Clone, Serialize)]
@@ -242,13 +242,22 @@ pub fn plan_table(plan: &Plan) -> String {
         let _ = writeln!(out, "\nSelected but held back ({}):", held.len());
         for (n, reason) in held {
             let r = &n.resource;
+            // Name the user too, as the pass report does: "in use by port 4f2a... (keep-port)".
+            let user_name = match reason {
+                HoldReason::InUse { by } => plan
+                    .nodes()
+                    .find(|other| &other.resource.key == by && !other.resource.name.is_empty())
+                    .map(|other| format!(" ({})", other.resource.name)),
+                HoldReason::Cycle { .. } => None,
+            };
             let _ = writeln!(
                 out,
-                "  {:<12} {:<16} {:<38} {:<24} {reason}",
+                "  {:<12} {:<16} {:<38} {:<24} {reason}{}",
                 r.key.cloud,
                 r.key.kind.as_str(),
                 r.key.id,
-                r.name
+                r.name,
+                user_name.unwrap_or_default()
             );
         }
     }
@@ -384,7 +393,8 @@ mod tests {
         assert!(table.contains("Would delete, in this order (1):"), "{table}");
         assert!(table.contains("ci-port"), "{table}");
         assert!(
-            table.contains("Selected but held back (1):") && table.contains("in use by port keep-port"),
+            table.contains("Selected but held back (1):")
+                && table.contains("in use by port keep-port (keep \"port\")"),
             "{table}"
         );
         assert!(table.contains("1  not matched: tags_all"), "{table}");
