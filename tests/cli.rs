@@ -218,6 +218,10 @@ fn bad_config_exits_64_naming_the_file_and_the_key() {
             "regoin",
         ),
         (
+            "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\nmax_requests_per_second = 0\n[clouds.select]\ntags_all = [\"ci\"]\n",
+            "max_requests_per_second: must be a positive number",
+        ),
+        (
             "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"vmware\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
             "unknown provider `vmware`",
         ),

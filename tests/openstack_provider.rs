@@ -211,3 +211,32 @@ async fn a_429_with_retry_after_is_classified_as_rate_limited_with_that_delay() 
     assert!(error.to_string().contains("HTTP 429"), "{error}");
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn max_requests_per_second_spaces_a_discovery_out() {
+    use std::time::{Duration, Instant};
+    let (sim, yaml) = seeded("rate").await;
+    let mut settings = OpenStackSettings::from_clouds_yaml("sim", yaml);
+    settings.max_requests_per_second = Some(20.0);
+    let provider = OpenStackProvider::new(
+        "sim",
+        &settings,
+        TagFilter::default(),
+        Arc::new(Metrics::new()),
+        &HashMap::new(),
+    )
+    .unwrap();
+    sim.clear_request_log();
+    let started = Instant::now();
+    provider.discover().await.unwrap();
+    let requests = sim.request_log().len();
+    // n requests at 20 per second cannot take less than (n - 1) / 20 seconds.
+    let floor = Duration::from_millis(50 * (requests as u64 - 1));
+    assert!(requests >= 12, "{requests}");
+    assert!(
+        started.elapsed() >= floor,
+        "{requests} requests in {:?}",
+        started.elapsed()
+    );
+    sim.shutdown();
+}

@@ -49,12 +49,55 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Spaces requests evenly so that one cloud sees at most `per_second` of them, whatever the
+/// concurrency: the API's own rate limit is never the first to say no.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next_slot: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    /// `per_second` must be positive and finite (the settings validate it).
+    pub fn new(per_second: f64) -> Self {
+        RateLimiter {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this request's slot.
+    pub async fn wait_turn(&self) {
+        let wait = {
+            let mut next_slot = self.next_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next_slot).max(now);
+            *next_slot = slot + self.interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Checks a `max_requests_per_second` setting.
+pub fn validate_rate(per_second: Option<f64>) -> Result<(), String> {
+    match per_second {
+        Some(rate) if !(rate.is_finite() && rate > 0.0) => Err(format!(
+            "max_requests_per_second: must be a positive number, not {rate}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One cloud's HTTP client.
 #[derive(Clone)]
 pub struct ApiClient {
     client: reqwest::Client,
     cloud: String,
     metrics: Arc<Metrics>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl ApiClient {
@@ -88,7 +131,14 @@ impl ApiClient {
             client,
             cloud: cloud.to_string(),
             metrics,
+            limiter: None,
         })
+    }
+
+    /// Limits this cloud to `per_second` requests (none when `None`).
+    pub fn with_rate_limit(mut self, per_second: Option<f64>) -> Self {
+        self.limiter = per_second.map(|rate| Arc::new(RateLimiter::new(rate)));
+        self
     }
 
     /// Starts a request; finish it with [`ApiClient::send`].
@@ -103,6 +153,9 @@ impl ApiClient {
         let request = request.map_err(|error| ProviderError::Config(format!("invalid request: {error}")))?;
         let method = request.method().to_string();
         let url = redact_query(request.url());
+        if let Some(limiter) = &self.limiter {
+            limiter.wait_turn().await;
+        }
         let outcome = async {
             let response = client.execute(request).await?;
             let status = response.status();
@@ -153,4 +206,29 @@ fn read_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderE
         )));
     }
     Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_spaces_requests_evenly() {
+        let limiter = Arc::new(RateLimiter::new(10.0));
+        let started = tokio::time::Instant::now();
+        let waits: Vec<_> = (0..5)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.wait_turn().await })
+            })
+            .collect();
+        for wait in waits {
+            wait.await.unwrap();
+        }
+        // Five requests at 10/s: the first at once, the last 400 ms later.
+        assert_eq!(started.elapsed(), Duration::from_millis(400));
+        assert!(validate_rate(Some(0.0)).is_err());
+        assert!(validate_rate(Some(f64::NAN)).is_err());
+        assert!(validate_rate(Some(2.5)).is_ok() && validate_rate(None).is_ok());
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The keys of an `[[clouds]]` table with `type = "openstack"` (besides `name`, `type`, `select`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenStackSettings {
     /// The `clouds.yaml` entry to use; defaults to `OS_CLOUD`; when neither is set, the `OS_*`
@@ -31,6 +31,9 @@ pub struct OpenStackSettings {
     /// Items per page when listing (`limit`); large pages mean fewer requests.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// At most this many API requests per second to this cloud (unlimited when absent).
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
 }
 
 fn default_request_timeout() -> Duration {
@@ -50,6 +53,7 @@ impl OpenStackSettings {
             region: None,
             request_timeout: default_request_timeout(),
             page_size: default_page_size(),
+            max_requests_per_second: None,
         }
     }
 
@@ -65,6 +69,7 @@ impl OpenStackSettings {
         if self.page_size == 0 {
             return Err("page_size: must be at least 1".to_string());
         }
+        crate::provider::http::validate_rate(self.max_requests_per_second)?;
         if self.request_timeout.is_zero() {
             return Err("request_timeout: must be longer than zero".to_string());
         }

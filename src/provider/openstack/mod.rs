@@ -60,7 +60,8 @@ impl OpenStackProvider {
             (Some(file), false) => TlsTrust::CaFile(file.clone()),
             (None, false) => TlsTrust::BundledRoots,
         };
-        let client = ApiClient::new(cloud, metrics, &trust, settings.request_timeout)?;
+        let client = ApiClient::new(cloud, metrics, &trust, settings.request_timeout)?
+            .with_rate_limit(settings.max_requests_per_second);
         Ok(OpenStackProvider {
             cloud: cloud.to_string(),
             session: Session::new(client, credentials),

@@ -73,6 +73,9 @@ pub struct ProxmoxSettings {
     /// quarters of it have passed.
     #[serde(default = "default_ticket_lifetime", with = "humantime_serde")]
     pub ticket_lifetime: Duration,
+    /// At most this many API requests per second to this cluster (unlimited when absent).
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -164,6 +167,8 @@ fn one_source(
 impl ProxmoxSettings {
     /// Checks the settings without touching the network or reading secrets.
     pub fn validate(&self) -> Result<Credentials, SettingsError> {
+        crate::provider::http::validate_rate(self.max_requests_per_second)
+            .map_err(|message| invalid("max_requests_per_second", message))?;
         let url = self.url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid(

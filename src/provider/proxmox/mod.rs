@@ -79,7 +79,8 @@ impl ProxmoxProvider {
             (None, true) => TlsTrust::InsecureSkipVerify,
             (None, false) => TlsTrust::BundledRoots,
         };
-        let http = ApiClient::new(&cloud_name, metrics, &trust, settings.request_timeout)?;
+        let http = ApiClient::new(&cloud_name, metrics, &trust, settings.request_timeout)?
+            .with_rate_limit(settings.max_requests_per_second);
         let client = PveClient::new(http, settings.api_base(), login);
         Ok(ProxmoxProvider {
             cloud: cloud_name,
