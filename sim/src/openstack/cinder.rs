@@ -329,6 +329,18 @@ fn check_project(ctx: &Ctx, project_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The object under `element` in a request body (`{"volume": {...}}`), with Cinder's messages for a
+/// missing or malformed one.
+fn body_element<T: serde::de::DeserializeOwned>(body: &[u8], element: &str) -> Result<T, ApiError> {
+    parse_json(body)?
+        .get(element)
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad_request(format!("Invalid input received: {e}")))?
+        .ok_or_else(|| bad_request(format!("Missing required element '{element}' in request body.")))
+}
+
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(Service::Cinder, format!("Malformed request body: {e}")))
@@ -439,14 +451,7 @@ async fn create_volume(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_project(&ctx, &project_id)?;
-    let body = parse_json(&body)?;
-    let spec: VolumeSpec = body
-        .get("volume")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| bad_request(format!("Invalid input received: {e}")))?
-        .ok_or_else(|| bad_request("Missing required element 'volume' in request body."))?;
+    let spec: VolumeSpec = body_element(&body, "volume")?;
     let mut cloud = app.cloud();
     let id = cloud.create_volume(&ctx, spec)?;
     let rendered = cloud.volumes.get(&id).map(|v| cloud.render_volume(&app.url, v));
@@ -579,14 +584,7 @@ async fn create_snapshot(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_project(&ctx, &project_id)?;
-    let body = parse_json(&body)?;
-    let spec: SnapshotSpec = body
-        .get("snapshot")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| bad_request(format!("Invalid input received: {e}")))?
-        .ok_or_else(|| bad_request("Missing required element 'snapshot' in request body."))?;
+    let spec: SnapshotSpec = body_element(&body, "snapshot")?;
     let mut cloud = app.cloud();
     let id = cloud.create_snapshot(&ctx, spec)?;
     let rendered = cloud.snapshots.get(&id).map(render_snapshot);
