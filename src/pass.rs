@@ -17,7 +17,7 @@ use crate::model::{Resource, ResourceKey};
 use crate::planner::{Disposition, HoldReason, Plan};
 use crate::policy::RetryPolicy;
 use crate::provider::{Provider, ProviderError};
-use crate::report::{CloudStatus, ItemStatus, PassReport, ReportItem};
+use crate::report::{CloudStatus, ItemStatus, PassReport, PassResult, ReportItem};
 use crate::selection::{Selector, Verdict};
 use crate::state::StateStore;
 
@@ -271,7 +271,7 @@ impl Janitor {
             .inc();
         let end = unix_now();
         m.last_pass_end_timestamp_seconds.set(end);
-        if report.clouds.iter().all(|c| c.error.is_none()) {
+        if report.result() != PassResult::Failed {
             m.last_pass_success_timestamp_seconds.set(end);
         }
     }

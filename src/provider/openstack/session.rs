@@ -17,6 +17,8 @@ use crate::provider::{ErrorClass, ProviderError};
 /// The OpenStack services the janitor talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
+    /// Keystone, reached through the configured `auth_url`, never through the catalog.
+    Identity,
     Compute,
     Network,
     BlockStorage,
@@ -26,6 +28,7 @@ impl Service {
     /// The metrics label.
     pub fn label(self) -> &'static str {
         match self {
+            Service::Identity => "identity",
             Service::Compute => "compute",
             Service::Network => "network",
             Service::BlockStorage => "block-storage",
@@ -35,6 +38,7 @@ impl Service {
     /// Catalog types that name this service (block storage has had several).
     fn catalog_types(self) -> &'static [&'static str] {
         match self {
+            Service::Identity => &[],
             Service::Compute => &["compute"],
             Service::Network => &["network"],
             Service::BlockStorage => &["block-storage", "volumev3", "volume"],
@@ -170,7 +174,7 @@ impl Session {
             }
         };
         let request = self.client.request(Method::POST, &url).json(&body);
-        let response = self.client.send("identity", request).await?;
+        let response = self.client.send(Service::Identity.label(), request).await?;
         if !response.status.is_success() {
             let message = error_message(&response);
             let origin = &self.credentials.origin;
@@ -183,7 +187,7 @@ impl Session {
                     ),
                 }),
                 status => Err(ProviderError::Api {
-                    class: classify(Service::Compute, status, &message, response.retry_after()),
+                    class: classify(Service::Identity, status, &message, response.retry_after()),
                     method: "POST".into(),
                     url,
                     status,
@@ -262,6 +266,8 @@ impl Session {
 
     fn base(token: &Token, service: Service) -> Option<&str> {
         match service {
+            // Keystone is reached through the auth_url; the session does not call it otherwise.
+            Service::Identity => None,
             Service::Compute => token.compute.as_deref(),
             Service::Network => token.network.as_deref(),
             Service::BlockStorage => token.block_storage.as_deref(),
