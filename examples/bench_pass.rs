@@ -108,7 +108,7 @@ async fn run(
     let deleted = report
         .items
         .iter()
-        .filter(|i| matches!(i.status, cloud_janitor::report::ItemStatus::Deleted))
+        .filter(|i| matches!(i.status, cloud_janitor::outcome::Outcome::Deleted))
         .count();
     // Floor: each delete on the chain needs a status read and a delete (two round trips), and the
     // asynchronous ones on it (server, volume) their delete time: at least one server then one volume.

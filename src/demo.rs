@@ -11,8 +11,9 @@ use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
 use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
 
 use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
-use crate::executor::{Outcome, Progress, ProgressSink};
+use crate::events::{Event, EventSink};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::pass::{Cloud, Janitor, PassSettings};
 use crate::policy::RetryPolicy;
 use crate::provider::openstack::OpenStackSettings;
@@ -72,24 +73,28 @@ pub fn config_text(clouds_yaml: &Path, listen: &str, cluster: Option<&DemoCluste
     format!("{openstack}{proxmox}")
 }
 
-/// Prints progress lines as the executor works, with the time since the pass started.
-pub fn progress_printer() -> ProgressSink {
+/// Prints a line per executor event worth watching, with the time since the pass started.
+pub fn progress_printer() -> Arc<dyn EventSink> {
     let started = Instant::now();
-    Arc::new(move |event: Progress| {
+    Arc::new(move |event: &Event| {
         let at = started.elapsed().as_secs_f64();
         let line = match event {
-            Progress::Deleting(key) => format!("[{at:6.2}s] deleting   {key}"),
-            Progress::Requeued { key, after, error } => {
+            Event::Attempted { key, .. } => format!("[{at:6.2}s] deleting   {key}"),
+            Event::Requeued {
+                key, after, error, ..
+            } => {
                 format!(
                     "[{at:6.2}s] requeued   {key} in {:.1}s: {error}",
                     after.as_secs_f64()
                 )
             }
-            Progress::Finished { key, outcome } => match outcome {
+            Event::Retrying { .. } => return,
+            Event::Finished { key, outcome, .. } => match outcome {
                 Outcome::Deleted => format!("[{at:6.2}s] deleted    {key}"),
                 Outcome::AlreadyGone => format!("[{at:6.2}s] was gone   {key}"),
                 Outcome::RemovedWithOwner => format!("[{at:6.2}s] went with its owner: {key}"),
-                Outcome::Left { reason } => format!("[{at:6.2}s] LEFT       {key}: {reason}"),
+                Outcome::Left(reason) => format!("[{at:6.2}s] LEFT       {key}: {reason}"),
+                Outcome::Skipped(_) => return,
             },
         };
         let mut out = std::io::stdout().lock();

@@ -1,6 +1,7 @@
 //! The executor: deletes a plan's actionable resources, each only after everything that must go before
 //! it is confirmed gone, with bounded concurrency, a status read before every delete, polling of
-//! asynchronous deletes, and requeues on conflict decided by [`crate::policy::decide`].
+//! asynchronous deletes, and requeues on conflict decided by [`crate::policy::decide`]. It reports
+//! what it does as [`Event`]s and knows nothing of metrics, logs or terminals.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +12,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-use crate::model::{DeleteOutcome, Observed, ResourceKey};
+use crate::events::{Event, EventSink, Task};
+use crate::model::{DeleteOutcome, Observed};
+use crate::outcome::{LeftReason, Outcome};
 use crate::planner::{Disposition, Plan, PlanNode};
 use crate::policy::{decide, Decision, GiveUpReason, RetryPolicy};
 use crate::poll::{poll_until, Poll, PollPolicy};
@@ -44,120 +45,30 @@ pub struct ExecutorSettings {
     pub deadline: Instant,
 }
 
-/// How one actionable resource ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Deleted by this pass.
-    Deleted,
-    /// Gone before the janitor's delete (404 at the status read or on delete).
-    AlreadyGone,
-    /// Went away with its owner, as expected.
-    RemovedWithOwner,
-    /// Still there.
-    Left { reason: LeftReason },
-}
-
-/// Why a selected resource is still there after the pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum LeftReason {
-    /// A resource the janitor does not delete still uses it.
-    InUse { by: ResourceKey },
-    /// Something that uses it stayed this pass (failed, timed out), so it was not attempted.
-    Blocked { by: ResourceKey },
-    /// Part of a reference cycle.
-    Cycle { members: Vec<ResourceKey> },
-    /// Conflicts until the attempt budget ran out.
-    Conflict { message: String },
-    /// A failure retrying cannot fix (403, a failed task, `error_deleting`).
-    PermanentError { message: String },
-    /// Transient failures until the attempt budget ran out.
-    RetriesExhausted { message: String },
-    /// In a transitional state (locked, deleting, pending) for longer than `busy_timeout`.
-    Busy { state: String },
-    /// Not attempted: the pass reached `max_deletes_per_pass`.
-    DeleteCap,
-    /// Not attempted: the pass deadline passed.
-    PassDeadline,
-    /// Not attempted: the daemon is shutting down.
-    Shutdown,
-}
-
-impl LeftReason {
-    /// The bounded label for `cloud_janitor_leftover_resources{reason}`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            LeftReason::InUse { .. } => "in_use",
-            LeftReason::Blocked { .. } => "blocked",
-            LeftReason::Cycle { .. } => "cycle",
-            LeftReason::Conflict { .. } => "conflict",
-            LeftReason::PermanentError { .. } => "permanent_error",
-            LeftReason::RetriesExhausted { .. } => "retries_exhausted",
-            LeftReason::Busy { .. } => "busy",
-            LeftReason::DeleteCap => "delete_cap",
-            LeftReason::PassDeadline => "pass_deadline",
-            LeftReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl std::fmt::Display for LeftReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LeftReason::InUse { by } => write!(f, "in use by {by}"),
-            LeftReason::Blocked { by } => write!(f, "blocked: {by} stayed"),
-            LeftReason::Cycle { members } => {
-                let names: Vec<String> = members.iter().map(ToString::to_string).collect();
-                write!(f, "reference cycle: {}", names.join(" -> "))
-            }
-            LeftReason::Conflict { message } => write!(f, "conflict: {message}"),
-            LeftReason::PermanentError { message } => write!(f, "error: {message}"),
-            LeftReason::RetriesExhausted { message } => write!(f, "gave up after retries: {message}"),
-            LeftReason::Busy { state } => write!(f, "busy: {state}"),
-            LeftReason::DeleteCap => f.write_str("max_deletes_per_pass reached"),
-            LeftReason::PassDeadline => f.write_str("pass deadline reached"),
-            LeftReason::Shutdown => f.write_str("shutting down"),
-        }
-    }
-}
-
-/// What the executor reports as it goes, for live progress displays.
-#[derive(Debug, Clone)]
-pub enum Progress {
-    Deleting(ResourceKey),
-    Requeued {
-        key: ResourceKey,
-        after: Duration,
-        error: String,
-    },
-    Finished {
-        key: ResourceKey,
-        outcome: Outcome,
-    },
-}
-
-/// A callback receiving [`Progress`] events.
-pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
-
 /// Runs plans against providers.
 pub struct Executor {
     providers: HashMap<String, Arc<dyn Provider>>,
     settings: ExecutorSettings,
-    metrics: Arc<Metrics>,
+    events: Arc<dyn EventSink>,
     cancel: CancellationToken,
-    progress: Option<ProgressSink>,
     global: Arc<Semaphore>,
     per_cloud: HashMap<String, Arc<Semaphore>>,
     deletes_issued: AtomicUsize,
-    requeued: std::sync::Mutex<HashMap<ResourceKey, u32>>,
+}
+
+/// Where one node's work stands while it runs.
+struct NodeRun<'a> {
+    node: &'a PlanNode,
+    task: Task,
+    started: Instant,
+    attempt: u32,
 }
 
 impl Executor {
     pub fn new(
         providers: HashMap<String, Arc<dyn Provider>>,
         settings: ExecutorSettings,
-        metrics: Arc<Metrics>,
+        events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> Self {
         let per_cloud = providers
@@ -173,39 +84,17 @@ impl Executor {
             global: Arc::new(Semaphore::new(settings.global_concurrency.max(1))),
             providers,
             settings,
-            metrics,
+            events,
             cancel,
-            progress: None,
             per_cloud,
             deletes_issued: AtomicUsize::new(0),
-            requeued: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Sends progress events to `sink`.
-    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
-        self.progress = Some(sink);
-        self
-    }
-
-    /// How many times each resource was requeued on a conflict, so far.
-    pub fn requeued(&self) -> HashMap<ResourceKey, u32> {
-        self.requeued
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn report(&self, event: Progress) {
-        if let Some(sink) = &self.progress {
-            sink(event);
         }
     }
 
     /// Runs every actionable node of the plan. A node starts once all its actionable predecessors are
-    /// gone; a node that stays leaves everything it uses in place (reported as blocked). Returns the
-    /// outcome of every actionable node.
-    pub async fn execute(&self, plan: &Plan) -> HashMap<NodeIndex, Outcome> {
+    /// gone; a node that stays leaves everything it uses in place (reported as blocked). Every
+    /// actionable node ends with exactly one [`Event::Finished`].
+    pub async fn execute(&self, plan: &Plan) {
         let graph = &plan.graph;
         let actionable = |n: NodeIndex| graph[n].disposition.is_actionable();
         let mut outcomes: HashMap<NodeIndex, Outcome> = HashMap::new();
@@ -223,8 +112,7 @@ impl Executor {
             }
         }
         while let Some((node, outcome)) = running.next().await {
-            let gone = !matches!(outcome, Outcome::Left { .. });
-            self.record(&graph[node], &outcome);
+            let gone = outcome.is_gone();
             outcomes.insert(node, outcome);
             if gone {
                 for next in graph.neighbors_directed(node, Direction::Outgoing) {
@@ -240,7 +128,6 @@ impl Executor {
                 self.block_dependents(plan, node, &mut waiting, &mut outcomes);
             }
         }
-        outcomes
     }
 
     /// Marks everything `stayed` uses, transitively, as staying too: it will not be attempted.
@@ -264,61 +151,44 @@ impl Executor {
                 // delete: "in use". Anything else that stayed is a failure upstream: "blocked".
                 let released = matches!(
                     outcomes.get(&user),
-                    Some(Outcome::Left { reason: LeftReason::InUse { by: itself } }) if *itself == by
+                    Some(Outcome::Left(LeftReason::InUse { by: itself })) if *itself == by
                 );
                 let reason = if released {
                     LeftReason::InUse { by }
                 } else {
                     LeftReason::Blocked { by }
                 };
-                let outcome = Outcome::Left { reason };
-                self.record(&graph[next], &outcome);
+                let outcome = Outcome::Left(reason);
+                self.finish(&graph[next], task_of(&graph[next]), &outcome, Duration::ZERO);
                 outcomes.insert(next, outcome);
                 stack.push(next);
             }
         }
     }
 
-    fn record(&self, node: &PlanNode, outcome: &Outcome) {
-        let key = &node.resource.key;
-        let label = match outcome {
-            Outcome::Deleted => Some("deleted"),
-            Outcome::AlreadyGone => Some("already_gone"),
-            Outcome::Left {
-                reason:
-                    LeftReason::Conflict { .. }
-                    | LeftReason::PermanentError { .. }
-                    | LeftReason::RetriesExhausted { .. }
-                    | LeftReason::Busy { .. },
-            } if node.disposition == Disposition::Delete => Some("failed"),
-            _ => None,
-        };
-        if let Some(label) = label {
-            self.metrics
-                .deletes_total
-                .with_label_values(&[&key.cloud, key.kind.as_str(), label])
-                .inc();
-        }
-        match outcome {
-            Outcome::Left { reason } => {
-                tracing::warn!(cloud = %key.cloud, kind = %key.kind, id = %key.id, reason = %reason, "left in place")
-            }
-            other => {
-                tracing::info!(cloud = %key.cloud, kind = %key.kind, id = %key.id, outcome = ?other, "done")
-            }
-        }
-        self.report(Progress::Finished {
-            key: key.clone(),
+    fn emit(&self, event: Event) {
+        self.events.on_event(&event);
+    }
+
+    fn finish(&self, node: &PlanNode, task: Task, outcome: &Outcome, elapsed: Duration) {
+        self.emit(Event::Finished {
+            key: node.resource.key.clone(),
+            task,
             outcome: outcome.clone(),
+            elapsed,
         });
     }
 
-    async fn run(&self, node: NodeIndex, plan_node: &PlanNode) -> (NodeIndex, Outcome) {
-        let outcome = match self.run_node(plan_node).await {
-            Ok(outcome) => outcome,
-            Err(reason) => Outcome::Left { reason },
+    async fn run(&self, index: NodeIndex, node: &PlanNode) -> (NodeIndex, Outcome) {
+        let mut run = NodeRun {
+            node,
+            task: task_of(node),
+            started: Instant::now(),
+            attempt: 0,
         };
-        (node, outcome)
+        let outcome = self.run_node(&mut run).await.unwrap_or_else(Outcome::Left);
+        self.finish(node, run.task, &outcome, run.started.elapsed());
+        (index, outcome)
     }
 
     fn check_continue(&self) -> Result<(), LeftReason> {
@@ -360,18 +230,16 @@ impl Executor {
         rand::random::<f64>()
     }
 
-    async fn run_node(&self, node: &PlanNode) -> Result<Outcome, LeftReason> {
+    async fn run_node(&self, run: &mut NodeRun<'_>) -> Result<Outcome, LeftReason> {
+        let node = run.node;
         let resource = &node.resource;
         let key = &resource.key;
         let Some(provider) = self.providers.get(&key.cloud).cloned() else {
-            return Ok(Outcome::Left {
-                reason: LeftReason::PermanentError {
-                    message: format!("no provider for cloud {}", key.cloud),
-                },
+            return Err(LeftReason::PermanentError {
+                message: format!("no provider for cloud {}", key.cloud),
             });
         };
-        let owned = matches!(node.disposition, Disposition::AwaitRemoval { .. });
-        let mut attempt: u32 = 0;
+        let owned = run.task == Task::AwaitRemoval;
         let mut busy_since: Option<Instant> = None;
         let mut counted_delete = false;
         loop {
@@ -380,26 +248,19 @@ impl Executor {
             let observed = match self.call(&key.cloud, provider.observe(resource)).await {
                 Ok(observed) => observed,
                 Err(error) => {
-                    attempt += 1;
-                    self.after_failure(key, &error, attempt).await?;
+                    self.after_failure(run, &error).await?;
                     continue;
                 }
             };
             match observed {
                 Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
                 Observed::Gone => return Ok(Outcome::AlreadyGone),
-                Observed::Failed(state) => {
-                    return Ok(Outcome::Left {
-                        reason: LeftReason::PermanentError { message: state },
-                    })
-                }
+                Observed::Failed(state) => return Err(LeftReason::PermanentError { message: state }),
                 Observed::Busy(state) => {
                     let since = *busy_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.settings.busy_timeout {
-                        return Ok(Outcome::Left {
-                            reason: LeftReason::Busy {
-                                state: describe_state(&state),
-                            },
+                        return Err(LeftReason::Busy {
+                            state: describe_state(&state),
                         });
                     }
                     let wait = self.settings.poll_interval.max(Duration::from_millis(50));
@@ -409,76 +270,58 @@ impl Executor {
                 Observed::Ready if owned => {
                     // Its owner is gone but it is still here: it was released, not removed, and the
                     // janitor does not delete what it did not select. What it uses stays with it.
-                    return Ok(Outcome::Left {
-                        reason: LeftReason::InUse { by: key.clone() },
-                    });
+                    return Err(LeftReason::InUse { by: key.clone() });
                 }
                 Observed::Ready => {}
             }
             busy_since = None;
             if !counted_delete {
                 if self.deletes_issued.fetch_add(1, Ordering::SeqCst) >= self.settings.max_deletes {
-                    return Ok(Outcome::Left {
-                        reason: LeftReason::DeleteCap,
-                    });
+                    return Err(LeftReason::DeleteCap);
                 }
                 counted_delete = true;
             }
-            self.report(Progress::Deleting(key.clone()));
+            self.emit(Event::Attempted {
+                key: key.clone(),
+                attempt: run.attempt + 1,
+            });
             match self.call(&key.cloud, provider.delete(resource)).await {
                 Ok(DeleteOutcome::Completed) => return Ok(Outcome::Deleted),
                 Ok(DeleteOutcome::Accepted) => match self.await_gone(provider.as_ref(), node).await {
                     Ok(()) => return Ok(Outcome::Deleted),
-                    Err(WaitEnd::Failed(state)) => {
-                        return Ok(Outcome::Left {
-                            reason: LeftReason::PermanentError { message: state },
-                        })
-                    }
-                    Err(WaitEnd::Error(error)) => {
-                        attempt += 1;
-                        self.after_failure(key, &error, attempt).await?;
-                    }
+                    Err(WaitEnd::Failed(state)) => return Err(LeftReason::PermanentError { message: state }),
+                    Err(WaitEnd::Error(error)) => self.after_failure(run, &error).await?,
                 },
-                Err(error) => {
-                    attempt += 1;
-                    self.after_failure(key, &error, attempt).await?;
-                }
+                Err(error) => self.after_failure(run, &error).await?,
             }
         }
     }
 
     /// Applies the policy to a failed call: sleeps out a requeue or retry, or ends the node.
-    async fn after_failure(
-        &self,
-        key: &ResourceKey,
-        error: &ProviderError,
-        attempt: u32,
-    ) -> Result<(), LeftReason> {
+    async fn after_failure(&self, run: &mut NodeRun<'_>, error: &ProviderError) -> Result<(), LeftReason> {
+        run.attempt += 1;
+        let key = &run.node.resource.key;
+        let attempt = run.attempt;
         match decide(error.class(), attempt, &self.settings.retry, Self::jitter()) {
             // A 404 means the next status read will see it gone: loop once more to confirm.
             Decision::Done => Ok(()),
-            Decision::Requeue(delay) => {
-                self.metrics
-                    .conflicts_requeued_total
-                    .with_label_values(&[&key.cloud, key.kind.as_str()])
-                    .inc();
-                *self
-                    .requeued
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(key.clone())
-                    .or_default() += 1;
-                tracing::warn!(cloud = %key.cloud, kind = %key.kind, id = %key.id, error = %error, delay = ?delay, "delete conflicted; requeued");
-                self.report(Progress::Requeued {
+            Decision::Requeue(after) => {
+                self.emit(Event::Requeued {
                     key: key.clone(),
-                    after: delay,
+                    attempt,
+                    after,
                     error: error.to_string(),
                 });
-                self.sleep_or_stop(delay).await
+                self.sleep_or_stop(after).await
             }
-            Decision::Retry(delay) => {
-                tracing::info!(cloud = %key.cloud, kind = %key.kind, id = %key.id, error = %error, delay = ?delay, "call failed; retrying");
-                self.sleep_or_stop(delay).await
+            Decision::Retry(after) => {
+                self.emit(Event::Retrying {
+                    key: key.clone(),
+                    attempt,
+                    after,
+                    error: error.to_string(),
+                });
+                self.sleep_or_stop(after).await
             }
             Decision::GiveUp(reason) => {
                 let message = error.to_string();
@@ -533,6 +376,13 @@ enum WaitEnd {
     Error(ProviderError),
 }
 
+fn task_of(node: &PlanNode) -> Task {
+    match node.disposition {
+        Disposition::AwaitRemoval { .. } => Task::AwaitRemoval,
+        _ => Task::Delete,
+    }
+}
+
 fn describe_state(state: &str) -> String {
     if state.trim().is_empty() {
         "empty status".to_string()
@@ -550,7 +400,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::model::{Kind, Resource};
+    use crate::model::{Kind, Resource, ResourceKey};
     use crate::selection::Verdict;
 
     type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
@@ -672,21 +522,60 @@ mod tests {
         }
     }
 
-    async fn execute(
+    /// Every event of a run, and each resource's outcome by id.
+    struct Run {
+        outcomes: HashMap<String, Outcome>,
+        events: Vec<Event>,
+    }
+
+    impl Run {
+        fn requeues(&self, id: &str) -> usize {
+            self.events
+                .iter()
+                .filter(|e| matches!(e, Event::Requeued { key, .. } if key.id == id))
+                .count()
+        }
+
+        fn finished(&self, kind: Kind, label: &str) -> usize {
+            self.events
+                .iter()
+                .filter(|e| {
+                    matches!(e, Event::Finished { key, outcome, .. }
+                        if key.kind == kind && outcome.label() == label)
+                })
+                .count()
+        }
+    }
+
+    async fn execute_with(
         provider: Arc<Scripted>,
         plan: &Plan,
         settings: ExecutorSettings,
-    ) -> (HashMap<String, Outcome>, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::new());
+        cancel: CancellationToken,
+    ) -> Run {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let events = events.clone();
+            Arc::new(move |event: &Event| events.lock().unwrap().push(event.clone()))
+        };
         let providers: HashMap<String, Arc<dyn Provider>> =
             HashMap::from([("ci".to_string(), provider as Arc<dyn Provider>)]);
-        let executor = Executor::new(providers, settings, metrics.clone(), CancellationToken::new());
-        let outcomes = executor.execute(plan).await;
-        let by_id = outcomes
-            .into_iter()
-            .map(|(n, o)| (plan.graph[n].resource.key.id.clone(), o))
+        Executor::new(providers, settings, sink, cancel)
+            .execute(plan)
+            .await;
+        let events = events.lock().unwrap().clone();
+        let outcomes = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Finished { key, outcome, .. } => Some((key.id.clone(), outcome.clone())),
+                _ => None,
+            })
             .collect();
-        (by_id, metrics)
+        Run { outcomes, events }
+    }
+
+    async fn execute(provider: Arc<Scripted>, plan: &Plan, settings: ExecutorSettings) -> Run {
+        execute_with(provider, plan, settings, CancellationToken::new()).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -704,16 +593,10 @@ mod tests {
                 Ok(DeleteOutcome::Completed),
             ],
         ));
-        let (outcomes, metrics) = execute(provider.clone(), &plan, settings()).await;
-        assert_eq!(outcomes["sg"], Outcome::Deleted);
-        assert_eq!(outcomes["port"], Outcome::Deleted);
-        assert_eq!(
-            metrics
-                .conflicts_requeued_total
-                .with_label_values(&["ci", "security_group"])
-                .get(),
-            2
-        );
+        let run = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(run.outcomes["sg"], Outcome::Deleted);
+        assert_eq!(run.outcomes["port"], Outcome::Deleted);
+        assert_eq!(run.requeues("sg"), 2);
         let calls = provider.calls();
         let port_deleted = calls.iter().position(|c| c == "delete port").unwrap();
         let first_sg_delete = calls.iter().position(|c| c == "delete sg").unwrap();
@@ -743,39 +626,30 @@ mod tests {
             res(Kind::Network, "net-b", &[]),
         ]);
         let provider = Arc::new(Scripted::default().on_delete("server-a", vec![Err(ErrorClass::Permanent)]));
-        let (outcomes, metrics) = execute(provider.clone(), &plan, settings()).await;
+        let run = execute(provider.clone(), &plan, settings()).await;
         assert!(matches!(
-            &outcomes["server-a"],
-            Outcome::Left {
-                reason: LeftReason::PermanentError { .. }
-            }
+            &run.outcomes["server-a"],
+            Outcome::Left(LeftReason::PermanentError { .. })
         ));
         assert_eq!(
-            outcomes["port-a"],
-            Outcome::Left {
-                reason: LeftReason::Blocked {
-                    by: key(Kind::Server, "server-a")
-                }
-            }
+            run.outcomes["port-a"],
+            Outcome::Left(LeftReason::Blocked {
+                by: key(Kind::Server, "server-a")
+            })
         );
-        assert_eq!(outcomes["server-b"], Outcome::Deleted);
-        assert_eq!(outcomes["port-b"], Outcome::Deleted);
-        assert_eq!(outcomes["net-b"], Outcome::Deleted);
+        assert_eq!(run.outcomes["server-b"], Outcome::Deleted);
+        assert_eq!(run.outcomes["port-b"], Outcome::Deleted);
+        assert_eq!(run.outcomes["net-b"], Outcome::Deleted);
         assert!(!provider.calls().contains(&"delete port-a".to_string()));
-        assert_eq!(
-            metrics
-                .deletes_total
-                .with_label_values(&["ci", "server", "failed"])
-                .get(),
-            1
-        );
-        assert_eq!(
-            metrics
-                .deletes_total
-                .with_label_values(&["ci", "port", "deleted"])
-                .get(),
-            1
-        );
+        assert_eq!(run.finished(Kind::Server, "left"), 1);
+        assert_eq!(run.finished(Kind::Server, "deleted"), 1);
+        assert_eq!(run.finished(Kind::Port, "deleted"), 1);
+        // One Finished per actionable node, and the blocked port ends without an attempt.
+        assert_eq!(run.finished(Kind::Port, "left"), 1);
+        assert!(!run
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Attempted { key, .. } if key.id == "port-a")));
     }
 
     #[tokio::test(start_paused = true)]
@@ -795,8 +669,8 @@ mod tests {
                 )
                 .on_delete("vm", vec![Ok(DeleteOutcome::Accepted)]),
         );
-        let (outcomes, _) = execute(provider.clone(), &plan, settings()).await;
-        assert_eq!(outcomes["vm"], Outcome::Deleted);
+        let run = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(run.outcomes["vm"], Outcome::Deleted);
         assert_eq!(provider.calls().iter().filter(|c| *c == "observe vm").count(), 5);
     }
 
@@ -815,27 +689,19 @@ mod tests {
         let mut settings = settings();
         settings.delete_timeout = Duration::from_secs(30);
         settings.busy_timeout = Duration::from_secs(20);
-        let (outcomes, metrics) = execute(provider, &plan, settings).await;
+        let run = execute(provider, &plan, settings).await;
         assert_eq!(
-            outcomes["vol"],
-            Outcome::Left {
-                reason: LeftReason::Busy {
-                    state: "empty status".into()
-                }
-            }
+            run.outcomes["vol"],
+            Outcome::Left(LeftReason::Busy {
+                state: "empty status".into()
+            })
         );
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "bounded: {:?}",
             started.elapsed()
         );
-        assert_eq!(
-            metrics
-                .deletes_total
-                .with_label_values(&["ci", "volume", "deleted"])
-                .get(),
-            0
-        );
+        assert_eq!(run.finished(Kind::Volume, "deleted"), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -847,9 +713,9 @@ mod tests {
                 .on_observe("b", vec![Ok(Observed::Ready), Ok(Observed::Gone)])
                 .on_delete("b", vec![Err(ErrorClass::NotFound)]),
         );
-        let (outcomes, _) = execute(provider.clone(), &plan, settings()).await;
-        assert_eq!(outcomes["a"], Outcome::AlreadyGone);
-        assert_eq!(outcomes["b"], Outcome::AlreadyGone);
+        let run = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(run.outcomes["a"], Outcome::AlreadyGone);
+        assert_eq!(run.outcomes["b"], Outcome::AlreadyGone);
         assert!(!provider.calls().contains(&"delete a".to_string()));
     }
 
@@ -864,16 +730,13 @@ mod tests {
         let mut settings = settings();
         settings.per_cloud_concurrency = 3;
         settings.max_deletes = 12;
-        let (outcomes, _) = execute(provider.clone(), &plan, settings).await;
+        let run = execute(provider.clone(), &plan, settings).await;
         assert_eq!(provider.max_in_flight.load(Ordering::SeqCst), 3);
-        let deleted = outcomes.values().filter(|o| **o == Outcome::Deleted).count();
-        let capped = outcomes
+        let deleted = run.outcomes.values().filter(|o| **o == Outcome::Deleted).count();
+        let capped = run
+            .outcomes
             .values()
-            .filter(|o| {
-                **o == Outcome::Left {
-                    reason: LeftReason::DeleteCap,
-                }
-            })
+            .filter(|o| **o == Outcome::Left(LeftReason::DeleteCap))
             .count();
         assert_eq!((deleted, capped), (12, 8));
     }
@@ -890,20 +753,13 @@ mod tests {
         let mut settings = settings();
         settings.deadline = Instant::now() + Duration::from_secs(5);
         let started = Instant::now();
-        let (outcomes, _) = execute(provider.clone(), &plan, settings).await;
+        let run = execute(provider.clone(), &plan, settings).await;
+        assert_eq!(run.outcomes["port"], Outcome::Left(LeftReason::PassDeadline));
         assert_eq!(
-            outcomes["port"],
-            Outcome::Left {
-                reason: LeftReason::PassDeadline
-            }
-        );
-        assert_eq!(
-            outcomes["net"],
-            Outcome::Left {
-                reason: LeftReason::Blocked {
-                    by: key(Kind::Port, "port")
-                }
-            }
+            run.outcomes["net"],
+            Outcome::Left(LeftReason::Blocked {
+                by: key(Kind::Port, "port")
+            })
         );
         assert!(
             started.elapsed() <= Duration::from_secs(6),
@@ -924,24 +780,62 @@ mod tests {
                 Ok(Observed::Ready),
             ],
         ));
-        let (outcomes, _) = execute(provider, &plan, settings()).await;
-        assert_eq!(outcomes["locked"], Outcome::Deleted);
+        let run = execute(provider, &plan, settings()).await;
+        assert_eq!(run.outcomes["locked"], Outcome::Deleted);
 
         let provider = Arc::new(Scripted::default());
-        let metrics = Arc::new(Metrics::new());
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let providers: HashMap<String, Arc<dyn Provider>> =
-            HashMap::from([("ci".to_string(), provider.clone() as Arc<dyn Provider>)]);
-        let outcomes = Executor::new(providers, settings(), metrics, cancel)
-            .execute(&plan)
-            .await;
+        let run = execute_with(provider.clone(), &plan, settings(), cancel).await;
         assert_eq!(
-            outcomes.values().next(),
-            Some(&Outcome::Left {
-                reason: LeftReason::Shutdown
-            })
+            run.outcomes.values().next(),
+            Some(&Outcome::Left(LeftReason::Shutdown))
         );
         assert!(provider.calls().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_released_by_its_owner_is_in_use_never_deleted_and_holds_what_it_uses() {
+        // A port Nova created for a server goes with it; here Nova unbinds it instead of removing it.
+        let (server, port, net) = (
+            key(Kind::Server, "vm"),
+            key(Kind::Port, "nova-port"),
+            key(Kind::Network, "net"),
+        );
+        let mut owned = res(Kind::Port, "nova-port", std::slice::from_ref(&net));
+        owned.removal = crate::model::Removal::WithOwner(server.clone());
+        owned.used_by = vec![server.clone()];
+        let verdicts = vec![
+            Verdict::Selected,
+            Verdict::NotMatched("tags_all"),
+            Verdict::Selected,
+        ];
+        let plan = Plan::build(
+            vec![
+                res(Kind::Server, "vm", &[]),
+                owned,
+                res(Kind::Network, "net", &[]),
+            ],
+            verdicts,
+        );
+        assert_eq!(
+            plan.graph[plan.node(&port).unwrap()].disposition,
+            Disposition::AwaitRemoval { owner: server }
+        );
+        // Still there (Ready) after its owner is gone.
+        let provider = Arc::new(Scripted::default().on_observe("nova-port", vec![Ok(Observed::Ready)]));
+        let run = execute(provider.clone(), &plan, settings()).await;
+        assert_eq!(run.outcomes["vm"], Outcome::Deleted);
+        assert_eq!(
+            run.outcomes["nova-port"],
+            Outcome::Left(LeftReason::InUse { by: port.clone() })
+        );
+        assert_eq!(run.outcomes["net"], Outcome::Left(LeftReason::InUse { by: port }));
+        let deletes: Vec<_> = provider
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("delete"))
+            .collect();
+        assert_eq!(deletes, ["delete vm"], "only the server is sent a DELETE");
     }
 }

@@ -2,12 +2,16 @@
 //! dependency order.
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "sim")]
 pub mod demo;
+pub mod events;
 pub mod executor;
 pub mod metrics;
 pub mod model;
+pub mod outcome;
 pub mod pass;
 pub mod planner;
 pub mod policy;
@@ -16,4 +20,5 @@ pub mod provider;
 pub mod report;
 pub mod selection;
 pub mod setup;
+pub mod shutdown;
 pub mod state;

@@ -1,8 +1,12 @@
 //! The Prometheus metrics cloud-janitor exports, their names and bounded labels, in one registry.
+//! Counters of the executor's work come from its events ([`Metrics`] is an [`EventSink`]); gauges of
+//! what is left come from the pass report (`pass.rs`).
 
+use crate::events::{Event, EventSink, Task};
+use crate::outcome::Outcome;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric, registered once. Labels are bounded: cloud names come from config, kinds, reasons and
@@ -14,6 +18,7 @@ pub struct Metrics {
     pub oldest_leftover_age_seconds: GaugeVec,
     pub deletes_total: IntCounterVec,
     pub conflicts_requeued_total: IntCounterVec,
+    pub delete_duration_seconds: HistogramVec,
     pub api_requests_total: IntCounterVec,
     pub pass_duration_seconds: Histogram,
     pub passes_total: IntCounterVec,
@@ -86,6 +91,19 @@ impl Metrics {
                         "conflicts_requeued_total",
                         "Deletes that met a conflict and went back into the queue",
                     ),
+                    &["cloud", "kind"],
+                )
+                .expect("valid metric"),
+            ),
+            delete_duration_seconds: registered(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "delete_duration_seconds",
+                        "From the first status read of a resource to its confirmed deletion, requeues included",
+                    )
+                    .namespace("cloud_janitor")
+                    .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
                     &["cloud", "kind"],
                 )
                 .expect("valid metric"),
@@ -196,8 +214,114 @@ impl Metrics {
     }
 }
 
+impl EventSink for Metrics {
+    fn on_event(&self, event: &Event) {
+        let key = event.key();
+        let labels = [key.cloud.as_str(), key.kind.as_str()];
+        match event {
+            Event::Requeued { .. } => self.conflicts_requeued_total.with_label_values(&labels).inc(),
+            Event::Finished {
+                task: Task::Delete,
+                outcome,
+                elapsed,
+                ..
+            } => {
+                let label = match outcome {
+                    Outcome::Deleted => {
+                        self.delete_duration_seconds
+                            .with_label_values(&labels)
+                            .observe(elapsed.as_secs_f64());
+                        "deleted"
+                    }
+                    Outcome::AlreadyGone => "already_gone",
+                    Outcome::Left(reason) if reason.is_failed_attempt() => "failed",
+                    _ => return,
+                };
+                self.deletes_total
+                    .with_label_values(&[labels[0], labels[1], label])
+                    .inc();
+            }
+            Event::Finished { .. } | Event::Attempted { .. } | Event::Retrying { .. } => {}
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Kind, ResourceKey};
+    use crate::outcome::LeftReason;
+
+    fn finished(kind: Kind, id: &str, task: Task, outcome: Outcome) -> Event {
+        Event::Finished {
+            key: ResourceKey::new("ci", kind, id),
+            task,
+            outcome,
+            elapsed: Duration::from_millis(1500),
+        }
+    }
+
+    #[test]
+    fn executor_events_become_counters_by_outcome_and_a_requeue_is_not_a_failure() {
+        let metrics = Metrics::new();
+        let sg = ResourceKey::new("ci", Kind::SecurityGroup, "sg");
+        for attempt in 1..=2 {
+            metrics.on_event(&Event::Requeued {
+                key: sg.clone(),
+                attempt,
+                after: Duration::from_secs(1),
+                error: "409".into(),
+            });
+        }
+        metrics.on_event(&finished(
+            Kind::SecurityGroup,
+            "sg",
+            Task::Delete,
+            Outcome::Deleted,
+        ));
+        metrics.on_event(&finished(Kind::Port, "p", Task::Delete, Outcome::AlreadyGone));
+        let failed = Outcome::Left(LeftReason::PermanentError {
+            message: "403".into(),
+        });
+        metrics.on_event(&finished(Kind::Server, "s", Task::Delete, failed));
+        // Not failures of an attempt: blocked by another, or a port Nova was to remove.
+        let blocked = Outcome::Left(LeftReason::Blocked { by: sg.clone() });
+        metrics.on_event(&finished(Kind::Network, "n", Task::Delete, blocked));
+        let busy = Outcome::Left(LeftReason::Busy {
+            state: "bound".into(),
+        });
+        metrics.on_event(&finished(Kind::Port, "owned", Task::AwaitRemoval, busy));
+
+        let count = |kind: &str, outcome: &str| {
+            metrics
+                .deletes_total
+                .with_label_values(&["ci", kind, outcome])
+                .get()
+        };
+        assert_eq!(
+            metrics
+                .conflicts_requeued_total
+                .with_label_values(&["ci", "security_group"])
+                .get(),
+            2
+        );
+        assert_eq!(count("security_group", "deleted"), 1);
+        assert_eq!(count("port", "already_gone"), 1);
+        assert_eq!(count("server", "failed"), 1);
+        assert_eq!(count("network", "failed"), 0);
+        assert_eq!(count("port", "failed"), 0);
+        let durations = metrics
+            .delete_duration_seconds
+            .with_label_values(&["ci", "security_group"]);
+        assert_eq!(durations.get_sample_count(), 1);
+        assert_eq!(durations.get_sample_sum(), 1.5);
     }
 }

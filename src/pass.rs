@@ -11,13 +11,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConcurrencyConfig, Config, WaitConfig};
-use crate::executor::{Executor, ExecutorSettings, LeftReason, Outcome, ProgressSink};
+use crate::events::{EventSink, Fanout, LogSink, Recorded, Recorder};
+use crate::executor::{Executor, ExecutorSettings};
 use crate::metrics::Metrics;
 use crate::model::{Resource, ResourceKey};
-use crate::planner::{Disposition, HoldReason, Plan};
+use crate::outcome::{LeftReason, Outcome};
+use crate::planner::{Disposition, Plan};
 use crate::policy::RetryPolicy;
 use crate::provider::{Provider, ProviderError};
-use crate::report::{CloudStatus, ItemStatus, PassReport, PassResult, ReportItem};
+use crate::report::{CloudStatus, PassReport, PassResult, ReportItem};
 use crate::selection::{Selector, Verdict};
 use crate::state::StateStore;
 
@@ -163,8 +165,9 @@ impl Janitor {
     }
 
     /// Runs one whole pass: plan, delete, metrics, history. Never fails: what went wrong is in the
-    /// report (and so in the exit code and metrics).
-    pub async fn run_pass(&self, cancel: CancellationToken, progress: Option<ProgressSink>) -> PassReport {
+    /// report (and so in the exit code and metrics). `watch` also hears the executor's events (the
+    /// demo's live display).
+    pub async fn run_pass(&self, cancel: CancellationToken, watch: Option<Arc<dyn EventSink>>) -> PassReport {
         let clock = Instant::now();
         self.metrics.last_pass_start_timestamp_seconds.set(unix_now());
         let planned = self.plan(true).await;
@@ -183,13 +186,18 @@ impl Janitor {
             max_deletes: self.settings.max_deletes_per_pass,
             deadline: clock + self.settings.pass_timeout,
         };
-        let mut executor = Executor::new(providers, settings, self.metrics.clone(), cancel);
-        if let Some(progress) = progress {
-            executor = executor.with_progress(progress);
+        let recorder = Arc::new(Recorder::default());
+        let mut events = Fanout::new()
+            .with(recorder.clone())
+            .with(self.metrics.clone())
+            .with(Arc::new(LogSink));
+        if let Some(watch) = watch {
+            events = events.with(watch);
         }
-        let outcomes = executor.execute(&planned.plan).await;
-        let requeued = executor.requeued();
-        let mut report = build_report(&planned, &outcomes, &requeued, clock.elapsed());
+        Executor::new(providers, settings, Arc::new(events), cancel)
+            .execute(&planned.plan)
+            .await;
+        let mut report = build_report(&planned, &recorder.recorded(), clock.elapsed());
         {
             let mut state = self.state();
             // A resource without a creation time (a Proxmox guest without meta ctime) is as old as
@@ -198,8 +206,8 @@ impl Janitor {
                 item.born = state.history(&item.key).map(|h| h.first_seen);
             }
             for item in report.items.iter_mut() {
-                if let ItemStatus::Left(reason) = &item.status {
-                    item.passes_left = state.record_failure(&item.key, reason.to_string());
+                if let Outcome::Left(reason) = &item.status {
+                    item.passes_left = state.record_left(&item.key, reason);
                 }
             }
             if let Err(error) = state.save() {
@@ -222,7 +230,7 @@ impl Janitor {
         let mut counts: HashMap<(String, String, String), i64> = HashMap::new();
         let mut oldest: HashMap<(String, String), f64> = HashMap::new();
         for item in report.items.iter() {
-            let ItemStatus::Left(reason) = &item.status else {
+            let Outcome::Left(reason) = &item.status else {
                 continue;
             };
             let (cloud, kind) = (item.key.cloud.clone(), item.key.kind.as_str().to_string());
@@ -281,45 +289,31 @@ fn unix_now() -> f64 {
     Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
-/// Turns the plan and the executor's outcomes into the report.
-pub fn build_report(
-    planned: &Planned,
-    outcomes: &HashMap<petgraph::graph::NodeIndex, Outcome>,
-    requeued: &HashMap<ResourceKey, u32>,
-    duration: Duration,
-) -> PassReport {
+/// Turns the plan and what the executor reported into the report.
+pub fn build_report(planned: &Planned, recorded: &Recorded, duration: Duration) -> PassReport {
     let graph = &planned.plan.graph;
     let mut items = Vec::new();
-    for node in graph.node_indices() {
-        let plan_node = &graph[node];
+    for plan_node in graph.node_weights() {
         let Some(verdict) = &plan_node.verdict else {
             continue;
         }; // a stand-in for an unlisted user
-        let status = match (&plan_node.disposition, outcomes.get(&node)) {
-            (Disposition::Held { reason }, _) => ItemStatus::Left(match reason {
-                HoldReason::InUse { by } => LeftReason::InUse { by: by.clone() },
-                HoldReason::Cycle { members } => LeftReason::Cycle {
-                    members: members.clone(),
-                },
-            }),
-            (Disposition::Delete, Some(Outcome::Deleted)) => ItemStatus::Deleted,
-            (Disposition::Delete, Some(Outcome::AlreadyGone | Outcome::RemovedWithOwner)) => {
-                ItemStatus::AlreadyGone
-            }
-            (Disposition::Delete, Some(Outcome::Left { reason })) => ItemStatus::Left(reason.clone()),
+        let key = &plan_node.resource.key;
+        let status = match (&plan_node.disposition, recorded.outcomes.get(key)) {
+            (Disposition::Held { reason }, _) => Outcome::Left(reason.clone()),
+            (Disposition::Delete, Some(outcome)) => outcome.clone(),
             // Never reached: every actionable node gets an outcome. Say so rather than guess.
-            (Disposition::Delete, None) => ItemStatus::Left(LeftReason::Shutdown),
+            (Disposition::Delete, None) => Outcome::Left(LeftReason::Shutdown),
             (Disposition::AwaitRemoval { .. }, _) | (Disposition::Keep, _) => {
-                ItemStatus::Skipped(verdict.describe())
+                Outcome::Skipped(verdict.clone())
             }
         };
         let resource = &plan_node.resource;
         items.push(ReportItem {
-            key: resource.key.clone(),
+            key: key.clone(),
             name: resource.name.clone(),
             born: resource.created,
             status,
-            requeues: requeued.get(&resource.key).copied().unwrap_or(0),
+            requeues: recorded.requeues.get(key).copied().unwrap_or(0),
             passes_left: 0,
         });
     }

@@ -9,6 +9,7 @@ use petgraph::Direction;
 use serde::Serialize;
 
 use crate::model::{Removal, Resource, ResourceKey};
+use crate::outcome::LeftReason;
 use crate::selection::Verdict;
 
 /// What the plan does with one node.
@@ -21,36 +22,18 @@ pub enum Disposition {
     AwaitRemoval { owner: ResourceKey },
     /// Not selected: never touched.
     Keep,
-    /// Selected, but cannot be attempted this pass.
-    Held { reason: HoldReason },
+    /// Selected, but cannot be attempted this pass: something that stays uses it
+    /// ([`LeftReason::InUse`]), or it is part of a reference cycle ([`LeftReason::Cycle`]).
+    Held {
+        #[serde(flatten)]
+        reason: LeftReason,
+    },
 }
 
 impl Disposition {
     /// True for the nodes the executor acts on.
     pub fn is_actionable(&self) -> bool {
         matches!(self, Disposition::Delete | Disposition::AwaitRemoval { .. })
-    }
-}
-
-/// Why a selected resource is not attempted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HoldReason {
-    /// A resource that stays (unselected, guarded, or itself held) still uses it.
-    InUse { by: ResourceKey },
-    /// It is part of a reference cycle; only the members are held back.
-    Cycle { members: Vec<ResourceKey> },
-}
-
-impl std::fmt::Display for HoldReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HoldReason::InUse { by } => write!(f, "in use by {by}"),
-            HoldReason::Cycle { members } => {
-                let names: Vec<String> = members.iter().map(ToString::to_string).collect();
-                write!(f, "reference cycle: {}", names.join(" -> "))
-            }
-        }
     }
 }
 
@@ -170,7 +153,7 @@ fn assign_dispositions(graph: &mut DiGraph<PlanNode, ()>) {
             for &node in &component {
                 graph[node].disposition = if selected(graph, node) {
                     Disposition::Held {
-                        reason: HoldReason::Cycle {
+                        reason: LeftReason::Cycle {
                             members: members.clone(),
                         },
                     }
@@ -198,7 +181,7 @@ fn assign_dispositions(graph: &mut DiGraph<PlanNode, ()>) {
         graph[node].disposition = if selected(graph, node) {
             match staying_user(graph) {
                 Some(by) => Disposition::Held {
-                    reason: HoldReason::InUse { by },
+                    reason: LeftReason::InUse { by },
                 },
                 None => Disposition::Delete,
             }
@@ -360,7 +343,7 @@ mod tests {
         assert_eq!(
             disposition(&plan, &sg),
             Disposition::Held {
-                reason: HoldReason::InUse {
+                reason: LeftReason::InUse {
                     by: key(Kind::Port, "untagged-port")
                 }
             }
@@ -379,7 +362,7 @@ mod tests {
         assert_eq!(
             disposition(&plan, &net),
             Disposition::Held {
-                reason: HoldReason::InUse { by: sub }
+                reason: LeftReason::InUse { by: sub }
             }
         );
         assert!(plan.order.is_empty());
@@ -393,7 +376,7 @@ mod tests {
         assert_eq!(
             disposition(&plan, &key(Kind::Volume, "vol")),
             Disposition::Held {
-                reason: HoldReason::InUse {
+                reason: LeftReason::InUse {
                     by: key(Kind::Server, "someone-elses")
                 }
             }
@@ -413,7 +396,7 @@ mod tests {
             (res(Kind::Network, "other", &[]), true),
         ]);
         let cycle = Disposition::Held {
-            reason: HoldReason::Cycle {
+            reason: LeftReason::Cycle {
                 members: vec![a.clone(), b.clone()],
             },
         };
@@ -441,7 +424,7 @@ mod tests {
         assert_eq!(
             disposition(&plan, &net),
             Disposition::Held {
-                reason: HoldReason::InUse { by: a }
+                reason: LeftReason::InUse { by: a }
             }
         );
     }
@@ -478,7 +461,7 @@ mod tests {
         assert_eq!(
             disposition(&plan, &net),
             Disposition::Held {
-                reason: HoldReason::InUse {
+                reason: LeftReason::InUse {
                     by: key(Kind::Port, "nova-port")
                 }
             }

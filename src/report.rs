@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
-use crate::executor::LeftReason;
 use crate::model::ResourceKey;
-use crate::planner::{Disposition, HoldReason, Plan};
+use crate::outcome::{LeftReason, Outcome};
+use crate::planner::{Disposition, Plan};
 
 /// Whether a cloud could be listed this pass.
 #[derive(Debug, Clone, Serialize)]
@@ -20,24 +20,12 @@ pub struct CloudStatus {
     pub error: Option<String>,
 }
 
-/// What happened to one discovered resource.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
-pub enum ItemStatus {
-    Deleted,
-    AlreadyGone,
-    /// Selected, still there.
-    Left(LeftReason),
-    /// Not selected (the text says why); never touched.
-    Skipped(String),
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportItem {
     pub key: ResourceKey,
     pub name: String,
     pub born: Option<DateTime<Utc>>,
-    pub status: ItemStatus,
+    pub status: Outcome,
     /// Times a conflict sent it back into the queue this pass.
     pub requeues: u32,
     /// For a leftover: in how many passes it has stayed, this one included (from the state file).
@@ -111,24 +99,13 @@ impl PassReport {
     /// The selected resources that stayed, with why.
     pub fn left(&self) -> impl Iterator<Item = (&ReportItem, &LeftReason)> {
         self.items.iter().filter_map(|i| match &i.status {
-            ItemStatus::Left(reason) => Some((i, reason)),
+            Outcome::Left(reason) => Some((i, reason)),
             _ => None,
         })
     }
 
     fn named(&self, key: &ResourceKey) -> String {
-        match self.names.get(key).filter(|n| !n.is_empty()) {
-            Some(name) => format!("{key} ({name})"),
-            None => key.to_string(),
-        }
-    }
-
-    fn reason_text(&self, reason: &LeftReason) -> String {
-        match reason {
-            LeftReason::InUse { by } => format!("in use by {}", self.named(by)),
-            LeftReason::Blocked { by } => format!("blocked: {} stayed", self.named(by)),
-            other => other.to_string(),
-        }
+        named(key, self.names.get(key).map(String::as_str))
     }
 
     /// The human report: a line of totals, a table per cloud and kind, then every leftover with why.
@@ -140,10 +117,10 @@ impl PassReport {
                 .or_default();
             row.requeues += item.requeues;
             match item.status {
-                ItemStatus::Deleted => row.deleted += 1,
-                ItemStatus::AlreadyGone => row.gone += 1,
-                ItemStatus::Left(_) => row.left += 1,
-                ItemStatus::Skipped(_) => row.skipped += 1,
+                Outcome::Deleted => row.deleted += 1,
+                Outcome::AlreadyGone | Outcome::RemovedWithOwner => row.gone += 1,
+                Outcome::Left(_) => row.left += 1,
+                Outcome::Skipped(_) => row.skipped += 1,
             }
         }
         let total = |f: fn(&Row) -> usize| rows.values().map(f).sum::<usize>();
@@ -192,11 +169,19 @@ impl PassReport {
                     item.key.kind.as_str(),
                     item.key.id,
                     item.name,
-                    self.reason_text(reason) + &repeated(item.passes_left)
+                    reason.sentence(|key| self.named(key)) + &repeated(item.passes_left)
                 );
             }
         }
         out
+    }
+}
+
+/// A resource as people read it: its kind and id, and its name when it has one.
+fn named(key: &ResourceKey, name: Option<&str>) -> String {
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => format!("{key} ({name})"),
+        None => key.to_string(),
     }
 }
 
@@ -240,24 +225,21 @@ pub fn plan_table(plan: &Plan) -> String {
         .collect();
     if !held.is_empty() {
         let _ = writeln!(out, "\nSelected but held back ({}):", held.len());
+        // Name the users too, as the pass report does: "in use by port 4f2a... (keep-port)".
+        let names: HashMap<&ResourceKey, &str> = plan
+            .nodes()
+            .map(|n| (&n.resource.key, n.resource.name.as_str()))
+            .collect();
         for (n, reason) in held {
             let r = &n.resource;
-            // Name the user too, as the pass report does: "in use by port 4f2a... (keep-port)".
-            let user_name = match reason {
-                HoldReason::InUse { by } => plan
-                    .nodes()
-                    .find(|other| &other.resource.key == by && !other.resource.name.is_empty())
-                    .map(|other| format!(" ({})", other.resource.name)),
-                HoldReason::Cycle { .. } => None,
-            };
             let _ = writeln!(
                 out,
-                "  {:<12} {:<16} {:<38} {:<24} {reason}{}",
+                "  {:<12} {:<16} {:<38} {:<24} {}",
                 r.key.cloud,
                 r.key.kind.as_str(),
                 r.key.id,
                 r.name,
-                user_name.unwrap_or_default()
+                reason.sentence(|key| named(key, names.get(key).copied()))
             );
         }
     }
@@ -407,7 +389,7 @@ mod tests {
             key: key.clone(),
             name: "ci-vm".into(),
             born: None,
-            status: ItemStatus::Left(LeftReason::Busy {
+            status: Outcome::Left(LeftReason::Busy {
                 state: "locked".into(),
             }),
             requeues: 0,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Guard, Kind, Resource};
 
@@ -107,6 +107,13 @@ pub enum Verdict {
         seen: u32,
         required: u32,
     },
+}
+
+/// A verdict is shown, in JSON too, as its description.
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.describe())
+    }
 }
 
 impl Verdict {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ResourceKey;
+use crate::outcome::LeftReason;
 use crate::selection::History;
 
 /// Why the state file could not be used.
@@ -39,8 +40,12 @@ pub struct Entry {
     /// Passes that ended with it selected and still there.
     #[serde(default)]
     pub failed_passes: u32,
+    /// Why it stayed last time, as a sentence.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Why it stayed last time, as the bounded label of [`LeftReason::label`].
+    #[serde(default)]
+    pub last_outcome: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -107,6 +112,7 @@ impl StateStore {
                 sightings: 0,
                 failed_passes: 0,
                 last_error: None,
+                last_outcome: None,
             });
             entry.sightings = if entry.last_pass + 1 == pass {
                 entry.sightings + 1
@@ -131,18 +137,21 @@ impl StateStore {
 
     /// Records that a selected resource stayed this pass, and why. Returns in how many passes it
     /// has stayed so far, so repeated failures show in reports.
-    pub fn record_failure(&mut self, key: &ResourceKey, error: String) -> u32 {
+    pub fn record_left(&mut self, key: &ResourceKey, reason: &LeftReason) -> u32 {
         match self.stored.resources.get_mut(&storage_key(key)) {
             Some(entry) => {
                 entry.failed_passes += 1;
-                entry.last_error = Some(error);
+                entry.last_error = Some(reason.to_string());
+                entry.last_outcome = Some(reason.label().to_string());
                 entry.failed_passes
             }
             None => 1,
         }
     }
 
-    /// Writes the file atomically (temporary file, then rename) when one is configured.
+    /// Writes the file atomically when one is configured: a temporary file, flushed to disk, renamed
+    /// over the old one, and the directory flushed too, so a crash leaves the old or the new file,
+    /// never half of one.
     pub fn save(&self) -> Result<(), StateError> {
         let Some(path) = &self.path else { return Ok(()) };
         let shown = path.display().to_string();
@@ -158,8 +167,17 @@ impl StateStore {
             path: shown.clone(),
             source,
         })?;
-        std::fs::write(&temporary, bytes).map_err(io)?;
-        std::fs::rename(&temporary, path).map_err(io)
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&temporary, path).map_err(io)?;
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(directory) => std::fs::File::open(directory)
+                .and_then(|d| d.sync_all())
+                .map_err(io),
+            None => Ok(()),
+        }
     }
 }
 
@@ -173,6 +191,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cj-state-{}", std::process::id()));
         let path = dir.join("state.json");
         let disk = ResourceKey::new("lab", Kind::Disk, "local:vm-9-disk-0");
+        let busy = LeftReason::Busy {
+            state: "locked".into(),
+        };
         let clouds = HashSet::from(["lab".to_string()]);
         let t0 = Utc::now();
         let mut store = StateStore::open(Some(&path)).unwrap();
@@ -196,17 +217,17 @@ mod tests {
                 sightings: 2
             })
         );
-        assert_eq!(reopened.record_failure(&disk, "busy: locked".into()), 1);
+        assert_eq!(reopened.record_left(&disk, &busy), 1);
         reopened.save().unwrap();
         let mut again = StateStore::open(Some(&path)).unwrap();
-        assert_eq!(
-            again.record_failure(&disk, "busy: locked".into()),
-            2,
-            "counted across restarts"
-        );
+        assert_eq!(again.record_left(&disk, &busy), 2, "counted across restarts");
         assert_eq!(
             again.entry(&disk).and_then(|e| e.last_error.clone()).as_deref(),
             Some("busy: locked")
+        );
+        assert_eq!(
+            again.entry(&disk).and_then(|e| e.last_outcome.clone()).as_deref(),
+            Some("busy")
         );
         let mut reopened = again;
 

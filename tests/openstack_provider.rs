@@ -178,7 +178,7 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
     let deleted = report
         .items
         .iter()
-        .filter(|i| matches!(i.status, cloud_janitor::report::ItemStatus::Deleted))
+        .filter(|i| matches!(i.status, cloud_janitor::outcome::Outcome::Deleted))
         .count();
     assert!(
         deletes >= deleted && deleted > 20,

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_janitor::config::Config;
-use cloud_janitor::executor::{Progress, ProgressSink};
+use cloud_janitor::events::{Event, EventSink};
 use cloud_janitor::metrics::Metrics;
+use cloud_janitor::outcome::Outcome;
 use cloud_janitor::pass::Janitor;
-use cloud_janitor::report::{ItemStatus, PassReport, PassResult, ReportItem};
+use cloud_janitor::report::{PassReport, PassResult, ReportItem};
 use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::proxmox::{GuestSpec, ProxmoxSim, ProxmoxSimConfig, TaskQuirks};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +86,7 @@ untaggable_name_pattern = "^vm-99[0-9]-disk-"
 }
 
 /// One pass, bounded: a pass that does not end within [`PASS_BOUND`] fails the test.
-async fn pass(janitor: &Janitor, progress: Option<ProgressSink>) -> (PassReport, Duration) {
+async fn pass(janitor: &Janitor, progress: Option<Arc<dyn EventSink>>) -> (PassReport, Duration) {
     let started = Instant::now();
     let report = tokio::time::timeout(PASS_BOUND, janitor.run_pass(CancellationToken::new(), progress))
         .await
@@ -103,7 +104,7 @@ fn item<'a>(report: &'a PassReport, kind: &str, id: u32) -> &'a ReportItem {
 }
 
 fn is_deleted(item: &ReportItem) -> bool {
-    matches!(item.status, ItemStatus::Deleted)
+    matches!(item.status, Outcome::Deleted)
 }
 
 /// The value of one metric series in the Prometheus text, if present.
@@ -203,13 +204,13 @@ async fn a_guest_locked_after_discovery_is_requeued_and_deleted_once_the_lock_cl
     let backup = {
         let sim = sim.clone();
         let locked_once = locked_once.clone();
-        Arc::new(move |event: Progress| {
-            if let Progress::Deleting(key) = event {
+        Arc::new(move |event: &Event| {
+            if let Event::Attempted { key, .. } = event {
                 if key.id == "310" && !locked_once.swap(true, Ordering::SeqCst) {
                     sim.hold_lock_file(310, Duration::from_millis(800));
                 }
             }
-        }) as ProgressSink
+        }) as Arc<dyn EventSink>
     };
     let (report, _) = pass(&janitor, Some(backup)).await;
     assert!(locked_once.load(Ordering::SeqCst), "the lock was taken mid-pass");
@@ -278,7 +279,7 @@ async fn protected_template_locked_and_untagged_guests_survive_and_are_reported_
     let log = sim.request_log();
     for (kind, vmid, why) in expected {
         match &item(&report, kind, vmid).status {
-            ItemStatus::Skipped(text) => assert_eq!(text, why, "{kind} {vmid}"),
+            Outcome::Skipped(verdict) => assert_eq!(verdict.describe(), why, "{kind} {vmid}"),
             other => panic!("{kind} {vmid} should be skipped ({why}), is {other:?}\n{table}"),
         }
         assert!(sim.exists(vmid), "{kind} {vmid} survives");
@@ -396,7 +397,7 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
             .unwrap_or_else(|| panic!("disk {name} is in the report:\n{}", report.render_table()))
     };
     match disk(&report, "vm-999-disk-0").status {
-        ItemStatus::Skipped(text) => assert_eq!(text, "seen in 1 of 2 passes needed"),
+        Outcome::Skipped(verdict) => assert_eq!(verdict.describe(), "seen in 1 of 2 passes needed"),
         other => panic!("the orphan is kept on its first sighting, not {other:?}\n{table}"),
     }
     assert!(sim.disk_exists(&orphan), "not deleted on the first sighting");
@@ -413,7 +414,7 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
     );
     assert!(!sim.disk_exists(&orphan));
     match disk(&report, "vm-500-disk-0").status {
-        ItemStatus::Skipped(text) => assert_eq!(text, "not matched: untaggable_name_pattern"),
+        Outcome::Skipped(verdict) => assert_eq!(verdict.describe(), "not matched: untaggable_name_pattern"),
         other => panic!("a disk outside the pattern is never selected, not {other:?}\n{table}"),
     }
     assert!(sim.disk_exists(&not_ours));

@@ -1,0 +1,111 @@
+//! The subcommands of the `cloud-janitor` binary, one module each, and what they share: loading the
+//! config into a janitor, the exit statuses, and the one error type commands return. `main.rs` only
+//! parses the command line and dispatches here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::pass::Janitor;
+use crate::report::PassResult;
+use crate::setup::{build_janitor, SetupError};
+
+#[cfg(feature = "sim")]
+pub mod demo;
+pub mod healthcheck;
+pub mod once;
+pub mod plan;
+pub mod run;
+#[cfg(feature = "sim")]
+pub mod simulate;
+
+/// How the process ends. Operators script against these numbers: keep them stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the pass left nothing selected behind (or the command simply worked).
+    Clean,
+    /// 1: selected resources stayed (`once`), or the daemon failed its health check.
+    Leftovers,
+    /// 2: the pass could not run against a cloud, or the command failed.
+    Failed,
+    /// 1, from `healthcheck`: the daemon did not answer `/healthz`.
+    Unhealthy,
+    /// 64: the configuration cannot be used.
+    BadConfig,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Clean => 0,
+            Exit::Leftovers | Exit::Unhealthy => 1,
+            Exit::Failed => 2,
+            Exit::BadConfig => 64,
+        }
+    }
+}
+
+impl From<PassResult> for Exit {
+    fn from(result: PassResult) -> Self {
+        match result {
+            PassResult::Clean => Exit::Clean,
+            PassResult::Leftovers => Exit::Leftovers,
+            PassResult::Failed => Exit::Failed,
+        }
+    }
+}
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("config {}: {source}", path.display())]
+    Setup {
+        path: PathBuf,
+        #[source]
+        source: SetupError,
+    },
+    /// A file, socket or simulator the command needs could not be used.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot render JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The demo's own janitor could not be assembled (a bug, not the operator's config).
+    #[cfg(feature = "sim")]
+    #[error("cannot configure the demo janitor: {0}")]
+    Demo(#[source] crate::provider::ProviderError),
+}
+
+impl CommandError {
+    /// The exit status this error ends the process with.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CommandError::Config(_) | CommandError::Setup { .. } => Exit::BadConfig,
+            CommandError::Io { .. } | CommandError::Json(_) => Exit::Failed,
+            #[cfg(feature = "sim")]
+            CommandError::Demo(_) => Exit::Failed,
+        }
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CommandError {
+        let what = what.into();
+        move |source| CommandError::Io { what, source }
+    }
+}
+
+/// Loads and validates the config file, then builds the janitor: providers, selection, history.
+pub fn load(path: &Path, metrics: Arc<Metrics>) -> Result<(Config, Janitor), CommandError> {
+    let config = Config::load(path)?;
+    let janitor = build_janitor(&config, metrics).map_err(|source| CommandError::Setup {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((config, janitor))
+}
