@@ -316,3 +316,124 @@ fn is_label_safe(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD_CLOUD: &str = r#"
+[[clouds]]
+name = "ci"
+type = "openstack"
+cloud = "ci"
+[clouds.select]
+tags_all = ["ci-job"]
+"#;
+
+    /// Loads `text` as a config file in a fresh directory, with `env` as the environment; the
+    /// directory is shown as `DIR` so messages are the same on every machine.
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("janitor.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_with_env(&path, env).map_err(|error| {
+            error
+                .to_string()
+                .replace(&dir.path().display().to_string(), "DIR")
+        })
+    }
+
+    #[test]
+    fn a_complete_config_loads_and_the_environment_overrides_a_key() {
+        let text = format!("schedule = \"0 */15 * * * *\"\n{GOOD_CLOUD}");
+        let config = load(&text, &[("CLOUD_JANITOR_MAX_DELETES_PER_PASS", "7")]).unwrap();
+        assert_eq!(config.max_deletes_per_pass, 7);
+        assert_eq!(config.clouds[0].name, "ci");
+    }
+
+    /// Every message names the file and the key, and says what would be right.
+    #[test]
+    fn bad_configs_are_refused_with_messages_naming_the_file_and_the_key() {
+        let schedule = "schedule = \"0 */15 * * * *\"\n";
+        type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
+            (
+                "schedule without seconds",
+                format!("schedule = \"*/15 * * *\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "unknown top-level key",
+                format!("{schedule}colour = \"blue\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "bad listen",
+                format!("{schedule}listen = \"nowhere\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            ("no clouds", format!("{schedule}clouds = []\n"), vec![]),
+            (
+                "zero concurrency",
+                format!("{schedule}[concurrency]\nglobal = 0\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "bad duration",
+                format!("{schedule}pass_timeout = \"soon\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "cloud without a name",
+                format!("{schedule}[[clouds]]\ntype = \"openstack\"\n"),
+                vec![],
+            ),
+            (
+                "unknown provider",
+                format!("{schedule}{}", GOOD_CLOUD.replace("\"openstack\"", "\"aws\"")),
+                vec![],
+            ),
+            (
+                "unbounded selection",
+                format!("{schedule}{}", GOOD_CLOUD.replace("tags_all = [\"ci-job\"]", "")),
+                vec![],
+            ),
+            (
+                "bad name pattern",
+                format!("{schedule}{GOOD_CLOUD}name_pattern = \"(\"\n"),
+                vec![],
+            ),
+            (
+                "unknown kind",
+                format!("{schedule}{GOOD_CLOUD}kinds = [\"lambda\"]\n"),
+                vec![],
+            ),
+            (
+                "unknown provider key",
+                format!(
+                    "{schedule}{}",
+                    GOOD_CLOUD.replace("cloud = \"ci\"", "cloud = \"ci\"\nregoin = \"x\"")
+                ),
+                vec![],
+            ),
+            (
+                "duplicate cloud names",
+                format!("{schedule}{GOOD_CLOUD}{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "bad environment override",
+                format!("{schedule}{GOOD_CLOUD}"),
+                vec![("CLOUD_JANITOR_MAX_DELETES_PER_PASS", "many")],
+            ),
+        ];
+        let mut messages = String::new();
+        for (case, text, env) in cases {
+            let error = load(&text, &env).expect_err(case);
+            assert!(error.starts_with("config DIR/janitor.toml: "), "{case}: {error}");
+            messages.push_str(&format!("{case}:\n  {error}\n"));
+        }
+        insta::assert_snapshot!(messages);
+    }
+}

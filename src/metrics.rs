@@ -29,13 +29,12 @@ pub struct Metrics {
     pub cloud_up: IntGaugeVec,
 }
 
-/// Registering a fixed, valid set of metric names into a fresh registry cannot fail; a failure here
-/// is a programming error caught by the first test that builds `Metrics`.
-fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique and valid");
-    metric
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -43,15 +42,21 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
-    // The `expect`s below hold: fixed names and label sets are valid by construction (see `registered`).
     pub fn new() -> Self {
+        // Invariant: every name, help text and label set below is fixed and valid, and each is
+        // registered once into a fresh registry, so building cannot fail. Every test run builds it
+        // (`the_exposition_is_pinned`), so a mistake here fails CI, never a daemon.
+        #[allow(clippy::expect_used)]
+        Self::build().expect("fixed, valid metric definitions")
+    }
+
+    fn build() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let r = &registry;
         let build_info = registered(
             r,
-            IntGaugeVec::new(opts("build_info", "Build information; always 1"), &["version"])
-                .expect("valid metric"),
-        );
+            IntGaugeVec::new(opts("build_info", "Build information; always 1"), &["version"])?,
+        )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let metrics = Metrics {
             leftover_resources: registered(
@@ -62,9 +67,8 @@ impl Metrics {
                         "Selected resources still present after the last pass, by why they stayed",
                     ),
                     &["cloud", "kind", "reason"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             oldest_leftover_age_seconds: registered(
                 r,
                 GaugeVec::new(
@@ -73,17 +77,15 @@ impl Metrics {
                         "Age of the oldest resource left after the last pass",
                     ),
                     &["cloud", "kind"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             deletes_total: registered(
                 r,
                 IntCounterVec::new(
                     opts("deletes_total", "Resources the janitor finished with, by outcome"),
                     &["cloud", "kind", "outcome"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             conflicts_requeued_total: registered(
                 r,
                 IntCounterVec::new(
@@ -92,9 +94,8 @@ impl Metrics {
                         "Deletes that met a conflict and went back into the queue",
                     ),
                     &["cloud", "kind"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             delete_duration_seconds: registered(
                 r,
                 HistogramVec::new(
@@ -105,9 +106,8 @@ impl Metrics {
                     .namespace("cloud_janitor")
                     .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
                     &["cloud", "kind"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             api_requests_total: registered(
                 r,
                 IntCounterVec::new(
@@ -116,9 +116,8 @@ impl Metrics {
                         "Requests made to cloud APIs, by service and status class",
                     ),
                     &["cloud", "service", "status_class"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             pass_duration_seconds: registered(
                 r,
                 Histogram::with_opts(
@@ -127,9 +126,8 @@ impl Metrics {
                         .buckets(vec![
                             1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
                         ]),
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             passes_total: registered(
                 r,
                 IntCounterVec::new(
@@ -138,41 +136,36 @@ impl Metrics {
                         "Passes run, by result: clean, leftovers or failed",
                     ),
                     &["result"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             passes_skipped_total: registered(
                 r,
                 IntCounter::with_opts(opts(
                     "passes_skipped_total",
                     "Scheduled passes skipped because the previous one was still running",
-                ))
-                .expect("valid metric"),
-            ),
+                ))?,
+            )?,
             last_pass_start_timestamp_seconds: registered(
                 r,
                 Gauge::with_opts(opts(
                     "last_pass_start_timestamp_seconds",
                     "When the last pass started",
-                ))
-                .expect("valid metric"),
-            ),
+                ))?,
+            )?,
             last_pass_end_timestamp_seconds: registered(
                 r,
                 Gauge::with_opts(opts(
                     "last_pass_end_timestamp_seconds",
                     "When the last pass ended",
-                ))
-                .expect("valid metric"),
-            ),
+                ))?,
+            )?,
             last_pass_success_timestamp_seconds: registered(
                 r,
                 Gauge::with_opts(opts(
                     "last_pass_success_timestamp_seconds",
                     "When the last pass that could run against every cloud ended",
-                ))
-                .expect("valid metric"),
-            ),
+                ))?,
+            )?,
             cloud_up: registered(
                 r,
                 IntGaugeVec::new(
@@ -181,16 +174,15 @@ impl Metrics {
                         "1 if the last pass could list the cloud, 0 if it could not (auth, unreachable API)",
                     ),
                     &["cloud"],
-                )
-                .expect("valid metric"),
-            ),
+                )?,
+            )?,
             registry,
         };
         // Every result series exists from start-up, so `increase()` sees the first pass of each.
         for result in ["clean", "leftovers", "failed"] {
             metrics.passes_total.with_label_values(&[result]);
         }
-        metrics
+        Ok(metrics)
     }
 
     /// Counts one API request; `status` is `None` when no response came.
@@ -323,5 +315,24 @@ mod tests {
             .with_label_values(&["ci", "security_group"]);
         assert_eq!(durations.get_sample_count(), 1);
         assert_eq!(durations.get_sample_sum(), 1.5);
+    }
+
+    /// Names, labels, help texts and types, as Prometheus reads them, after one deleted resource.
+    #[test]
+    fn the_exposition_is_pinned() {
+        let metrics = Metrics::new();
+        metrics.on_event(&finished(Kind::Port, "p", Task::Delete, Outcome::Deleted));
+        metrics.api_request("ci", "network", Some(204));
+        metrics.api_request("ci", "network", None);
+        metrics.cloud_up.with_label_values(&["ci"]).set(1);
+        metrics
+            .leftover_resources
+            .with_label_values(&["ci", "volume", "busy"])
+            .set(2);
+        metrics
+            .oldest_leftover_age_seconds
+            .with_label_values(&["ci", "volume"])
+            .set(7200.0);
+        insta::assert_snapshot!(metrics.render());
     }
 }

@@ -444,4 +444,133 @@ mod tests {
         assert_eq!(by_id("keep-port")["action"], "keep");
         assert_eq!(by_id("keep-port")["uses"][0], "security_group sg-1");
     }
+
+    /// A plan with every disposition: a server deleted with the port Nova made for it, a group held
+    /// by an unselected port, a cycle, a guarded network and an unselected volume.
+    fn every_disposition() -> Plan {
+        let key = |kind, id: &str| ResourceKey::new("ci", kind, id);
+        let mut server = Resource::new(key(Kind::Server, "srv-1"), "ci-vm");
+        server.tags = vec!["ci-job".into()];
+        let mut owned = Resource::new(key(Kind::Port, "port-nova"), "");
+        owned.removal = crate::model::Removal::WithOwner(key(Kind::Server, "srv-1"));
+        owned.used_by = vec![key(Kind::Server, "srv-1")];
+        owned.references = vec![key(Kind::Network, "net-1")];
+        let mut keep_port = Resource::new(key(Kind::Port, "port-keep"), "keep-port");
+        keep_port.references = vec![key(Kind::SecurityGroup, "sg-1")];
+        let sg = Resource::new(key(Kind::SecurityGroup, "sg-1"), "ci-sg");
+        let net = Resource::new(key(Kind::Network, "net-1"), "ci-net");
+        let mut a = Resource::new(key(Kind::Port, "port-a"), "loop-a");
+        a.references = vec![key(Kind::Port, "port-b")];
+        let mut b = Resource::new(key(Kind::Port, "port-b"), "loop-b");
+        b.references = vec![key(Kind::Port, "port-a")];
+        let mut public = Resource::new(key(Kind::Network, "net-public"), "public");
+        public.guard = Some(crate::model::Guard::ExternalNetwork);
+        let volume = Resource::new(key(Kind::Volume, "vol-1"), "data");
+        Plan::build(
+            vec![server, owned, keep_port, sg, net, a, b, public, volume],
+            vec![
+                Verdict::Selected,
+                Verdict::NotMatched("tags_all"),
+                Verdict::NotMatched("tags_all"),
+                Verdict::Selected,
+                Verdict::Selected,
+                Verdict::Selected,
+                Verdict::Selected,
+                Verdict::Guarded(crate::model::Guard::ExternalNetwork),
+                Verdict::TooYoung,
+            ],
+        )
+    }
+
+    #[test]
+    fn the_plan_renderings_are_pinned() {
+        let plan = every_disposition();
+        insta::assert_snapshot!("plan_table", plan_table(&plan));
+        insta::assert_snapshot!("plan_json", plan_json(&plan));
+        insta::assert_snapshot!("plan_dot", plan_dot(&plan));
+    }
+
+    /// A report with every outcome, a failed cloud and a resource left for the third time.
+    fn every_outcome() -> PassReport {
+        let key = |kind, id: &str| ResourceKey::new("ci", kind, id);
+        let started = DateTime::parse_from_rfc3339("2026-12-05T18:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let item = |kind, id: &str, name: &str, status, requeues, passes_left| ReportItem {
+            key: key(kind, id),
+            name: name.into(),
+            born: Some(started - chrono::Duration::hours(3)),
+            status,
+            requeues,
+            passes_left,
+        };
+        let items = vec![
+            item(Kind::Server, "srv-1", "ci-vm", Outcome::Deleted, 0, 0),
+            item(Kind::Port, "port-1", "", Outcome::AlreadyGone, 0, 0),
+            item(
+                Kind::SecurityGroup,
+                "sg-1",
+                "ci-sg",
+                Outcome::Left(LeftReason::InUse {
+                    by: key(Kind::Port, "port-keep"),
+                }),
+                0,
+                3,
+            ),
+            item(
+                Kind::Volume,
+                "vol-1",
+                "ci-data",
+                Outcome::Left(LeftReason::Conflict {
+                    message: "HTTP 409: volume is busy".into(),
+                }),
+                4,
+                1,
+            ),
+            item(
+                Kind::Network,
+                "net-1",
+                "ci-net",
+                Outcome::Left(LeftReason::Blocked {
+                    by: key(Kind::Volume, "vol-1"),
+                }),
+                0,
+                1,
+            ),
+            item(
+                Kind::Port,
+                "port-keep",
+                "keep-port",
+                Outcome::Skipped(Verdict::Protected),
+                0,
+                0,
+            ),
+        ];
+        let names = items.iter().map(|i| (i.key.clone(), i.name.clone())).collect();
+        PassReport {
+            pass: 7,
+            started,
+            duration: Duration::from_millis(12_345),
+            clouds: vec![
+                CloudStatus {
+                    name: "ci".into(),
+                    error: None,
+                },
+                CloudStatus {
+                    name: "lab".into(),
+                    error: Some("authentication against https://pve:8006 failed: 401".into()),
+                },
+            ],
+            items,
+            names,
+        }
+    }
+
+    #[test]
+    fn the_report_renderings_are_pinned() {
+        let report = every_outcome();
+        assert_eq!(report.result(), PassResult::Failed);
+        insta::assert_snapshot!("report_table", report.render_table());
+        insta::assert_snapshot!("report_json", serde_json::to_string_pretty(&report).unwrap());
+    }
 }

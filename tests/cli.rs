@@ -1,6 +1,8 @@
 //! The command line as a user meets it: exit codes of `once`, bad-config messages, `plan` deleting
 //! nothing, and the daemon's `/metrics`, `/healthz` and `/readyz` — against the simulated clouds on
 //! 127.0.0.1.
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

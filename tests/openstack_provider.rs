@@ -1,5 +1,7 @@
 //! The OpenStack provider against the simulated OpenStack: authentication paths, pagination,
 //! server-side filters, and what a pass asks of the API (listed once, never re-listed per delete).
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -3,6 +3,8 @@
 //! in the metrics. Wedged guests, locks taken after discovery, guards, task polling, orphan disks
 //! across a restart, and stop-before-destroy through the engine. The provider alone is tested in
 //! `proxmox_provider.rs`.
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

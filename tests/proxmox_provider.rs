@@ -1,5 +1,7 @@
 //! The Proxmox provider against the simulated Proxmox VE: stop before destroy, wedged and locked
 //! guests, guards, task polling, orphan disks, and both kinds of authentication.
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
