@@ -65,6 +65,15 @@ pub async fn serve_metrics(
     Ok((address, serve))
 }
 
+/// Sets the flag back to false when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Runs passes on `schedule` until `cancel` fires, then waits for the running pass (which starts no
 /// new delete) to finish.
 pub async fn run_schedule(
@@ -94,9 +103,11 @@ pub async fn run_schedule(
         }
         let (janitor, running, cancel) = (janitor.clone(), running.clone(), cancel.clone());
         current = Some(tokio::spawn(async move {
+            // Cleared however the task ends, unwinding included: a pass that dies must not leave
+            // every later tick skipped as "still running".
+            let _running = ClearOnDrop(running);
             let report = janitor.run_pass(cancel, None).await;
             tracing::info!(result = report.result().as_str(), "{}", report.render_table());
-            running.store(false, Ordering::SeqCst);
         }));
     }
     ready.store(false, Ordering::SeqCst);

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use std::panic::AssertUnwindSafe;
+
 use futures::future::join_all;
+use futures::FutureExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -166,9 +169,46 @@ impl Janitor {
 
     /// Runs one whole pass: plan, delete, metrics, history. Never fails: what went wrong is in the
     /// report (and so in the exit code and metrics). `watch` also hears the executor's events (the
-    /// demo's live display).
+    /// demo's live display). A pass that panics is caught and reported as a failed pass of every
+    /// cloud, so a bug costs one pass, never the daemon's schedule.
     pub async fn run_pass(&self, cancel: CancellationToken, watch: Option<Arc<dyn EventSink>>) -> PassReport {
+        let started = Utc::now();
         let clock = Instant::now();
+        match AssertUnwindSafe(self.try_pass(cancel, watch, clock))
+            .catch_unwind()
+            .await
+        {
+            Ok(report) => report,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(%message, "the pass panicked; it is reported as failed");
+                let report = PassReport {
+                    pass: 0,
+                    started,
+                    duration: clock.elapsed(),
+                    clouds: self
+                        .clouds
+                        .iter()
+                        .map(|cloud| CloudStatus {
+                            name: cloud.name.clone(),
+                            error: Some(format!("the pass panicked: {message}")),
+                        })
+                        .collect(),
+                    items: Vec::new(),
+                    names: HashMap::new(),
+                };
+                self.update_metrics(&report);
+                report
+            }
+        }
+    }
+
+    async fn try_pass(
+        &self,
+        cancel: CancellationToken,
+        watch: Option<Arc<dyn EventSink>>,
+        clock: Instant,
+    ) -> PassReport {
         self.metrics.last_pass_start_timestamp_seconds.set(unix_now());
         let planned = self.plan(true).await;
         let providers: HashMap<String, Arc<dyn Provider>> = self
@@ -285,6 +325,15 @@ impl Janitor {
     }
 }
 
+/// The text a panic carried, if it was a string (as `panic!` and `expect` make it).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}
+
 fn unix_now() -> f64 {
     Utc::now().timestamp_millis() as f64 / 1000.0
 }
@@ -329,5 +378,68 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, duration: Duration) 
         clouds: planned.clouds.clone(),
         items,
         names,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::{DeleteOutcome, Observed};
+    use crate::selection::SelectionConfig;
+
+    /// A provider with a bug: discovery panics.
+    struct Panicking;
+
+    #[async_trait]
+    impl Provider for Panicking {
+        fn cloud(&self) -> &str {
+            "buggy"
+        }
+        fn provider_type(&self) -> &'static str {
+            "test"
+        }
+        async fn discover(&self) -> Result<Vec<Resource>, ProviderError> {
+            panic!("index out of bounds in a listing");
+        }
+        async fn observe(&self, _: &Resource) -> Result<Observed, ProviderError> {
+            Ok(Observed::Gone)
+        }
+        async fn delete(&self, _: &Resource) -> Result<DeleteOutcome, ProviderError> {
+            Ok(DeleteOutcome::Completed)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_that_panics_is_reported_failed_and_the_next_pass_runs() {
+        let selection = SelectionConfig {
+            tags_all: vec!["ci".into()],
+            ..SelectionConfig::default()
+        };
+        let cloud = Cloud {
+            name: "buggy".into(),
+            selector: Selector::new(&selection).unwrap(),
+            provider: Arc::new(Panicking),
+        };
+        let settings = PassSettings {
+            pass_timeout: Duration::from_secs(60),
+            max_deletes_per_pass: 10,
+            concurrency: ConcurrencyConfig::default(),
+            retry: RetryPolicy::default(),
+            waits: WaitConfig::default(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let janitor = Janitor::new(vec![cloud], settings, metrics.clone(), StateStore::default());
+        for pass in 1..=2 {
+            let report = janitor.run_pass(CancellationToken::new(), None).await;
+            assert_eq!(report.result(), PassResult::Failed);
+            assert_eq!(
+                report.clouds[0].error.as_deref(),
+                Some("the pass panicked: index out of bounds in a listing")
+            );
+            assert_eq!(metrics.passes_total.with_label_values(&["failed"]).get(), pass);
+            assert_eq!(metrics.cloud_up.with_label_values(&["buggy"]).get(), 0);
+        }
     }
 }
