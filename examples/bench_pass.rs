@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cloud_janitor::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
 use cloud_janitor::demo::demo_selection;
+use cloud_janitor::history::HistoryStore;
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::pass::{Janitor, PassSettings};
 use cloud_janitor::planner::Plan;
@@ -19,7 +20,6 @@ use cloud_janitor::policy::RetryPolicy;
 use cloud_janitor::provider::openstack::OpenStackSettings;
 use cloud_janitor::selection::Selector;
 use cloud_janitor::setup::build_cloud;
-use cloud_janitor::state::StateStore;
 use cloud_janitor_sim::faults::FaultRule;
 use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
 use petgraph::Direction;
@@ -94,7 +94,12 @@ async fn run(
             poll_interval: Duration::from_millis(500),
         },
     };
-    let janitor = Janitor::new(vec![cloud], settings, metrics, StateStore::default());
+    let janitor = Janitor::new(
+        vec![cloud],
+        settings,
+        metrics,
+        Arc::new(HistoryStore::in_memory("a benchmark keeps none")),
+    );
     let chain = longest_chain(&janitor.plan(false).await.plan);
     sim.clear_request_log();
     let started = Instant::now();

@@ -53,9 +53,17 @@ struct RawConfig {
     /// The longest one pass may take; no new delete starts after it.
     #[serde(default = "default_pass_timeout", with = "humantime_serde")]
     pass_timeout: Duration,
-    /// Where per-resource history (first seen, sightings, attempts) persists across restarts.
+    /// Where per-resource history (first seen, sightings, attempts, errors) persists across
+    /// restarts: one SQLite file, locked while a janitor runs.
+    #[serde(default)]
+    history_file: Option<PathBuf>,
+    /// The JSON state file of earlier versions: imported into the history once, then left alone.
+    /// Without `history_file`, the history is kept beside it, in `history.db`.
     #[serde(default)]
     state_file: Option<PathBuf>,
+    /// How long the history remembers a resource that is gone.
+    #[serde(default = "default_history_retention", with = "humantime_serde")]
+    history_retention: Duration,
     /// At most this many delete calls per pass, across every cloud.
     #[serde(default = "default_max_deletes")]
     max_deletes_per_pass: usize,
@@ -74,6 +82,9 @@ fn default_listen() -> String {
 }
 fn default_pass_timeout() -> Duration {
     Duration::from_secs(20 * 60)
+}
+fn default_history_retention() -> Duration {
+    crate::history::DEFAULT_RETENTION
 }
 fn default_max_deletes() -> usize {
     500
@@ -130,7 +141,11 @@ pub struct Config {
     pub schedule: cron::Schedule,
     pub listen: SocketAddr,
     pub pass_timeout: Duration,
+    /// The history's file; `None`: history in memory only.
+    pub history_file: Option<PathBuf>,
+    /// A JSON state file of earlier versions, to import once.
     pub state_file: Option<PathBuf>,
+    pub history_retention: Duration,
     pub max_deletes_per_pass: usize,
     pub concurrency: ConcurrencyConfig,
     pub retry: RetryPolicy,
@@ -237,7 +252,13 @@ impl Config {
             schedule,
             listen,
             pass_timeout: raw.pass_timeout,
+            history_file: raw.history_file.or_else(|| {
+                raw.state_file
+                    .as_ref()
+                    .map(|json| json.with_file_name("history.db"))
+            }),
             state_file: raw.state_file,
+            history_retention: raw.history_retention,
             max_deletes_per_pass: raw.max_deletes_per_pass,
             concurrency: raw.concurrency,
             retry: raw.retry,

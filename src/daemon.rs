@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -17,11 +17,42 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::pass::Janitor;
 
-/// Whether the daemon is ready for traffic: set once the scheduler runs, cleared at shutdown.
+/// Whether the daemon is ready: set once the scheduler runs, cleared at shutdown; with notes an
+/// operator should see in `/readyz` (history not persistent, for one).
+#[derive(Clone, Default)]
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Readiness {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the notes `/readyz` shows.
+    pub fn set_notes(&self, notes: Vec<String>) {
+        *self.notes.lock().unwrap_or_else(PoisonError::into_inner) = notes;
+    }
+
+    fn text(&self) -> String {
+        let mut text = String::from(if self.is_ready() { "ready\n" } else { "not ready\n" });
+        for note in self.notes.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            text.push_str(note);
+            text.push('\n');
+        }
+        text
+    }
+}
+
 #[derive(Clone)]
 struct Health {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
 }
 
 async fn metrics_page(State(health): State<Health>) -> impl IntoResponse {
@@ -35,19 +66,20 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(health): State<Health>) -> (StatusCode, String) {
+    let status = if health.readiness.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, health.readiness.text())
 }
 
 /// Binds the metrics server. Returns the bound address (useful with port 0) and the serving future.
 pub async fn serve_metrics(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(listen).await?;
@@ -56,7 +88,7 @@ pub async fn serve_metrics(
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Health { metrics, ready });
+        .with_state(Health { metrics, readiness });
     let serve = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
@@ -79,12 +111,13 @@ impl Drop for ClearOnDrop {
 pub async fn run_schedule(
     janitor: Arc<Janitor>,
     schedule: cron::Schedule,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
     cancel: CancellationToken,
 ) {
     let running = Arc::new(AtomicBool::new(false));
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
-    ready.store(true, Ordering::SeqCst);
+    readiness.set_notes(janitor.notes());
+    readiness.set_ready(true);
     loop {
         let Some(next) = schedule.upcoming(Utc).next() else {
             tracing::warn!("the schedule has no future tick; no more passes will run");
@@ -101,16 +134,22 @@ pub async fn run_schedule(
             tracing::warn!("a scheduled pass was skipped: the previous pass is still running");
             continue;
         }
-        let (janitor, running, cancel) = (janitor.clone(), running.clone(), cancel.clone());
+        let (janitor, running, cancel, readiness) = (
+            janitor.clone(),
+            running.clone(),
+            cancel.clone(),
+            readiness.clone(),
+        );
         current = Some(tokio::spawn(async move {
             // Cleared however the task ends, unwinding included: a pass that dies must not leave
             // every later tick skipped as "still running".
             let _running = ClearOnDrop(running);
             let report = janitor.run_pass(cancel, None).await;
             tracing::info!(result = report.result().as_str(), "{}", report.render_table());
+            readiness.set_notes(janitor.notes());
         }));
     }
-    ready.store(false, Ordering::SeqCst);
+    readiness.set_ready(false);
     if let Some(pass) = current {
         tracing::info!("shutting down: waiting for in-flight deletes to finish");
         if let Err(error) = pass.await {

@@ -12,6 +12,7 @@ use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
 
 use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
 use crate::events::{Event, EventSink};
+use crate::history::HistoryStore;
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::pass::{Cloud, Janitor, PassSettings};
@@ -20,7 +21,6 @@ use crate::provider::openstack::OpenStackSettings;
 use crate::provider::proxmox::config::ProxmoxSettings;
 use crate::selection::{SelectionConfig, Selector};
 use crate::setup::build_cloud;
-use crate::state::StateStore;
 
 /// The tag the simulator's CI leftovers carry.
 pub const DEMO_TAG: &str = cloud_janitor_sim::openstack::CI_TAG;
@@ -242,7 +242,12 @@ pub fn demo_janitor(
             poll_interval: Duration::from_millis(150),
         },
     };
-    Ok(Janitor::new(clouds, settings, metrics, StateStore::default()))
+    Ok(Janitor::new(
+        clouds,
+        settings,
+        metrics,
+        Arc::new(HistoryStore::in_memory("the demo keeps none")),
+    ))
 }
 
 /// The conflicts a real cloud produces under load, injected so the demo shows requeues: Neutron

@@ -36,6 +36,9 @@ enum Command {
     /// Discovery and planning only: shows what would be deleted, in which order, and what is held
     /// back. Deletes nothing.
     Plan(commands::plan::Args),
+    /// What the janitor remembers of each resource (first seen, attempts, last error), what has been
+    /// left longest first. Read-only: safe while the daemon runs.
+    History(commands::history::Args),
     /// Starts the simulated clouds seeded with CI leftovers and cleans them with a live display.
     #[cfg(feature = "sim")]
     Demo(commands::demo::Args),
@@ -69,6 +72,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args).await,
         Command::Once(args) => commands::once::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
+        Command::History(args) => commands::history::run(args).await,
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo::run(args).await,
         #[cfg(feature = "sim")]

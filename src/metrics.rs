@@ -5,8 +5,8 @@
 use crate::events::{Event, EventSink, Task};
 use crate::outcome::Outcome;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric, registered once. Labels are bounded: cloud names come from config, kinds, reasons and
@@ -27,6 +27,8 @@ pub struct Metrics {
     pub last_pass_end_timestamp_seconds: Gauge,
     pub last_pass_success_timestamp_seconds: Gauge,
     pub cloud_up: IntGaugeVec,
+    pub stuck_leftover_resources: IntGaugeVec,
+    pub history_persistent: IntGauge,
 }
 
 fn registered<M: prometheus::core::Collector + Clone + 'static>(
@@ -175,6 +177,23 @@ impl Metrics {
                     ),
                     &["cloud"],
                 )?,
+            )?,
+            stuck_leftover_resources: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "stuck_leftover_resources",
+                        "Selected resources left in 3 or more passes in a row (from the history)",
+                    ),
+                    &["cloud"],
+                )?,
+            )?,
+            history_persistent: registered(
+                r,
+                IntGauge::with_opts(opts(
+                    "history_persistent",
+                    "1 if the history (first sightings, attempts) reaches its file, 0 if it is kept in memory only or writing it fails",
+                ))?,
             )?,
             registry,
         };

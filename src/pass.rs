@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConcurrencyConfig, Config, WaitConfig};
 use crate::events::{EventSink, Fanout, LogSink, Recorded, Recorder};
 use crate::executor::{Executor, ExecutorSettings};
+use crate::history::HistoryStore;
 use crate::metrics::Metrics;
 use crate::model::{Resource, ResourceKey};
 use crate::outcome::{LeftReason, Outcome};
@@ -23,8 +24,10 @@ use crate::planner::{Disposition, Plan};
 use crate::policy::RetryPolicy;
 use crate::provider::{Provider, ProviderError};
 use crate::report::{CloudStatus, PassReport, PassResult, ReportItem};
-use crate::selection::{Selector, Verdict};
-use crate::state::StateStore;
+use crate::selection::{History, Selector, Verdict};
+
+/// A leftover counts as stuck once it has stayed this many passes in a row.
+pub const STUCK_AFTER_PASSES: u32 = 3;
 
 /// A configured cloud, ready to use.
 pub struct Cloud {
@@ -60,7 +63,7 @@ pub struct Janitor {
     clouds: Vec<Cloud>,
     settings: PassSettings,
     metrics: Arc<Metrics>,
-    state: Mutex<StateStore>,
+    history: Arc<HistoryStore>,
     /// Leftover label sets written by earlier passes, so a series that drops to zero says 0.
     leftover_series: Mutex<HashSet<(String, String, String)>>,
 }
@@ -74,12 +77,17 @@ pub struct Planned {
 }
 
 impl Janitor {
-    pub fn new(clouds: Vec<Cloud>, settings: PassSettings, metrics: Arc<Metrics>, state: StateStore) -> Self {
+    pub fn new(
+        clouds: Vec<Cloud>,
+        settings: PassSettings,
+        metrics: Arc<Metrics>,
+        history: Arc<HistoryStore>,
+    ) -> Self {
         Janitor {
             clouds,
             settings,
             metrics,
-            state: Mutex::new(state),
+            history,
             leftover_series: Mutex::new(HashSet::new()),
         }
     }
@@ -88,8 +96,24 @@ impl Janitor {
         &self.metrics
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, StateStore> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// What an operator should know about how this janitor runs, one line each (empty when all is
+    /// well): today, that its history does not reach the disk, and what that costs.
+    pub fn notes(&self) -> Vec<String> {
+        let persistence = self.history.persistence();
+        if persistence.is_persistent() {
+            return Vec::new();
+        }
+        vec![format!(
+            "{}; rules that need an earlier sighting restart with every process: Proxmox orphan \
+             disks (seen in 2 passes) and the age of guests without a creation time. Set \
+             history_file on a persistent volume",
+            persistence.describe()
+        )]
+    }
+
+    /// The history every pass reads and writes.
+    pub fn history(&self) -> &Arc<HistoryStore> {
+        &self.history
     }
 
     /// Discovers every cloud concurrently and plans. `remember` records sightings in the history
@@ -135,11 +159,14 @@ impl Janitor {
         }
 
         let now = Utc::now();
-        let mut state = self.state();
         let pass = if remember {
-            let pass = state.begin_pass();
-            let keys: Vec<ResourceKey> = everything.iter().map(|(r, _)| r.key.clone()).collect();
-            state.record_sightings(pass, &listed_clouds, &keys, now);
+            let pass = self.history.begin_pass();
+            self.history.prune(now);
+            let seen: Vec<(&ResourceKey, &str)> = everything
+                .iter()
+                .map(|(r, _)| (&r.key, r.name.as_str()))
+                .collect();
+            self.history.record_sightings(pass, &listed_clouds, &seen, now);
             pass
         } else {
             0
@@ -147,17 +174,21 @@ impl Janitor {
         let verdicts: Vec<Verdict> = everything
             .iter()
             .map(|(resource, selector)| {
-                let mut history = state.history(&resource.key);
-                if !remember {
+                let history = if remember {
+                    self.history.history(&resource.key)
+                } else {
                     // A dry run counts this sighting without storing it.
-                    if let Some(h) = history.as_mut() {
-                        h.sightings += 1;
-                    }
-                }
+                    self.history
+                        .record(&resource.key)
+                        .filter(|r| r.gone_since.is_none())
+                        .map(|r| History {
+                            first_seen: r.first_seen,
+                            sightings: r.sightings + 1,
+                        })
+                };
                 selector.judge(resource, history, now)
             })
             .collect();
-        drop(state);
         let resources = everything.into_iter().map(|(r, _)| r).collect();
         Planned {
             pass,
@@ -230,6 +261,7 @@ impl Janitor {
         let mut events = Fanout::new()
             .with(recorder.clone())
             .with(self.metrics.clone())
+            .with(self.history.clone())
             .with(Arc::new(LogSink));
         if let Some(watch) = watch {
             events = events.with(watch);
@@ -238,22 +270,7 @@ impl Janitor {
             .execute(&planned.plan)
             .await;
         let mut report = build_report(&planned, &recorder.recorded(), clock.elapsed());
-        {
-            let mut state = self.state();
-            // A resource without a creation time (a Proxmox guest without meta ctime) is as old as
-            // the janitor's first sighting of it.
-            for item in report.items.iter_mut().filter(|i| i.born.is_none()) {
-                item.born = state.history(&item.key).map(|h| h.first_seen);
-            }
-            for item in report.items.iter_mut() {
-                if let Outcome::Left(reason) = &item.status {
-                    item.passes_left = state.record_left(&item.key, reason);
-                }
-            }
-            if let Err(error) = state.save() {
-                tracing::error!(error = %error, "could not save the state file; history of this pass is lost");
-            }
-        }
+        self.history.record_report(&mut report, Utc::now());
         self.update_metrics(&report);
         report
     }
@@ -308,6 +325,14 @@ impl Janitor {
                 .with_label_values(&[&cloud, &kind])
                 .set(age);
         }
+        let stuck = self.history.stuck(STUCK_AFTER_PASSES);
+        for cloud in &report.clouds {
+            m.stuck_leftover_resources
+                .with_label_values(&[&cloud.name])
+                .set(stuck.get(&cloud.name).copied().unwrap_or(0));
+        }
+        m.history_persistent
+            .set(i64::from(self.history.persistence().is_persistent()));
         for cloud in &report.clouds {
             m.cloud_up
                 .with_label_values(&[&cloud.name])
@@ -430,7 +455,8 @@ mod tests {
             waits: WaitConfig::default(),
         };
         let metrics = Arc::new(Metrics::new());
-        let janitor = Janitor::new(vec![cloud], settings, metrics.clone(), StateStore::default());
+        let history = Arc::new(HistoryStore::in_memory("test"));
+        let janitor = Janitor::new(vec![cloud], settings, metrics.clone(), history);
         for pass in 1..=2 {
             let report = janitor.run_pass(CancellationToken::new(), None).await;
             assert_eq!(report.result(), PassResult::Failed);

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{CloudSpec, Config, ProviderSpec};
+use crate::history::{Access, HistoryError, HistoryStore};
 use crate::metrics::Metrics;
 use crate::pass::{Cloud, Janitor, PassSettings};
 use crate::provider::openstack::{OpenStackProvider, TagFilter};
 use crate::provider::proxmox::ProxmoxProvider;
 use crate::provider::{Provider, ProviderError};
-use crate::state::{StateError, StateStore};
 
 /// Why the janitor could not be assembled. Both are configuration problems (exit code 64).
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum SetupError {
     #[error("{0}")]
     Provider(#[from] ProviderError),
     #[error("{0}")]
-    State(#[from] StateError),
+    History(#[from] HistoryError),
 }
 
 /// Builds one cloud's provider. `env` is the process environment (`OS_*` variables, secrets).
@@ -47,14 +47,28 @@ pub fn build_cloud(
     })
 }
 
-/// Builds the janitor for a config: every provider, the state store, the pass settings.
-pub fn build_janitor(config: &Config, metrics: Arc<Metrics>) -> Result<Janitor, SetupError> {
+/// Opens the history a config names: exclusively for a janitor that cleans, read-only for one that
+/// only looks. Without a file, history lives in memory.
+pub fn open_history(config: &Config, access: Access) -> Result<HistoryStore, HistoryError> {
+    match &config.history_file {
+        Some(path) => HistoryStore::open(
+            path,
+            access,
+            config.state_file.as_deref(),
+            config.history_retention,
+        ),
+        None => Ok(HistoryStore::in_memory("no history_file configured")),
+    }
+}
+
+/// Builds the janitor for a config: every provider, the history, the pass settings.
+pub fn build_janitor(config: &Config, metrics: Arc<Metrics>, access: Access) -> Result<Janitor, SetupError> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let clouds = config
         .clouds
         .iter()
         .map(|spec| build_cloud(spec, metrics.clone(), &env))
         .collect::<Result<Vec<_>, _>>()?;
-    let state = StateStore::open(config.state_file.as_deref())?;
-    Ok(Janitor::new(clouds, PassSettings::from(config), metrics, state))
+    let history = Arc::new(open_history(config, access)?);
+    Ok(Janitor::new(clouds, PassSettings::from(config), metrics, history))
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use cloud_janitor::config::Config;
 use cloud_janitor::events::{Event, EventSink};
+use cloud_janitor::history::Access;
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::outcome::Outcome;
 use cloud_janitor::pass::Janitor;
@@ -33,7 +34,7 @@ async fn start_sim(config: ProxmoxSimConfig) -> ProxmoxSim {
         .expect("the simulated Proxmox VE starts")
 }
 
-/// A fresh directory for one test's config, secret and state file.
+/// A fresh directory for one test's config, secret and history file.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cj-pve-pass-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -50,7 +51,7 @@ fn janitor(sim: &ProxmoxSim, dir: &Path, cloud_extra: &str, metrics: Arc<Metrics
         r#"schedule = "0 0 * * * *"
 listen = "127.0.0.1:0"
 pass_timeout = "60s"
-state_file = "{state}"
+history_file = "{state}"
 
 [retry]
 max_attempts = 10
@@ -76,7 +77,7 @@ task_timeout = "10s"
 tags_all = ["{CI_TAG}"]
 untaggable_name_pattern = "^vm-99[0-9]-disk-"
 "#,
-        state = dir.join("state.json").display(),
+        state = dir.join("history.db").display(),
         url = sim.url(),
         token_id = sim.token_id(),
         secret = secret.display(),
@@ -84,7 +85,7 @@ untaggable_name_pattern = "^vm-99[0-9]-disk-"
     let path = dir.join("janitor.toml");
     std::fs::write(&path, config).unwrap();
     let config = Config::load_with_env(&path, Default::default()).expect("the config is valid");
-    build_janitor(&config, metrics).expect("the janitor builds")
+    build_janitor(&config, metrics, Access::Exclusive).expect("the janitor builds")
 }
 
 /// One pass, bounded: a pass that does not end within [`PASS_BOUND`] fails the test.
@@ -384,7 +385,7 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
     let orphan = sim.add_volume("pve1", "local-lvm", "vm-999-disk-0");
     let not_ours = sim.add_volume("pve1", "local-lvm", "vm-500-disk-0");
     let dir = scratch("orphan");
-    let state_file = dir.join("state.json");
+    let history_file = dir.join("history.db");
 
     // First pass: seen once, kept.
     let first = janitor(&sim, &dir, "", Arc::new(Metrics::new()));
@@ -403,10 +404,10 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
         other => panic!("the orphan is kept on its first sighting, not {other:?}\n{table}"),
     }
     assert!(sim.disk_exists(&orphan), "not deleted on the first sighting");
-    assert!(state_file.is_file(), "the sighting is persisted");
+    assert!(history_file.is_file(), "the sighting is persisted");
     drop(first);
 
-    // A restart: a new janitor from the same config and state file.
+    // A restart: a new janitor from the same config and history file.
     let second = janitor(&sim, &dir, "", Arc::new(Metrics::new()));
     let (report, _) = pass(&second, None).await;
     let table = report.render_table();

@@ -3,7 +3,6 @@
 //! leftover metrics.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{CommandError, Exit};
@@ -56,8 +55,9 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let cancel = shutdown_token();
     let server = match args.serve_metrics {
         Some(listen) => {
-            let ready = Arc::new(AtomicBool::new(true));
-            let (address, serve) = daemon::serve_metrics(listen, metrics.clone(), ready, cancel.clone())
+            let readiness = daemon::Readiness::default();
+            readiness.set_ready(true);
+            let (address, serve) = daemon::serve_metrics(listen, metrics.clone(), readiness, cancel.clone())
                 .await
                 .map_err(CommandError::io(format!("cannot listen on {listen}")))?;
             println!("Serving metrics at http://{address}/metrics\n");

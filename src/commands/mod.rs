@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::history::{Access, HistoryError};
 use crate::metrics::Metrics;
 use crate::pass::Janitor;
 use crate::report::PassResult;
@@ -14,6 +15,7 @@ use crate::setup::{build_janitor, SetupError};
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod healthcheck;
+pub mod history;
 pub mod once;
 pub mod plan;
 pub mod run;
@@ -86,6 +88,11 @@ impl CommandError {
     /// The exit status this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
+            // Another janitor holds the history: not a config problem, and nothing was done.
+            CommandError::Setup {
+                source: SetupError::History(HistoryError::Locked { .. }),
+                ..
+            } => Exit::Failed,
             CommandError::Config(_) | CommandError::Setup { .. } => Exit::BadConfig,
             CommandError::Io { .. } | CommandError::Json(_) => Exit::Failed,
             #[cfg(feature = "sim")]
@@ -100,10 +107,11 @@ impl CommandError {
     }
 }
 
-/// Loads and validates the config file, then builds the janitor: providers, selection, history.
-pub fn load(path: &Path, metrics: Arc<Metrics>) -> Result<(Config, Janitor), CommandError> {
+/// Loads and validates the config file, then builds the janitor: providers, selection, and the
+/// history opened with `access`.
+pub fn load(path: &Path, metrics: Arc<Metrics>, access: Access) -> Result<(Config, Janitor), CommandError> {
     let config = Config::load(path)?;
-    let janitor = build_janitor(&config, metrics).map_err(|source| CommandError::Setup {
+    let janitor = build_janitor(&config, metrics, access).map_err(|source| CommandError::Setup {
         path: path.to_path_buf(),
         source,
     })?;

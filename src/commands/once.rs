@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
+use crate::history::Access;
 use crate::metrics::Metrics;
 use crate::shutdown::shutdown_token;
 
@@ -26,8 +27,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let metrics = Arc::new(Metrics::new());
-    let (_, janitor) = load(&args.config, metrics.clone())?;
+    let (_, janitor) = load(&args.config, metrics.clone(), Access::Exclusive)?;
+    for note in janitor.notes() {
+        tracing::warn!("{note}");
+    }
     let report = janitor.run_pass(shutdown_token(), None).await;
+    janitor.history().flush();
     match args.output {
         ReportOutput::Table => print!("{}", report.render_table()),
         ReportOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
+use crate::history::Access;
 use crate::metrics::Metrics;
 use crate::report;
 
@@ -24,7 +25,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
-    let (_, janitor) = load(&args.config, Arc::new(Metrics::new()))?;
+    let (_, janitor) = load(&args.config, Arc::new(Metrics::new()), Access::ReadOnly)?;
     let planned = janitor.plan(false).await;
     for cloud in &planned.clouds {
         if let Some(error) = &cloud.error {

@@ -2,11 +2,11 @@
 //! a pass on every tick of the schedule until SIGTERM or SIGINT.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
 use crate::daemon;
+use crate::history::Access;
 use crate::metrics::Metrics;
 use crate::shutdown::shutdown_token;
 
@@ -18,15 +18,18 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let metrics = Arc::new(Metrics::new());
-    let (config, janitor) = load(&args.config, metrics.clone())?;
+    let (config, janitor) = load(&args.config, metrics.clone(), Access::Exclusive)?;
     let cancel = shutdown_token();
-    let ready = Arc::new(AtomicBool::new(false));
-    let (address, serve) = daemon::serve_metrics(config.listen, metrics, ready.clone(), cancel.clone())
+    let readiness = daemon::Readiness::default();
+    for note in janitor.notes() {
+        tracing::warn!("{note}");
+    }
+    let (address, serve) = daemon::serve_metrics(config.listen, metrics, readiness.clone(), cancel.clone())
         .await
         .map_err(CommandError::io(format!("cannot listen on {}", config.listen)))?;
     tracing::info!(%address, "serving /metrics, /healthz, /readyz");
     let server = tokio::spawn(serve);
-    daemon::run_schedule(Arc::new(janitor), config.schedule, ready, cancel).await;
+    daemon::run_schedule(Arc::new(janitor), config.schedule, readiness, cancel).await;
     match server.await {
         Ok(served) => served.map_err(CommandError::io("metrics server"))?,
         Err(error) => tracing::error!(%error, "the metrics server task ended abnormally"),

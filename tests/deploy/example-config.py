@@ -34,7 +34,7 @@ def main() -> int:
         "https://pve.example:8006": f"https://{NOWHERE}",
         "/etc/openstack/clouds.yaml": str(out / "clouds.yaml"),
         "/run/secrets/cloud-janitor/pve-token": str(out / "pve-token"),
-        "/var/lib/cloud-janitor/state.json": str(out / "state.json"),
+        "/var/lib/cloud-janitor/history.db": str(out / "history.db"),
     }
     for old, new in replacements.items():
         if old not in config:

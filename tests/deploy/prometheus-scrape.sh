@@ -147,11 +147,11 @@ wait_until "simulator listens" curl -s -o /dev/null "http://127.0.0.1:$SIM_PORT/
 
 # --- 2. the janitor daemon ---------------------------------------------------
 # The simulator's config with a pass every 2 seconds, /metrics on our port, and
-# the state file in the work directory: top-level keys replaced or added.
-python3 - "$WORK/simulated.toml" "$WORK/janitor.toml" "$JANITOR_PORT" "$WORK/state.json" <<'EOF'
+# the history file in the work directory: top-level keys replaced or added.
+python3 - "$WORK/simulated.toml" "$WORK/janitor.toml" "$JANITOR_PORT" "$WORK/history.db" <<'EOF'
 import re, sys
 source, target, port, state = sys.argv[1:5]
-overrides = {"schedule": '"*/2 * * * * *"', "listen": f'"127.0.0.1:{port}"', "state_file": f'"{state}"'}
+overrides = {"schedule": '"*/2 * * * * *"', "listen": f'"127.0.0.1:{port}"', "history_file": f'"{state}"'}
 lines = open(source, encoding="utf-8").read().splitlines()
 first_table = next((i for i, l in enumerate(lines) if l.lstrip().startswith("[")), len(lines))
 top = [l for l in lines[:first_table] if not re.match(r"\s*(%s)\s*=" % "|".join(overrides), l)]
