@@ -84,6 +84,7 @@ async fn run(
     };
     let cloud = build_cloud(&spec, metrics.clone(), &HashMap::new())?;
     let settings = PassSettings {
+        mode: cloud_janitor::pass::Mode::Delete,
         pass_timeout: Duration::from_secs(600),
         max_deletes_per_pass: 10_000,
         concurrency,

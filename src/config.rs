@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::pass::Mode;
 use crate::policy::RetryPolicy;
 use crate::provider::openstack::OpenStackSettings;
 use crate::provider::proxmox::config::ProxmoxSettings;
@@ -50,6 +51,10 @@ struct RawConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[serde(default = "default_listen")]
     listen: String,
+    /// `delete` (the default) deletes what the selection picks; `report-only` discovers, plans,
+    /// reports and exports what it would delete, and deletes nothing.
+    #[serde(default)]
+    mode: Mode,
     /// The longest one pass may take; no new delete starts after it.
     #[serde(default = "default_pass_timeout", with = "humantime_serde")]
     pass_timeout: Duration,
@@ -138,6 +143,7 @@ impl Default for WaitConfig {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub mode: Mode,
     pub schedule: cron::Schedule,
     pub listen: SocketAddr,
     pub pass_timeout: Duration,
@@ -169,6 +175,22 @@ pub struct CloudSpec {
 pub enum ProviderSpec {
     OpenStack(OpenStackSettings),
     Proxmox(Box<ProxmoxSettings>),
+}
+
+/// What the command line changes in a loaded config. It can only make the janitor more careful.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--report-only`: delete nothing, whatever `mode` says.
+    pub report_only: bool,
+}
+
+impl Overrides {
+    pub fn apply(self, mut config: Config) -> Config {
+        if self.report_only {
+            config.mode = Mode::ReportOnly;
+        }
+        config
+    }
 }
 
 impl Config {
@@ -249,6 +271,7 @@ impl Config {
             clouds.push(cloud);
         }
         Ok(Config {
+            mode: raw.mode,
             schedule,
             listen,
             pass_timeout: raw.pass_timeout,

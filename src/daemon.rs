@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::pass::Janitor;
+use crate::reload::Reloader;
 
 /// Whether the daemon is ready: set once the scheduler runs, cleared at shutdown; with notes an
 /// operator should see in `/readyz` (history not persistent, for one).
@@ -106,19 +106,17 @@ impl Drop for ClearOnDrop {
     }
 }
 
-/// Runs passes on `schedule` until `cancel` fires, then waits for the running pass (which starts no
-/// new delete) to finish.
-pub async fn run_schedule(
-    janitor: Arc<Janitor>,
-    schedule: cron::Schedule,
-    readiness: Readiness,
-    cancel: CancellationToken,
-) {
+/// Runs a pass on every tick of the config's schedule until `cancel` fires, then waits for the
+/// running pass (which starts no new delete) to finish. The config is read again before each pass
+/// and on SIGHUP.
+pub async fn run_schedule(reloader: Arc<Reloader>, readiness: Readiness, cancel: CancellationToken) {
     let running = Arc::new(AtomicBool::new(false));
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
-    readiness.set_notes(janitor.notes());
+    let mut hangups = hangups();
+    readiness.set_notes(reloader.notes());
     readiness.set_ready(true);
     loop {
+        let schedule = reloader.config().schedule;
         let Some(next) = schedule.upcoming(Utc).next() else {
             tracing::warn!("the schedule has no future tick; no more passes will run");
             cancel.cancelled().await;
@@ -128,14 +126,22 @@ pub async fn run_schedule(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
+            _ = next_hangup(&mut hangups) => {
+                tracing::info!("SIGHUP: reading the config again");
+                let _ = reloader.reload();
+                readiness.set_notes(reloader.notes());
+                continue;
+            }
         }
         if running.swap(true, Ordering::SeqCst) {
-            janitor.metrics().passes_skipped_total.inc();
+            reloader.janitor().metrics().passes_skipped_total.inc();
             tracing::warn!("a scheduled pass was skipped: the previous pass is still running");
             continue;
         }
-        let (janitor, running, cancel, readiness) = (
-            janitor.clone(),
+        let _ = reloader.reload();
+        let janitor = reloader.janitor();
+        let (reloader, running, cancel, readiness) = (
+            reloader.clone(),
             running.clone(),
             cancel.clone(),
             readiness.clone(),
@@ -146,7 +152,7 @@ pub async fn run_schedule(
             let _running = ClearOnDrop(running);
             let report = janitor.run_pass(cancel, None).await;
             tracing::info!(result = report.result().as_str(), "{}", report.render_table());
-            readiness.set_notes(janitor.notes());
+            readiness.set_notes(reloader.notes());
         }));
     }
     readiness.set_ready(false);
@@ -156,4 +162,30 @@ pub async fn run_schedule(
             tracing::error!(error = %error, "the last pass ended abnormally");
         }
     }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::hangup())
+            .map_err(|error| tracing::warn!(%error, "SIGHUP cannot be caught; the config is read before each pass only"))
+            .ok()
+    }
+}
+
+/// Waits for the next SIGHUP; forever where there is none.
+async fn next_hangup(hangups: &mut Hangups) {
+    #[cfg(unix)]
+    if let Some(signal) = hangups {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }

@@ -94,7 +94,7 @@ pub fn progress_printer() -> Arc<dyn EventSink> {
                 Outcome::AlreadyGone => format!("[{at:6.2}s] was gone   {key}"),
                 Outcome::RemovedWithOwner => format!("[{at:6.2}s] went with its owner: {key}"),
                 Outcome::Left(reason) => format!("[{at:6.2}s] LEFT       {key}: {reason}"),
-                Outcome::Skipped(_) => return,
+                Outcome::WouldDelete | Outcome::Skipped(_) => return,
             },
         };
         let mut out = std::io::stdout().lock();
@@ -228,6 +228,7 @@ pub fn demo_janitor(
         .map(|spec| build_cloud(spec, metrics.clone(), &env))
         .collect::<Result<_, _>>()?;
     let settings = PassSettings {
+        mode: crate::pass::Mode::Delete,
         pass_timeout: Duration::from_secs(120),
         max_deletes_per_pass: 500,
         concurrency: ConcurrencyConfig::default(),

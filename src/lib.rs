@@ -18,6 +18,7 @@ pub mod planner;
 pub mod policy;
 pub mod poll;
 pub mod provider;
+pub mod reload;
 pub mod report;
 pub mod selection;
 pub mod setup;

@@ -2,8 +2,14 @@
 //! Counters of the executor's work come from its events ([`Metrics`] is an [`EventSink`]); gauges of
 //! what is left come from the pass report (`pass.rs`).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::Utc;
+
 use crate::events::{Event, EventSink, Task};
 use crate::outcome::Outcome;
+use crate::report::{PassReport, PassResult};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -16,6 +22,7 @@ pub struct Metrics {
     registry: Registry,
     pub leftover_resources: IntGaugeVec,
     pub oldest_leftover_age_seconds: GaugeVec,
+    pub would_delete_resources: IntGaugeVec,
     pub deletes_total: IntCounterVec,
     pub conflicts_requeued_total: IntCounterVec,
     pub delete_duration_seconds: HistogramVec,
@@ -29,6 +36,11 @@ pub struct Metrics {
     pub cloud_up: IntGaugeVec,
     pub stuck_leftover_resources: IntGaugeVec,
     pub history_persistent: IntGauge,
+    pub config_valid: IntGauge,
+    pub config_reloads_total: IntCounterVec,
+    /// `(cloud, kind, reason)` label sets of the per-pass gauges set so far, so that a series that
+    /// drops to nothing says 0 instead of keeping its last value.
+    gauge_series: Arc<Mutex<HashSet<(String, String, String)>>>,
 }
 
 fn registered<M: prometheus::core::Collector + Clone + 'static>(
@@ -37,6 +49,13 @@ fn registered<M: prometheus::core::Collector + Clone + 'static>(
 ) -> prometheus::Result<M> {
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
+}
+
+/// The pseudo-reason under which "would delete" series are remembered for zeroing.
+const WOULD_DELETE: &str = "would_delete";
+
+fn unix_now() -> f64 {
+    Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -77,6 +96,16 @@ impl Metrics {
                     opts(
                         "oldest_leftover_age_seconds",
                         "Age of the oldest resource left after the last pass",
+                    ),
+                    &["cloud", "kind"],
+                )?,
+            )?,
+            would_delete_resources: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "would_delete_resources",
+                        "Selected resources the last pass would have deleted, in report-only mode",
                     ),
                     &["cloud", "kind"],
                 )?,
@@ -195,6 +224,24 @@ impl Metrics {
                     "1 if the history (first sightings, attempts) reaches its file, 0 if it is kept in memory only or writing it fails",
                 ))?,
             )?,
+            config_valid: registered(
+                r,
+                IntGauge::with_opts(opts(
+                    "config_valid",
+                    "1 if the config file on disk is the one in use, 0 if it was refused and the last good one is used",
+                ))?,
+            )?,
+            config_reloads_total: registered(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "config_reloads_total",
+                        "Readings of the config file before a pass or on SIGHUP, by whether it was applied or rejected",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            gauge_series: Arc::new(Mutex::new(HashSet::new())),
             registry,
         };
         // Every result series exists from start-up, so `increase()` sees the first pass of each.
@@ -202,6 +249,98 @@ impl Metrics {
             metrics.passes_total.with_label_values(&[result]);
         }
         Ok(metrics)
+    }
+
+    /// A pass starts now.
+    pub fn pass_started(&self) {
+        self.last_pass_start_timestamp_seconds.set(unix_now());
+    }
+
+    /// Sets the per-pass gauges from a pass's report (leftovers by reason and age, clouds up, the
+    /// history's stuck resources and whether it is kept) and counts the pass. A cloud that could not
+    /// be listed keeps its gauges from the pass before: what stayed there is unknown, not zero.
+    pub fn record_pass(&self, report: &PassReport, stuck: &HashMap<String, i64>, history_persistent: bool) {
+        let now = Utc::now();
+        let failed_clouds: HashSet<&str> = report
+            .clouds
+            .iter()
+            .filter(|c| c.error.is_some())
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut counts: HashMap<(String, String, String), i64> = HashMap::new();
+        let mut oldest: HashMap<(String, String), f64> = HashMap::new();
+        for item in &report.items {
+            let (cloud, kind) = (item.key.cloud.clone(), item.key.kind.as_str().to_string());
+            let reason = match &item.status {
+                Outcome::Left(reason) => reason.label(),
+                Outcome::WouldDelete => WOULD_DELETE,
+                _ => continue,
+            };
+            *counts
+                .entry((cloud.clone(), kind.clone(), reason.to_string()))
+                .or_default() += 1;
+            if reason != WOULD_DELETE {
+                let age = item
+                    .born
+                    .map_or(0.0, |born| (now - born).num_milliseconds().max(0) as f64 / 1000.0);
+                let slot = oldest.entry((cloud, kind)).or_default();
+                *slot = slot.max(age);
+            }
+        }
+        let mut series = self.gauge_series.lock().unwrap_or_else(PoisonError::into_inner);
+        for (cloud, kind, reason) in series.iter() {
+            if failed_clouds.contains(cloud.as_str()) {
+                continue;
+            }
+            if reason == WOULD_DELETE {
+                self.would_delete_resources
+                    .with_label_values(&[cloud, kind])
+                    .set(0);
+            } else {
+                self.leftover_resources
+                    .with_label_values(&[cloud, kind, reason])
+                    .set(0);
+                self.oldest_leftover_age_seconds
+                    .with_label_values(&[cloud, kind])
+                    .set(0.0);
+            }
+        }
+        for ((cloud, kind, reason), count) in counts {
+            if reason == WOULD_DELETE {
+                self.would_delete_resources
+                    .with_label_values(&[&cloud, &kind])
+                    .set(count);
+            } else {
+                self.leftover_resources
+                    .with_label_values(&[&cloud, &kind, &reason])
+                    .set(count);
+            }
+            series.insert((cloud, kind, reason));
+        }
+        drop(series);
+        for ((cloud, kind), age) in oldest {
+            self.oldest_leftover_age_seconds
+                .with_label_values(&[&cloud, &kind])
+                .set(age);
+        }
+        for cloud in &report.clouds {
+            self.stuck_leftover_resources
+                .with_label_values(&[&cloud.name])
+                .set(stuck.get(&cloud.name).copied().unwrap_or(0));
+            self.cloud_up
+                .with_label_values(&[&cloud.name])
+                .set(i64::from(cloud.error.is_none()));
+        }
+        self.history_persistent.set(i64::from(history_persistent));
+        self.pass_duration_seconds.observe(report.duration.as_secs_f64());
+        self.passes_total
+            .with_label_values(&[report.result().as_str()])
+            .inc();
+        let end = unix_now();
+        self.last_pass_end_timestamp_seconds.set(end);
+        if report.result() != PassResult::Failed {
+            self.last_pass_success_timestamp_seconds.set(end);
+        }
     }
 
     /// Counts one API request; `status` is `None` when no response came.

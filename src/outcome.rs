@@ -104,6 +104,8 @@ pub enum Outcome {
     RemovedWithOwner,
     /// Selected, still there.
     Left(LeftReason),
+    /// Selected and free to go, but the janitor runs report-only: nothing was attempted.
+    WouldDelete,
     /// Not selected: never touched. The verdict says why.
     Skipped(Verdict),
 }
@@ -116,6 +118,7 @@ impl Outcome {
             Outcome::AlreadyGone => "already_gone",
             Outcome::RemovedWithOwner => "removed_with_owner",
             Outcome::Left(_) => "left",
+            Outcome::WouldDelete => "would_delete",
             Outcome::Skipped(_) => "skipped",
         }
     }
@@ -144,6 +147,7 @@ impl fmt::Display for Outcome {
             Outcome::AlreadyGone => f.write_str("already gone"),
             Outcome::RemovedWithOwner => f.write_str("went with its owner"),
             Outcome::Left(reason) => write!(f, "left: {reason}"),
+            Outcome::WouldDelete => f.write_str("would be deleted (report-only)"),
             Outcome::Skipped(verdict) => write!(f, "not selected: {}", verdict.describe()),
         }
     }

@@ -2,7 +2,7 @@
 //! metrics and build the report. Also the dry run (`plan`), which stops before executing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use crate::outcome::{LeftReason, Outcome};
 use crate::planner::{Disposition, Plan};
 use crate::policy::RetryPolicy;
 use crate::provider::{Provider, ProviderError};
-use crate::report::{CloudStatus, PassReport, PassResult, ReportItem};
+use crate::report::{CloudStatus, PassReport, ReportItem};
 use crate::selection::{History, Selector, Verdict};
 
 /// A leftover counts as stuck once it has stayed this many passes in a row.
@@ -36,9 +36,21 @@ pub struct Cloud {
     pub provider: Arc<dyn Provider>,
 }
 
+/// Whether passes delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Delete what the selection picks (the default).
+    #[default]
+    Delete,
+    /// Discover, plan, report and export what would be deleted; delete nothing.
+    ReportOnly,
+}
+
 /// The settings a pass needs, from the config.
 #[derive(Debug, Clone)]
 pub struct PassSettings {
+    pub mode: Mode,
     pub pass_timeout: Duration,
     pub max_deletes_per_pass: usize,
     pub concurrency: ConcurrencyConfig,
@@ -49,6 +61,7 @@ pub struct PassSettings {
 impl From<&Config> for PassSettings {
     fn from(config: &Config) -> Self {
         PassSettings {
+            mode: config.mode,
             pass_timeout: config.pass_timeout,
             max_deletes_per_pass: config.max_deletes_per_pass,
             concurrency: config.concurrency,
@@ -64,8 +77,6 @@ pub struct Janitor {
     settings: PassSettings,
     metrics: Arc<Metrics>,
     history: Arc<HistoryStore>,
-    /// Leftover label sets written by earlier passes, so a series that drops to zero says 0.
-    leftover_series: Mutex<HashSet<(String, String, String)>>,
 }
 
 /// What discovery and planning produced, before anything is deleted.
@@ -88,7 +99,6 @@ impl Janitor {
             settings,
             metrics,
             history,
-            leftover_series: Mutex::new(HashSet::new()),
         }
     }
 
@@ -215,6 +225,7 @@ impl Janitor {
                 tracing::error!(%message, "the pass panicked; it is reported as failed");
                 let report = PassReport {
                     pass: 0,
+                    mode: self.settings.mode,
                     started,
                     duration: clock.elapsed(),
                     clouds: self
@@ -240,7 +251,7 @@ impl Janitor {
         watch: Option<Arc<dyn EventSink>>,
         clock: Instant,
     ) -> PassReport {
-        self.metrics.last_pass_start_timestamp_seconds.set(unix_now());
+        self.metrics.pass_started();
         let planned = self.plan(true).await;
         let providers: HashMap<String, Arc<dyn Provider>> = self
             .clouds
@@ -266,87 +277,34 @@ impl Janitor {
         if let Some(watch) = watch {
             events = events.with(watch);
         }
-        Executor::new(providers, settings, Arc::new(events), cancel)
-            .execute(&planned.plan)
-            .await;
-        let mut report = build_report(&planned, &recorder.recorded(), clock.elapsed());
+        match self.settings.mode {
+            Mode::Delete => {
+                Executor::new(providers, settings, Arc::new(events), cancel)
+                    .execute(&planned.plan)
+                    .await
+            }
+            Mode::ReportOnly => tracing::info!(
+                would_delete = planned.plan.order.len(),
+                "report-only: nothing is deleted"
+            ),
+        }
+        let mut report = build_report(
+            &planned,
+            &recorder.recorded(),
+            self.settings.mode,
+            clock.elapsed(),
+        );
         self.history.record_report(&mut report, Utc::now());
         self.update_metrics(&report);
         report
     }
 
     fn update_metrics(&self, report: &PassReport) {
-        let m = &self.metrics;
-        let now = Utc::now();
-        let failed_clouds: HashSet<&str> = report
-            .clouds
-            .iter()
-            .filter(|c| c.error.is_some())
-            .map(|c| c.name.as_str())
-            .collect();
-        let mut counts: HashMap<(String, String, String), i64> = HashMap::new();
-        let mut oldest: HashMap<(String, String), f64> = HashMap::new();
-        for item in report.items.iter() {
-            let Outcome::Left(reason) = &item.status else {
-                continue;
-            };
-            let (cloud, kind) = (item.key.cloud.clone(), item.key.kind.as_str().to_string());
-            *counts
-                .entry((cloud.clone(), kind.clone(), reason.label().to_string()))
-                .or_default() += 1;
-            let age = item
-                .born
-                .map_or(0.0, |born| (now - born).num_milliseconds().max(0) as f64 / 1000.0);
-            let slot = oldest.entry((cloud, kind)).or_default();
-            *slot = slot.max(age);
-        }
-        let mut series = self
-            .leftover_series
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (cloud, kind, reason) in series.iter() {
-            if !failed_clouds.contains(cloud.as_str()) {
-                m.leftover_resources
-                    .with_label_values(&[cloud, kind, reason])
-                    .set(0);
-                m.oldest_leftover_age_seconds
-                    .with_label_values(&[cloud, kind])
-                    .set(0.0);
-            }
-        }
-        for ((cloud, kind, reason), count) in counts {
-            m.leftover_resources
-                .with_label_values(&[&cloud, &kind, &reason])
-                .set(count);
-            series.insert((cloud, kind, reason));
-        }
-        for ((cloud, kind), age) in oldest {
-            m.oldest_leftover_age_seconds
-                .with_label_values(&[&cloud, &kind])
-                .set(age);
-        }
-        let stuck = self.history.stuck(STUCK_AFTER_PASSES);
-        for cloud in &report.clouds {
-            m.stuck_leftover_resources
-                .with_label_values(&[&cloud.name])
-                .set(stuck.get(&cloud.name).copied().unwrap_or(0));
-        }
-        m.history_persistent
-            .set(i64::from(self.history.persistence().is_persistent()));
-        for cloud in &report.clouds {
-            m.cloud_up
-                .with_label_values(&[&cloud.name])
-                .set(i64::from(cloud.error.is_none()));
-        }
-        m.pass_duration_seconds.observe(report.duration.as_secs_f64());
-        m.passes_total
-            .with_label_values(&[report.result().as_str()])
-            .inc();
-        let end = unix_now();
-        m.last_pass_end_timestamp_seconds.set(end);
-        if report.result() != PassResult::Failed {
-            m.last_pass_success_timestamp_seconds.set(end);
-        }
+        self.metrics.record_pass(
+            report,
+            &self.history.stuck(STUCK_AFTER_PASSES),
+            self.history.persistence().is_persistent(),
+        );
     }
 }
 
@@ -359,12 +317,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".to_string())
 }
 
-fn unix_now() -> f64 {
-    Utc::now().timestamp_millis() as f64 / 1000.0
-}
-
 /// Turns the plan and what the executor reported into the report.
-pub fn build_report(planned: &Planned, recorded: &Recorded, duration: Duration) -> PassReport {
+pub fn build_report(planned: &Planned, recorded: &Recorded, mode: Mode, duration: Duration) -> PassReport {
     let graph = &planned.plan.graph;
     let mut items = Vec::new();
     for plan_node in graph.node_weights() {
@@ -374,6 +328,7 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, duration: Duration) 
         let key = &plan_node.resource.key;
         let status = match (&plan_node.disposition, recorded.outcomes.get(key)) {
             (Disposition::Held { reason }, _) => Outcome::Left(reason.clone()),
+            (Disposition::Delete, _) if mode == Mode::ReportOnly => Outcome::WouldDelete,
             (Disposition::Delete, Some(outcome)) => outcome.clone(),
             // Never reached: every actionable node gets an outcome. Say so rather than guess.
             (Disposition::Delete, None) => Outcome::Left(LeftReason::Shutdown),
@@ -398,6 +353,7 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, duration: Duration) 
         .collect();
     PassReport {
         pass: planned.pass,
+        mode,
         started: planned.started,
         duration,
         clouds: planned.clouds.clone(),
@@ -412,6 +368,7 @@ mod tests {
 
     use super::*;
     use crate::model::{DeleteOutcome, Observed};
+    use crate::report::PassResult;
     use crate::selection::SelectionConfig;
 
     /// A provider with a bug: discovery panics.
@@ -448,6 +405,7 @@ mod tests {
             provider: Arc::new(Panicking),
         };
         let settings = PassSettings {
+            mode: Mode::Delete,
             pass_timeout: Duration::from_secs(60),
             max_deletes_per_pass: 10,
             concurrency: ConcurrencyConfig::default(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::model::ResourceKey;
 use crate::outcome::{LeftReason, Outcome};
+use crate::pass::Mode;
 use crate::planner::{Disposition, Plan};
 
 /// Whether a cloud could be listed this pass.
@@ -66,6 +67,8 @@ impl PassResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct PassReport {
     pub pass: u64,
+    /// `report_only` when the pass deleted nothing by design.
+    pub mode: Mode,
     pub started: DateTime<Utc>,
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
@@ -81,6 +84,7 @@ struct Row {
     deleted: usize,
     gone: usize,
     left: usize,
+    would_delete: usize,
     skipped: usize,
     requeues: u32,
 }
@@ -120,24 +124,39 @@ impl PassReport {
                 Outcome::Deleted => row.deleted += 1,
                 Outcome::AlreadyGone | Outcome::RemovedWithOwner => row.gone += 1,
                 Outcome::Left(_) => row.left += 1,
+                Outcome::WouldDelete => row.would_delete += 1,
                 Outcome::Skipped(_) => row.skipped += 1,
             }
         }
         let total = |f: fn(&Row) -> usize| rows.values().map(f).sum::<usize>();
         let requeues: u32 = rows.values().map(|r| r.requeues).sum();
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "pass {} {} in {:.1}s: {} deleted, {} already gone, {} left, {} not selected, {} conflicts requeued",
-            self.pass,
-            self.result().as_str(),
-            self.duration.as_secs_f64(),
-            total(|r| r.deleted),
-            total(|r| r.gone),
-            total(|r| r.left),
-            total(|r| r.skipped),
-            requeues
-        );
+        let report_only = self.mode == Mode::ReportOnly;
+        if report_only {
+            let _ = writeln!(
+                out,
+                "pass {} {} in {:.1}s (report-only, nothing deleted): {} would be deleted, {} left, {} not selected",
+                self.pass,
+                self.result().as_str(),
+                self.duration.as_secs_f64(),
+                total(|r| r.would_delete),
+                total(|r| r.left),
+                total(|r| r.skipped),
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "pass {} {} in {:.1}s: {} deleted, {} already gone, {} left, {} not selected, {} conflicts requeued",
+                self.pass,
+                self.result().as_str(),
+                self.duration.as_secs_f64(),
+                total(|r| r.deleted),
+                total(|r| r.gone),
+                total(|r| r.left),
+                total(|r| r.skipped),
+                requeues
+            );
+        }
         for cloud in self.clouds.iter().filter(|c| c.error.is_some()) {
             let _ = writeln!(
                 out,
@@ -146,17 +165,30 @@ impl PassReport {
                 cloud.error.as_deref().unwrap_or("")
             );
         }
+        // Report-only: the first column counts what would go, and nothing can be gone or requeued.
+        let (first, gone, requeued) = if report_only {
+            ("WOULD", "", "")
+        } else {
+            ("DELETED", "GONE", "REQUEUES")
+        };
         let _ = writeln!(
             out,
             "\n{:<16} {:<18} {:>8} {:>8} {:>6} {:>9} {:>9}",
-            "CLOUD", "KIND", "DELETED", "GONE", "LEFT", "SKIPPED", "REQUEUES"
+            "CLOUD", "KIND", first, gone, "LEFT", "SKIPPED", requeued
         );
         for ((cloud, kind), row) in &rows {
-            let _ = writeln!(
-                out,
-                "{cloud:<16} {kind:<18} {:>8} {:>8} {:>6} {:>9} {:>9}",
-                row.deleted, row.gone, row.left, row.skipped, row.requeues
-            );
+            let line = if report_only {
+                format!(
+                    "{cloud:<16} {kind:<18} {:>8} {:>8} {:>6} {:>9}",
+                    row.would_delete, "", row.left, row.skipped
+                )
+            } else {
+                format!(
+                    "{cloud:<16} {kind:<18} {:>8} {:>8} {:>6} {:>9} {:>9}",
+                    row.deleted, row.gone, row.left, row.skipped, row.requeues
+                )
+            };
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         let left: Vec<_> = self.left().collect();
         if !left.is_empty() {
@@ -396,6 +428,7 @@ mod tests {
             passes_left,
         };
         let report = |passes_left| PassReport {
+            mode: crate::pass::Mode::Delete,
             pass: 4,
             started: Utc::now(),
             duration: Duration::from_secs(1),
@@ -548,6 +581,7 @@ mod tests {
         ];
         let names = items.iter().map(|i| (i.key.clone(), i.name.clone())).collect();
         PassReport {
+            mode: crate::pass::Mode::Delete,
             pass: 7,
             started,
             duration: Duration::from_millis(12_345),

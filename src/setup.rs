@@ -63,12 +63,22 @@ pub fn open_history(config: &Config, access: Access) -> Result<HistoryStore, His
 
 /// Builds the janitor for a config: every provider, the history, the pass settings.
 pub fn build_janitor(config: &Config, metrics: Arc<Metrics>, access: Access) -> Result<Janitor, SetupError> {
+    let history = Arc::new(open_history(config, access)?);
+    build_janitor_with(config, metrics, history)
+}
+
+/// Builds the janitor for a config around a history that is already open (the daemon keeps one
+/// across config reloads). Credentials (clouds.yaml, token files, `OS_*`) are read now.
+pub fn build_janitor_with(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    history: Arc<HistoryStore>,
+) -> Result<Janitor, SetupError> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let clouds = config
         .clouds
         .iter()
         .map(|spec| build_cloud(spec, metrics.clone(), &env))
         .collect::<Result<Vec<_>, _>>()?;
-    let history = Arc::new(open_history(config, access)?);
     Ok(Janitor::new(clouds, PassSettings::from(config), metrics, history))
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 use crate::history::{Access, HistoryError};
 use crate::metrics::Metrics;
 use crate::pass::Janitor;
@@ -107,10 +107,16 @@ impl CommandError {
     }
 }
 
-/// Loads and validates the config file, then builds the janitor: providers, selection, and the
-/// history opened with `access`.
-pub fn load(path: &Path, metrics: Arc<Metrics>, access: Access) -> Result<(Config, Janitor), CommandError> {
-    let config = Config::load(path)?;
+/// Loads and validates the config file, applies the command line's overrides, then builds the
+/// janitor: providers, selection, and the history opened with `access`.
+pub fn load(
+    path: &Path,
+    overrides: Overrides,
+    metrics: Arc<Metrics>,
+    access: Access,
+) -> Result<(Config, Janitor), CommandError> {
+    let config = overrides.apply(Config::load(path)?);
+    metrics.config_valid.set(1);
     let janitor = build_janitor(&config, metrics, access).map_err(|source| CommandError::Setup {
         path: path.to_path_buf(),
         source,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
+use crate::config::Overrides;
 use crate::history::Access;
 use crate::metrics::Metrics;
 use crate::shutdown::shutdown_token;
@@ -18,6 +19,10 @@ pub enum ReportOutput {
 pub struct Args {
     #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
     pub config: PathBuf,
+    /// Discover, plan and report what would be deleted; delete nothing, whatever the config's
+    /// `mode` says.
+    #[arg(long)]
+    pub report_only: bool,
     /// Also write the Prometheus metrics to this file at the end.
     #[arg(long)]
     pub metrics_file: Option<PathBuf>,
@@ -27,7 +32,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let metrics = Arc::new(Metrics::new());
-    let (_, janitor) = load(&args.config, metrics.clone(), Access::Exclusive)?;
+    let overrides = Overrides {
+        report_only: args.report_only,
+    };
+    let (_, janitor) = load(&args.config, overrides, metrics.clone(), Access::Exclusive)?;
     for note in janitor.notes() {
         tracing::warn!("{note}");
     }

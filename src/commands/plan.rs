@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
+use crate::config::Overrides;
 use crate::history::Access;
 use crate::metrics::Metrics;
 use crate::report;
@@ -25,7 +26,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
-    let (_, janitor) = load(&args.config, Arc::new(Metrics::new()), Access::ReadOnly)?;
+    let (_, janitor) = load(
+        &args.config,
+        Overrides::default(),
+        Arc::new(Metrics::new()),
+        Access::ReadOnly,
+    )?;
     let planned = janitor.plan(false).await;
     for cloud in &planned.clouds {
         if let Some(error) = &cloud.error {

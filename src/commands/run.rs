@@ -5,23 +5,39 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{load, CommandError, Exit};
+use crate::config::Overrides;
 use crate::daemon;
 use crate::history::Access;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::shutdown::shutdown_token;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
     pub config: PathBuf,
+    /// Discover, plan and report what would be deleted; delete nothing, whatever the config's
+    /// `mode` says.
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let metrics = Arc::new(Metrics::new());
-    let (config, janitor) = load(&args.config, metrics.clone(), Access::Exclusive)?;
+    let overrides = Overrides {
+        report_only: args.report_only,
+    };
+    let (config, janitor) = load(&args.config, overrides, metrics.clone(), Access::Exclusive)?;
+    let reloader = Arc::new(Reloader::new(
+        args.config.clone(),
+        overrides,
+        config.clone(),
+        janitor,
+        metrics.clone(),
+    ));
     let cancel = shutdown_token();
     let readiness = daemon::Readiness::default();
-    for note in janitor.notes() {
+    for note in reloader.notes() {
         tracing::warn!("{note}");
     }
     let (address, serve) = daemon::serve_metrics(config.listen, metrics, readiness.clone(), cancel.clone())
@@ -29,7 +45,7 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         .map_err(CommandError::io(format!("cannot listen on {}", config.listen)))?;
     tracing::info!(%address, "serving /metrics, /healthz, /readyz");
     let server = tokio::spawn(serve);
-    daemon::run_schedule(Arc::new(janitor), config.schedule, readiness, cancel).await;
+    daemon::run_schedule(reloader, readiness, cancel).await;
     match server.await {
         Ok(served) => served.map_err(CommandError::io("metrics server"))?,
         Err(error) => tracing::error!(%error, "the metrics server task ended abnormally"),

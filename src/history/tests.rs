@@ -32,6 +32,7 @@ fn sighting(store: &HistoryStore, keys: &[&ResourceKey], now: DateTime<Utc>) -> 
 
 fn report_left(key: &ResourceKey, reason: LeftReason) -> PassReport {
     PassReport {
+        mode: crate::pass::Mode::Delete,
         pass: 0,
         started: Utc::now(),
         duration: std::time::Duration::ZERO,
