@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_janitor::metrics::Metrics;
-use cloud_janitor::model::{DeleteOutcome, Guard, Kind, Observed, Resource};
+use cloud_janitor::model::{DeleteOutcome, Details, Guard, Kind, Observed, Resource};
 use cloud_janitor::provider::proxmox::config::ProxmoxSettings;
-use cloud_janitor::provider::proxmox::ProxmoxProvider;
+use cloud_janitor::provider::proxmox::{ProxmoxDetails, ProxmoxProvider};
 use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
 use cloud_janitor_sim::proxmox::{GuestSpec, ProxmoxSim, ProxmoxSimConfig, TaskQuirks};
 
@@ -214,12 +214,9 @@ async fn seeded_guards_and_orphans() {
             "pve1/local-lvm:vm-999-disk-1"
         ]
     );
-    assert!(
-        orphans
-            .iter()
-            .all(|r| r.sightings_required == 2
-                && r.attributes.get("orphan").map(String::as_str) == Some("true"))
-    );
+    assert!(orphans.iter().all(|r| r.sightings_required == 2
+        && matches!(&r.details, Details::Proxmox(ProxmoxDetails::OrphanDisk(disk))
+            if r.key.id.ends_with(&disk.volid))));
 
     // A stopped container is destroyed without a stop.
     sim.clear_request_log();

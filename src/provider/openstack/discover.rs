@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use super::session::Service;
-use super::OpenStackProvider;
-use crate::model::{Guard, Kind, Observed, Removal, Resource, ResourceKey};
+use super::{OpenStackDetails, OpenStackProvider};
+use crate::model::{Details, Guard, Kind, Observed, Removal, Resource, ResourceKey};
 use crate::provider::ProviderError;
 
 /// Device owners whose ports their owner removes (DHCP agent, floating IP, router gateway, DVR,
@@ -142,6 +142,7 @@ impl OpenStackProvider {
         resource.tags = strings(item, "tags");
         resource.created = timestamp(item, "created_at").or_else(|| timestamp(item, "created"));
         resource.status = text(item, "status").unwrap_or_default();
+        resource.details = Details::OpenStack(OpenStackDetails::Plain);
         Ok(resource)
     }
 }
@@ -217,15 +218,12 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
     let mut router_by_id: HashMap<String, Resource> = HashMap::new();
     for item in &routers {
         let mut r = provider.base_resource(Kind::Router, item, "routers")?;
-        if let Some(network) = item
-            .get("external_gateway_info")
-            .and_then(|g| text(g, "network_id"))
-        {
-            // The gateway is cleared before the delete; the external network itself is never deleted.
-            r.attributes.insert("gateway_network_id".into(), network);
-        }
-        let routes = item.get("routes").and_then(Value::as_array).map_or(0, Vec::len);
-        r.attributes.insert("routes".into(), routes.to_string());
+        r.details = Details::OpenStack(OpenStackDetails::Router {
+            gateway_network_id: item
+                .get("external_gateway_info")
+                .and_then(|g| text(g, "network_id")),
+            routes: item.get("routes").and_then(Value::as_array).map_or(0, Vec::len),
+        });
         if other_project(item) {
             r.guard = Some(Guard::OtherProject);
         }
@@ -251,7 +249,9 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         if ROUTER_INTERFACE_OWNERS.contains(&owner.as_str()) {
             let Some(router_id) = device else { continue };
             r.key = provider.key(Kind::RouterInterface, &id);
-            r.attributes.insert("router_id".into(), router_id.clone());
+            r.details = Details::OpenStack(OpenStackDetails::RouterInterface {
+                router_id: router_id.clone(),
+            });
             // An interface is the router's: it is selected when the router is.
             if let Some(router) = router_by_id.get(&router_id) {
                 r.tags = router.tags.clone();
@@ -267,6 +267,9 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
                 .or_default()
                 .push(r.key.clone());
         } else {
+            r.details = Details::OpenStack(OpenStackDetails::Port {
+                device_owner: Some(owner.clone()).filter(|o| !o.is_empty()),
+            });
             r.references.extend(
                 strings(item, "security_groups")
                     .iter()
@@ -277,7 +280,6 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
                 r.used_by.push(server.clone());
                 // Nova removes the ports it created with the server (and unbinds the others).
                 r.removal = Removal::WithOwner(server);
-                r.attributes.insert("device_owner".into(), owner.clone());
             }
         }
         r.references
@@ -337,13 +339,9 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         if other_project(item) {
             r.guard = Some(Guard::OtherProject);
         }
-        r.attributes.insert(
-            "locked".into(),
-            item.get("locked")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-                .to_string(),
-        );
+        r.details = Details::OpenStack(OpenStackDetails::Server {
+            locked: item.get("locked").and_then(Value::as_bool).unwrap_or(false),
+        });
         out.push(r);
     }
 
@@ -352,6 +350,7 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         let item = entry.get("keypair").unwrap_or(entry);
         let name = required_id(item, "os-keypairs", "name")?;
         let mut r = Resource::new(provider.key(Kind::Keypair, &name), name.clone());
+        r.details = Details::OpenStack(OpenStackDetails::Plain);
         r.taggable = false;
         r.created = timestamp(item, "created_at");
         out.push(r);

@@ -8,6 +8,7 @@
 //! missed. Every listing is scoped to the token's project on the server side.
 
 mod config;
+mod details;
 mod discover;
 mod session;
 
@@ -19,6 +20,7 @@ use reqwest::Method;
 use serde_json::json;
 
 pub use config::{resolve, AuthMethod, Credentials, Identifier, OpenStackSettings};
+pub use details::OpenStackDetails;
 pub use session::{classify, Service};
 
 use self::session::Session;
@@ -119,6 +121,7 @@ impl Provider for OpenStackProvider {
     }
 
     async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError> {
+        OpenStackDetails::of(resource)?;
         let service = Self::service_of(resource.key.kind);
         let value = match self.session.get_json(service, &Self::path_of(resource)?).await {
             Ok(value) => value,
@@ -131,20 +134,18 @@ impl Provider for OpenStackProvider {
     }
 
     async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
+        let details = OpenStackDetails::of(resource)?;
         let service = Self::service_of(resource.key.kind);
         let not_found_is_done = |result: Result<_, ProviderError>| match result {
             Err(error) if error.class() == crate::provider::ErrorClass::NotFound => Ok(()),
             Err(error) => Err(error),
             Ok(_) => Ok(()),
         };
-        match resource.key.kind {
-            Kind::RouterInterface => {
+        match (resource.key.kind, details) {
+            (Kind::RouterInterface, OpenStackDetails::RouterInterface { router_id }) => {
                 // Never DELETE a router interface port (409 ServicePortInUse): detach it from its router.
-                let router = resource.attributes.get("router_id").ok_or_else(|| {
-                    ProviderError::Config(format!("{} has no router_id attribute", resource.key))
-                })?;
                 let body = json!({ "port_id": resource.key.id });
-                let path = format!("/routers/{router}/remove_router_interface");
+                let path = format!("/routers/{router_id}/remove_router_interface");
                 not_found_is_done(
                     self.session
                         .call(Service::Network, Method::PUT, &path, Some(&body))
@@ -152,12 +153,16 @@ impl Provider for OpenStackProvider {
                 )?;
                 Ok(DeleteOutcome::Completed)
             }
-            Kind::Router => {
+            (
+                Kind::Router,
+                OpenStackDetails::Router {
+                    gateway_network_id,
+                    routes,
+                },
+            ) => {
                 // A gateway and extra routes hold a router: clear them first.
                 let path = Self::path_of(resource)?;
-                if resource.attributes.contains_key("gateway_network_id")
-                    || resource.attributes.get("routes").is_some_and(|r| r != "0")
-                {
+                if gateway_network_id.is_some() || *routes > 0 {
                     let body = json!({"router": {"external_gateway_info": {}, "routes": []}});
                     not_found_is_done(
                         self.session
@@ -168,7 +173,12 @@ impl Provider for OpenStackProvider {
                 not_found_is_done(self.session.call(service, Method::DELETE, &path, None).await)?;
                 Ok(DeleteOutcome::Completed)
             }
-            kind => {
+            (Kind::RouterInterface, _) => Err(ProviderError::unexpected_details(
+                resource,
+                "OpenStack router interface",
+            )),
+            (Kind::Router, _) => Err(ProviderError::unexpected_details(resource, "OpenStack router")),
+            (kind, _) => {
                 let path = Self::path_of(resource)?;
                 not_found_is_done(self.session.call(service, Method::DELETE, &path, None).await)?;
                 Ok(match kind {

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::model::{Guard, Kind, Resource, ResourceKey};
+use super::details::{DiskDetails, GuestDetails, ProxmoxDetails};
+use crate::model::{Details, Guard, Kind, Resource, ResourceKey};
 
 /// The tag prefix of the creation-time convention, see the module docs.
 pub const CREATED_TAG_PREFIX: &str = "ci-created-";
@@ -199,18 +200,13 @@ pub fn guest_resource(
     } else {
         None
     };
-    let attributes = &mut resource.attributes;
-    attributes.insert("node".into(), entry.node.clone());
-    attributes.insert("vmid".into(), entry.vmid.to_string());
-    if let Some(pool) = &entry.pool {
-        attributes.insert("pool".into(), pool.clone());
-    }
-    if let Some(hastate) = &entry.hastate {
-        attributes.insert("hastate".into(), hastate.clone());
-    }
-    if let Some(lock) = lock {
-        attributes.insert("lock".into(), lock);
-    }
+    resource.details = Details::Proxmox(ProxmoxDetails::Guest(GuestDetails {
+        node: entry.node.clone(),
+        vmid: entry.vmid,
+        pool: entry.pool.clone(),
+        hastate: entry.hastate.clone(),
+        lock,
+    }));
     resource
 }
 
@@ -272,12 +268,12 @@ pub fn orphan_disks(
         resource.taggable = false;
         resource.sightings_required = 2;
         resource.created = volume.ctime.and_then(|s| DateTime::from_timestamp(s, 0));
-        let attributes = &mut resource.attributes;
-        attributes.insert("orphan".into(), "true".into());
-        attributes.insert("node".into(), volume.node.clone());
-        attributes.insert("storage".into(), volume.storage.clone());
-        attributes.insert("volid".into(), volume.volid.clone());
-        attributes.insert("vmid".into(), vmid.to_string());
+        resource.details = Details::Proxmox(ProxmoxDetails::OrphanDisk(DiskDetails {
+            node: volume.node.clone(),
+            storage: volume.storage.clone(),
+            volid: volume.volid.clone(),
+            vmid,
+        }));
         seen.entry(id).or_insert(resource);
     }
     seen.into_values().collect()
@@ -373,7 +369,15 @@ mod tests {
         let disk = &orphans[0];
         assert_eq!(disk.key.id, "pve1/local-lvm:vm-999-disk-0");
         assert_eq!(disk.sightings_required, 2);
-        assert_eq!(disk.attributes.get("orphan").map(String::as_str), Some("true"));
+        assert_eq!(
+            disk.details,
+            Details::Proxmox(ProxmoxDetails::OrphanDisk(DiskDetails {
+                node: "pve1".into(),
+                storage: "local-lvm".into(),
+                volid: "local-lvm:vm-999-disk-0".into(),
+                vmid: 999,
+            }))
+        );
         assert!(!disk.taggable, "selected by name, never by tags");
         assert!(disk.tags.is_empty());
         assert_eq!(volume_vmid("ceph:subvol-200-disk-1"), Some(200));

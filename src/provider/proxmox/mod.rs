@@ -8,10 +8,12 @@
 //! - `client`: authentication (token or ticket + CSRF) and the `{"data": ...}` envelope.
 //! - `tasks`: UPIDs and waiting for a task.
 //! - `discover`: cluster lists to [`Resource`]s (pure).
+//! - `details`: what discovery records on a resource (node, vmid, storage, volid) for later calls.
 
 pub mod classify;
 pub mod client;
 pub mod config;
+pub mod details;
 pub mod discover;
 pub mod tasks;
 
@@ -26,6 +28,7 @@ use serde_json::Value;
 use self::classify::Verdict;
 use self::client::{verdict_of, Login, PveClient};
 use self::config::{Credentials, ProxmoxSettings, ShutdownPolicy};
+pub use self::details::{DiskDetails, GuestDetails, ProxmoxDetails};
 use self::discover::{GuestEntry, VolumeEntry};
 use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
@@ -105,16 +108,13 @@ impl ProxmoxProvider {
     }
 
     fn guest_path(resource: &Resource) -> Result<String, ProviderError> {
-        let node = resource
-            .attributes
-            .get("node")
-            .ok_or_else(|| missing(resource, "node"))?;
+        let guest = ProxmoxDetails::guest(resource)?;
         let kind = match resource.key.kind {
             Kind::Vm => "qemu",
             Kind::Container => "lxc",
             other => return Err(ProviderError::Config(format!("{other} is not a Proxmox guest"))),
         };
-        Ok(format!("/nodes/{node}/{kind}/{}", resource.key.id))
+        Ok(format!("/nodes/{}/{kind}/{}", guest.node, guest.vmid))
     }
 
     async fn wait(
@@ -138,7 +138,7 @@ impl ProxmoxProvider {
     async fn stop(&self, resource: &Resource, path: &str) -> Result<(), ProviderError> {
         let mut form = Vec::new();
         // HA-managed guests refuse `overrule-shutdown`; their stop goes through the HA manager.
-        if !resource.attributes.contains_key("hastate") {
+        if ProxmoxDetails::guest(resource)?.hastate.is_none() {
             form.push(("overrule-shutdown", "1".to_string()));
         }
         let operation = format!("stop {}", resource.key);
@@ -270,19 +270,20 @@ impl ProxmoxProvider {
     }
 
     async fn delete_disk(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
-        let (node, storage, volid) = disk_location(resource)?;
+        let disk = ProxmoxDetails::disk(resource)?;
         // A guest may have taken the vmid since discovery; its disks are no longer orphans.
-        if let Some(vmid) = discover::volume_vmid(volid) {
-            let guests = discover::parse_guests(&self.client.get("/cluster/resources?type=vm").await?);
-            if guests.iter().any(|g| g.vmid == vmid) {
-                return Err(ProviderError::OperationFailed {
-                    class: ErrorClass::Permanent,
-                    operation: format!("delete {}", resource.key),
-                    message: format!("guest {vmid} exists now; the disk is no longer an orphan"),
-                });
-            }
+        let guests = discover::parse_guests(&self.client.get("/cluster/resources?type=vm").await?);
+        if guests.iter().any(|g| g.vmid == disk.vmid) {
+            return Err(ProviderError::OperationFailed {
+                class: ErrorClass::Permanent,
+                operation: format!("delete {}", resource.key),
+                message: format!("guest {} exists now; the disk is no longer an orphan", disk.vmid),
+            });
         }
-        let path = format!("/nodes/{node}/storage/{storage}/content/{volid}");
+        let path = format!(
+            "/nodes/{}/storage/{}/content/{}",
+            disk.node, disk.storage, disk.volid
+        );
         let operation = format!("delete {}", resource.key);
         let result = match self.client.call(Method::DELETE, &path, &[]).await {
             Ok(Value::Null) => Ok(()),
@@ -296,14 +297,14 @@ impl ProxmoxProvider {
     }
 
     async fn observe_disk(&self, resource: &Resource) -> Result<Observed, ProviderError> {
-        let (node, storage, volid) = disk_location(resource)?;
+        let disk = ProxmoxDetails::disk(resource)?;
         let content = self
             .client
-            .get(&format!("/nodes/{node}/storage/{storage}/content"))
+            .get(&format!("/nodes/{}/storage/{}/content", disk.node, disk.storage))
             .await?;
         let present = content.as_array().is_some_and(|list| {
             list.iter()
-                .any(|v| v.get("volid").and_then(Value::as_str) == Some(volid))
+                .any(|v| v.get("volid").and_then(Value::as_str) == Some(disk.volid.as_str()))
         });
         Ok(if present { Observed::Ready } else { Observed::Gone })
     }
@@ -343,25 +344,6 @@ impl ProxmoxProvider {
             referenced,
         ))
     }
-}
-
-/// Where a disk resource lives: its node, storage and volume id, as discovery recorded them.
-fn disk_location(resource: &Resource) -> Result<(&str, &str, &str), ProviderError> {
-    let attribute = |name: &'static str| {
-        resource
-            .attributes
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| missing(resource, name))
-    };
-    Ok((attribute("node")?, attribute("storage")?, attribute("volid")?))
-}
-
-fn missing(resource: &Resource, attribute: &str) -> ProviderError {
-    ProviderError::Config(format!(
-        "{} has no `{attribute}` attribute; was it discovered by this provider?",
-        resource.key
-    ))
 }
 
 #[async_trait]
