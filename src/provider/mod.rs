@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::model::{DeleteOutcome, Observed, Resource};
 
+pub mod decode;
 pub mod http;
 pub mod openstack;
 pub mod proxmox;
