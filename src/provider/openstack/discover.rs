@@ -463,3 +463,289 @@ fn port_state(port: &PortBinding) -> Observed {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items<T: DeserializeOwned>(json: &str) -> Vec<T> {
+        serde_json::from_str(json).expect("valid items")
+    }
+
+    fn url() -> Url {
+        Url::parse("http://127.0.0.1:8774/compute/v2.1/servers/s1").expect("a URL")
+    }
+
+    /// The state a status read of a `kind` resource with this `body` maps to.
+    fn observe(kind: Kind, removal: Removal, body: &str) -> Result<Observed, String> {
+        let mut resource = Resource::new(ResourceKey::new("sim", kind, "id-1"), "r");
+        resource.removal = removal;
+        let service = match kind {
+            Kind::Server => Service::Compute,
+            Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
+            _ => Service::Network,
+        };
+        observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn server_states_an_empty_status_deleted_a_task_and_a_lock_are_busy() {
+        let server = |body: &str| observe(Kind::Server, Removal::Delete, body);
+        assert_eq!(
+            server(r#"{"server": {"status": ""}}"#),
+            Ok(Observed::Busy(String::new()))
+        );
+        assert_eq!(server(r#"{"server": {}}"#), Ok(Observed::Busy(String::new())));
+        assert_eq!(
+            server(r#"{"server": {"status": "DELETED"}}"#),
+            Ok(Observed::Busy("deleting".into()))
+        );
+        assert_eq!(
+            server(r#"{"server": {"status": "SOFT_DELETED"}}"#),
+            Ok(Observed::Busy("deleting".into()))
+        );
+        assert_eq!(
+            server(r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}}"#),
+            Ok(Observed::Busy("deleting".into()))
+        );
+        assert_eq!(
+            server(r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}}"#),
+            Ok(Observed::Busy("task powering-off".into()))
+        );
+        assert_eq!(
+            server(r#"{"server": {"status": "ACTIVE", "locked": true, "OS-EXT-STS:task_state": null}}"#),
+            Ok(Observed::Busy("locked".into()))
+        );
+        assert_eq!(
+            server(r#"{"server": {"status": "ACTIVE", "locked": false, "OS-EXT-STS:task_state": ""}}"#),
+            Ok(Observed::Ready)
+        );
+        assert_eq!(
+            server(r#"{"servers": []}"#),
+            Err(
+                "http://127.0.0.1:8774/compute/v2.1/servers/s1: unexpected response: \
+                 compute: server: missing field `server`"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn volume_states_available_is_ready_error_deleting_failed_and_the_rest_busy() {
+        let volume = |body: &str| observe(Kind::Volume, Removal::Delete, body);
+        assert_eq!(
+            volume(r#"{"volume": {"status": "available"}}"#),
+            Ok(Observed::Ready)
+        );
+        assert_eq!(volume(r#"{"volume": {"status": "error"}}"#), Ok(Observed::Ready));
+        assert_eq!(
+            volume(r#"{"volume": {"status": "error_deleting"}}"#),
+            Ok(Observed::Failed("status error_deleting".into()))
+        );
+        assert_eq!(
+            volume(r#"{"volume": {"status": "deleting"}}"#),
+            Ok(Observed::Busy("deleting".into()))
+        );
+        assert_eq!(
+            volume(r#"{"volume": {"status": null}}"#),
+            Ok(Observed::Busy(String::new()))
+        );
+        assert_eq!(
+            observe(
+                Kind::VolumeSnapshot,
+                Removal::Delete,
+                r#"{"snapshot": {"status": "available"}}"#
+            ),
+            Ok(Observed::Ready)
+        );
+    }
+
+    #[test]
+    fn a_port_removed_with_its_server_is_busy_while_still_bound_to_it() {
+        let owner = Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1"));
+        let port = |body: &str| observe(Kind::Port, owner.clone(), body);
+        assert_eq!(
+            port(r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#),
+            Ok(Observed::Busy("bound to server s1".into()))
+        );
+        assert_eq!(
+            port(r#"{"port": {"device_id": "", "device_owner": ""}}"#),
+            Ok(Observed::Ready)
+        );
+        assert_eq!(
+            port(r#"{"port": {"device_id": "r1", "device_owner": "network:router_interface"}}"#),
+            Ok(Observed::Ready)
+        );
+        // A port deleted directly, and any other Neutron resource: present means deletable.
+        assert_eq!(
+            observe(
+                Kind::Port,
+                Removal::Delete,
+                r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#
+            ),
+            Ok(Observed::Ready)
+        );
+        assert_eq!(
+            observe(Kind::Network, Removal::Delete, r#"{"network": {"status": ""}}"#),
+            Ok(Observed::Ready)
+        );
+        assert!(observe(Kind::Network, Removal::Delete, "<html>").is_err());
+    }
+
+    /// The guard of each resource, by id.
+    fn guards(resources: &[Resource]) -> HashMap<String, Option<Guard>> {
+        resources.iter().map(|r| (r.key.id.clone(), r.guard)).collect()
+    }
+
+    #[test]
+    fn external_and_shared_networks_with_their_subnets_the_default_group_and_other_projects_are_guarded() {
+        let listings = Listings {
+            networks: items(
+                r#"[
+                {"id": "public", "router:external": true, "shared": false, "project_id": "admin"},
+                {"id": "shared", "router:external": false, "shared": true, "project_id": "other"},
+                {"id": "theirs", "project_id": "other"},
+                {"id": "ours", "project_id": "demo", "tenant_id": "demo"},
+                {"id": "legacy", "tenant_id": "other"}
+            ]"#,
+            ),
+            subnets: items(
+                r#"[
+                {"id": "public-subnet", "network_id": "public", "project_id": "admin"},
+                {"id": "shared-subnet", "network_id": "shared", "project_id": "other"},
+                {"id": "our-subnet-on-shared", "network_id": "shared", "project_id": "demo"},
+                {"id": "our-subnet", "network_id": "ours", "project_id": "demo"}
+            ]"#,
+            ),
+            security_groups: items(
+                r#"[
+                {"id": "sg-default", "name": "default", "project_id": "demo"},
+                {"id": "sg-theirs", "name": "web", "project_id": "other"},
+                {"id": "sg-ours", "name": "ci-sg", "project_id": "demo"}
+            ]"#,
+            ),
+            ports: items(
+                r#"[
+                {"id": "port-theirs", "network_id": "ours", "project_id": "other"},
+                {"id": "port-ours", "network_id": "shared", "project_id": "demo"}
+            ]"#,
+            ),
+            ..Listings::default()
+        };
+        let guards = guards(&resources("sim", "demo", &listings));
+        let expected: HashMap<String, Option<Guard>> = [
+            ("public", Some(Guard::ExternalNetwork)),
+            ("shared", Some(Guard::SharedNetwork)),
+            ("theirs", Some(Guard::OtherProject)),
+            ("ours", None),
+            ("legacy", Some(Guard::OtherProject)),
+            ("public-subnet", Some(Guard::OtherProject)),
+            ("shared-subnet", Some(Guard::OtherProject)),
+            ("our-subnet-on-shared", Some(Guard::SharedNetwork)),
+            ("our-subnet", None),
+            ("sg-default", Some(Guard::DefaultSecurityGroup)),
+            ("sg-theirs", Some(Guard::OtherProject)),
+            ("sg-ours", None),
+            ("port-theirs", Some(Guard::OtherProject)),
+            ("port-ours", None),
+        ]
+        .into_iter()
+        .map(|(id, guard)| (id.to_string(), guard))
+        .collect();
+        assert_eq!(guards, expected);
+    }
+
+    #[test]
+    fn a_subnet_of_our_own_external_network_is_guarded_as_external() {
+        let listings = Listings {
+            networks: items(r#"[{"id": "ext", "router:external": true, "project_id": "demo"}]"#),
+            subnets: items(r#"[{"id": "ext-subnet", "network_id": "ext", "project_id": "demo"}]"#),
+            ..Listings::default()
+        };
+        let guards = guards(&resources("sim", "demo", &listings));
+        assert_eq!(guards.get("ext"), Some(&Some(Guard::ExternalNetwork)));
+        assert_eq!(guards.get("ext-subnet"), Some(&Some(Guard::ExternalNetwork)));
+    }
+
+    #[test]
+    fn routers_and_their_interfaces_carry_typed_details_and_owner_managed_ports_are_left_out() {
+        let listings = Listings {
+            routers: items(
+                r#"[{"id": "r1", "name": "ci-router", "tags": ["ci-job"], "project_id": "demo",
+                     "external_gateway_info": {"network_id": "public"}, "routes": [{"destination": "10.1.0.0/16"}]},
+                    {"id": "r2", "project_id": "demo", "external_gateway_info": null, "routes": []}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "ri1", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1", "project_id": "demo"},
+                    {"id": "gw1", "device_owner": "network:router_gateway", "device_id": "r1"},
+                    {"id": "p1", "device_owner": "compute:nova", "device_id": "s1", "security_groups": ["sg1"]}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let find = |id: &str| resources.iter().find(|r| r.key.id == id);
+        let router = find("r1").expect("router r1");
+        assert_eq!(
+            router.details,
+            Details::OpenStack(OpenStackDetails::Router {
+                gateway_network_id: Some("public".into()),
+                routes: 1
+            })
+        );
+        assert_eq!(
+            find("r2").map(|r| &r.details),
+            Some(&Details::OpenStack(OpenStackDetails::Router {
+                gateway_network_id: None,
+                routes: 0
+            }))
+        );
+        let interface = find("ri1").expect("interface ri1");
+        assert_eq!(interface.key.kind, Kind::RouterInterface);
+        assert_eq!(
+            interface.details,
+            Details::OpenStack(OpenStackDetails::RouterInterface {
+                router_id: "r1".into()
+            })
+        );
+        assert_eq!(
+            (interface.name.as_str(), interface.tags.as_slice()),
+            ("ci-router (interface)", ["ci-job".to_string()].as_slice())
+        );
+        assert_eq!(
+            interface.references,
+            vec![
+                ResourceKey::new("sim", Kind::Router, "r1"),
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1"),
+            ]
+        );
+        assert_eq!(find("gw1"), None, "the router removes its gateway port");
+        let port = find("p1").expect("port p1");
+        assert_eq!(
+            port.removal,
+            Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1"))
+        );
+        assert_eq!(
+            port.details,
+            Details::OpenStack(OpenStackDetails::Port {
+                device_owner: Some("compute:nova".into())
+            })
+        );
+    }
+
+    #[test]
+    fn cinder_metadata_keys_and_values_stand_in_for_tags() {
+        let listings = Listings {
+            volumes: items(
+                r#"[{"id": "v1", "metadata": {"ci-job": "job-42", "empty": ""}, "attachments": [{"server_id": "s1"}]}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        assert_eq!(resources[0].tags, vec!["ci-job", "empty", "job-42"]);
+        assert_eq!(
+            resources[0].used_by,
+            vec![ResourceKey::new("sim", Kind::Server, "s1")]
+        );
+    }
+}
