@@ -10,6 +10,7 @@ use cloud_janitor::model::{DeleteOutcome, Details, Guard, Kind, Observed, Resour
 use cloud_janitor::provider::proxmox::config::ProxmoxSettings;
 use cloud_janitor::provider::proxmox::{ProxmoxDetails, ProxmoxProvider};
 use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
+use cloud_janitor_sim::faults::FaultRule;
 use cloud_janitor_sim::proxmox::{GuestSpec, ProxmoxSim, ProxmoxSimConfig, TaskQuirks};
 
 fn any_port() -> SocketAddr {
@@ -370,4 +371,22 @@ async fn tls_with_a_ca_file_and_bad_credentials_are_reported() {
     let error = provider(&bad).discover().await.expect_err("refused");
     assert!(error.is_fatal_for_cloud(), "{error}");
     let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test]
+async fn a_guest_listed_without_its_node_fails_discovery_instead_of_vanishing() {
+    let sim = sim(ProxmoxSimConfig::default()).await;
+    sim.add_guest(GuestSpec::vm(180, "ci-listed").running());
+    let provider = provider(&token_settings(&sim, "PVE_SECRET_DECODE", serde_json::json!({})));
+    let mut broken = FaultRule::status("GET", "/cluster/resources", 200, 1);
+    broken.body = Some(r#"{"data": [{"type": "qemu", "vmid": 180, "name": "ci-listed"}]}"#.to_string());
+    sim.faults().add(broken);
+    let error = provider.discover().await.expect_err("a guest without a node");
+    assert!(matches!(error, ProviderError::Decode { .. }), "{error:?}");
+    let message = error.to_string();
+    let (url, detail) = message
+        .split_once(": unexpected response: ")
+        .expect("a decode message");
+    assert!(url.ends_with("/api2/json/cluster/resources?type=vm"), "{message}");
+    assert_eq!(detail, "proxmox: cluster guests: item 0: missing field `node`");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{IntoUrl, Method, RequestBuilder, StatusCode, Url};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
 
 use super::ProviderError;
 use crate::metrics::Metrics;
@@ -142,7 +142,7 @@ impl ApiClient {
     }
 
     /// Starts a request; finish it with [`ApiClient::send`].
-    pub fn request(&self, method: Method, url: impl IntoUrl) -> RequestBuilder {
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
         self.client.request(method, url)
     }
 
