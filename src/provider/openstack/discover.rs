@@ -487,106 +487,105 @@ mod tests {
         observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
     }
 
+    /// Asserts the state each status read in `cases` maps to.
+    fn assert_states(kind: Kind, removal: &Removal, cases: &[(&str, Result<Observed, &str>)]) {
+        for (body, expected) in cases {
+            let expected = expected.clone().map_err(str::to_string);
+            assert_eq!(observe(kind, removal.clone(), body), expected, "{kind} {body}");
+        }
+    }
+
     #[test]
     fn server_states_an_empty_status_deleted_a_task_and_a_lock_are_busy() {
-        let server = |body: &str| observe(Kind::Server, Removal::Delete, body);
-        assert_eq!(
-            server(r#"{"server": {"status": ""}}"#),
-            Ok(Observed::Busy(String::new()))
-        );
-        assert_eq!(server(r#"{"server": {}}"#), Ok(Observed::Busy(String::new())));
-        assert_eq!(
-            server(r#"{"server": {"status": "DELETED"}}"#),
-            Ok(Observed::Busy("deleting".into()))
-        );
-        assert_eq!(
-            server(r#"{"server": {"status": "SOFT_DELETED"}}"#),
-            Ok(Observed::Busy("deleting".into()))
-        );
-        assert_eq!(
-            server(r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}}"#),
-            Ok(Observed::Busy("deleting".into()))
-        );
-        assert_eq!(
-            server(r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}}"#),
-            Ok(Observed::Busy("task powering-off".into()))
-        );
-        assert_eq!(
-            server(r#"{"server": {"status": "ACTIVE", "locked": true, "OS-EXT-STS:task_state": null}}"#),
-            Ok(Observed::Busy("locked".into()))
-        );
-        assert_eq!(
-            server(r#"{"server": {"status": "ACTIVE", "locked": false, "OS-EXT-STS:task_state": ""}}"#),
-            Ok(Observed::Ready)
-        );
-        assert_eq!(
-            server(r#"{"servers": []}"#),
-            Err(
-                "http://127.0.0.1:8774/compute/v2.1/servers/s1: unexpected response: \
-                 compute: server: missing field `server`"
-                    .to_string()
-            )
+        let busy = |state: &str| Ok(Observed::Busy(state.to_string()));
+        assert_states(
+            Kind::Server,
+            &Removal::Delete,
+            &[
+                (r#"{"server": {"status": ""}}"#, busy("")),
+                (r#"{"server": {}}"#, busy("")),
+                (r#"{"server": {"status": "DELETED"}}"#, busy("deleting")),
+                (r#"{"server": {"status": "SOFT_DELETED"}}"#, busy("deleting")),
+                (
+                    r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}}"#,
+                    busy("deleting"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}}"#,
+                    busy("task powering-off"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "locked": true, "OS-EXT-STS:task_state": null}}"#,
+                    busy("locked"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "locked": false, "OS-EXT-STS:task_state": ""}}"#,
+                    Ok(Observed::Ready),
+                ),
+                (
+                    r#"{"servers": []}"#,
+                    Err(
+                        "http://127.0.0.1:8774/compute/v2.1/servers/s1: unexpected response: \
+                         compute: server: missing field `server`",
+                    ),
+                ),
+            ],
         );
     }
 
     #[test]
     fn volume_states_available_is_ready_error_deleting_failed_and_the_rest_busy() {
-        let volume = |body: &str| observe(Kind::Volume, Removal::Delete, body);
-        assert_eq!(
-            volume(r#"{"volume": {"status": "available"}}"#),
-            Ok(Observed::Ready)
+        assert_states(
+            Kind::Volume,
+            &Removal::Delete,
+            &[
+                (r#"{"volume": {"status": "available"}}"#, Ok(Observed::Ready)),
+                (r#"{"volume": {"status": "error"}}"#, Ok(Observed::Ready)),
+                (
+                    r#"{"volume": {"status": "error_deleting"}}"#,
+                    Ok(Observed::Failed("status error_deleting".into())),
+                ),
+                (
+                    r#"{"volume": {"status": "deleting"}}"#,
+                    Ok(Observed::Busy("deleting".into())),
+                ),
+                (
+                    r#"{"volume": {"status": null}}"#,
+                    Ok(Observed::Busy(String::new())),
+                ),
+            ],
         );
-        assert_eq!(volume(r#"{"volume": {"status": "error"}}"#), Ok(Observed::Ready));
-        assert_eq!(
-            volume(r#"{"volume": {"status": "error_deleting"}}"#),
-            Ok(Observed::Failed("status error_deleting".into()))
-        );
-        assert_eq!(
-            volume(r#"{"volume": {"status": "deleting"}}"#),
-            Ok(Observed::Busy("deleting".into()))
-        );
-        assert_eq!(
-            volume(r#"{"volume": {"status": null}}"#),
-            Ok(Observed::Busy(String::new()))
-        );
-        assert_eq!(
-            observe(
-                Kind::VolumeSnapshot,
-                Removal::Delete,
-                r#"{"snapshot": {"status": "available"}}"#
-            ),
-            Ok(Observed::Ready)
+        assert_states(
+            Kind::VolumeSnapshot,
+            &Removal::Delete,
+            &[(r#"{"snapshot": {"status": "available"}}"#, Ok(Observed::Ready))],
         );
     }
 
     #[test]
     fn a_port_removed_with_its_server_is_busy_while_still_bound_to_it() {
-        let owner = Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1"));
-        let port = |body: &str| observe(Kind::Port, owner.clone(), body);
-        assert_eq!(
-            port(r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#),
-            Ok(Observed::Busy("bound to server s1".into()))
-        );
-        assert_eq!(
-            port(r#"{"port": {"device_id": "", "device_owner": ""}}"#),
-            Ok(Observed::Ready)
-        );
-        assert_eq!(
-            port(r#"{"port": {"device_id": "r1", "device_owner": "network:router_interface"}}"#),
-            Ok(Observed::Ready)
+        let bound = r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#;
+        assert_states(
+            Kind::Port,
+            &Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1")),
+            &[
+                (bound, Ok(Observed::Busy("bound to server s1".into()))),
+                (
+                    r#"{"port": {"device_id": "", "device_owner": ""}}"#,
+                    Ok(Observed::Ready),
+                ),
+                (
+                    r#"{"port": {"device_id": "r1", "device_owner": "network:router_interface"}}"#,
+                    Ok(Observed::Ready),
+                ),
+            ],
         );
         // A port deleted directly, and any other Neutron resource: present means deletable.
-        assert_eq!(
-            observe(
-                Kind::Port,
-                Removal::Delete,
-                r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#
-            ),
-            Ok(Observed::Ready)
-        );
-        assert_eq!(
-            observe(Kind::Network, Removal::Delete, r#"{"network": {"status": ""}}"#),
-            Ok(Observed::Ready)
+        assert_states(Kind::Port, &Removal::Delete, &[(bound, Ok(Observed::Ready))]);
+        assert_states(
+            Kind::Network,
+            &Removal::Delete,
+            &[(r#"{"network": {"status": ""}}"#, Ok(Observed::Ready))],
         );
         assert!(observe(Kind::Network, Removal::Delete, "<html>").is_err());
     }

@@ -234,6 +234,13 @@ impl ProxmoxProvider {
         self.stop(resource, path).await
     }
 
+    /// The current status of the guest at `path`.
+    async fn guest_status(&self, path: &ApiPath) -> Result<GuestStatus, ProviderError> {
+        self.client
+            .get(&path.join(["status", "current"]), "guest status")
+            .await
+    }
+
     async fn delete_guest(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
         let path = Self::guest_path(resource)?;
         let config: GuestConfig = match self.client.get(&path.join(["config"]), "guest config").await {
@@ -264,11 +271,7 @@ impl ProxmoxProvider {
                 message: format!("guest is locked ({lock})"),
             });
         }
-        let status = self
-            .client
-            .get::<GuestStatus>(&path.join(["status", "current"]), "guest status")
-            .await;
-        let running = match status {
+        let running = match self.guest_status(&path).await {
             Ok(status) => status.status.as_deref() != Some("stopped"),
             Err(error) if error.class() == ErrorClass::NotFound => return Ok(DeleteOutcome::Completed),
             Err(error) => return Err(error),
@@ -470,11 +473,7 @@ impl Provider for ProxmoxProvider {
             return self.observe_disk(resource).await;
         }
         let path = Self::guest_path(resource)?;
-        let status = self
-            .client
-            .get::<GuestStatus>(&path.join(["status", "current"]), "guest status")
-            .await;
-        match status {
+        match self.guest_status(&path).await {
             Ok(GuestStatus { lock: Some(lock), .. }) => Ok(Observed::Busy(format!("locked ({lock})"))),
             Ok(_) => Ok(Observed::Ready),
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
