@@ -141,7 +141,7 @@ fn unknown() -> String {
 }
 
 /// Tags are `;`-separated (older releases also used `,` and spaces), compared lower-cased.
-pub fn parse_tags(tags: &str) -> Vec<String> {
+fn parse_tags(tags: &str) -> Vec<String> {
     let mut list: Vec<String> = tags
         .split([';', ',', ' '])
         .filter(|t| !t.is_empty())
@@ -152,7 +152,7 @@ pub fn parse_tags(tags: &str) -> Vec<String> {
 }
 
 /// `ctime` from a `meta` config line (`creation-qemu=9.0.2,ctime=1700000000`).
-pub fn ctime_from_meta(meta: &str) -> Option<DateTime<Utc>> {
+fn ctime_from_meta(meta: &str) -> Option<DateTime<Utc>> {
     meta.split(',')
         .find_map(|kv| kv.trim().strip_prefix("ctime="))
         .and_then(|s| s.parse::<i64>().ok())
