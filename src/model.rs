@@ -1,10 +1,12 @@
 //! The provider-agnostic resource model: what the planner, executor, reports and metrics see.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::provider::openstack::OpenStackDetails;
+use crate::provider::proxmox::ProxmoxDetails;
 
 /// The kinds of resource cloud-janitor knows. Metrics and reports label by [`Kind::as_str`], so the
 /// set is bounded.
@@ -178,12 +180,12 @@ pub struct Resource {
     /// False for kinds whose API has no tags (Nova keypairs and server groups, Proxmox disks): the
     /// selection's tag rules cannot apply, so only `name_pattern` can select them.
     pub taggable: bool,
-    /// Free-form, bounded attributes the provider wants to show in `plan` (project, node, pool, ...).
-    pub attributes: BTreeMap<String, String>,
+    /// What the provider recorded at discovery for its own later calls, typed per provider.
+    pub details: Details,
 }
 
 impl Resource {
-    /// A resource with no tags, references or attributes, deleted directly; providers fill in the rest.
+    /// A resource with no tags, references or details, deleted directly; providers fill in the rest.
     pub fn new(key: ResourceKey, name: impl Into<String>) -> Self {
         Resource {
             key,
@@ -197,7 +199,33 @@ impl Resource {
             sightings_required: 1,
             guard: None,
             taggable: true,
-            attributes: BTreeMap::new(),
+            details: Details::None,
+        }
+    }
+}
+
+/// What a provider recorded at discovery to act on a resource later (a router's gateway, a guest's
+/// node, a disk's volume id), typed per provider. The planner and executor never look inside: each
+/// provider reads its own variant back through one accessor that refuses any other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum Details {
+    /// Nothing recorded: a stand-in for a user the provider did not list.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "openstack")]
+    OpenStack(OpenStackDetails),
+    #[serde(rename = "proxmox")]
+    Proxmox(ProxmoxDetails),
+}
+
+impl Details {
+    /// Which provider's details these are, and of what, for error messages (`OpenStack router`).
+    pub fn describe(&self) -> String {
+        match self {
+            Details::None => "none".to_string(),
+            Details::OpenStack(details) => format!("OpenStack {}", details.label()),
+            Details::Proxmox(details) => format!("Proxmox {}", details.label()),
         }
     }
 }

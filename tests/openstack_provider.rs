@@ -10,9 +10,9 @@ use std::sync::Arc;
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::model::Kind;
 use cloud_janitor::provider::openstack::{OpenStackProvider, OpenStackSettings, TagFilter};
-use cloud_janitor::provider::Provider;
+use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
 use cloud_janitor_sim::faults::FaultRule;
-use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+use cloud_janitor_sim::openstack::{NewServer, OpenStackSim, SimConfig};
 
 async fn seeded(name: &str) -> (OpenStackSim, PathBuf) {
     let sim = OpenStackSim::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
@@ -191,7 +191,6 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_classified_as_rate_limited_with_that_delay() {
-    use cloud_janitor::provider::ErrorClass;
     use std::time::Duration;
     let (sim, yaml) = seeded("ratelimit").await;
     let provider = provider("sim", yaml, 1000, TagFilter::default());
@@ -240,5 +239,78 @@ async fn max_requests_per_second_spaces_a_discovery_out() {
         "{requests} requests in {:?}",
         started.elapsed()
     );
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_selection_tag_with_reserved_characters_reaches_the_api_as_one_tag_value() {
+    let (sim, yaml) = seeded("encoding").await;
+    let tag = "ci job&x=1#frag";
+    let server = sim
+        .create_server(NewServer {
+            name: "odd-tag",
+            tags: &[tag],
+            ..NewServer::default()
+        })
+        .unwrap();
+    sim.clear_request_log();
+    let filter = TagFilter {
+        all: vec![tag.to_string()],
+        any: Vec::new(),
+    };
+    let resources = provider("sim", yaml, 1000, filter).discover().await.unwrap();
+    let servers: Vec<&str> = resources
+        .iter()
+        .filter(|r| r.key.kind == Kind::Server)
+        .map(|r| r.key.id.as_str())
+        .collect();
+    assert_eq!(
+        servers,
+        vec![server.as_str()],
+        "only the server with that exact tag"
+    );
+    let log = sim.request_log();
+    for collection in ["/servers/detail?", "/floatingips?"] {
+        let (_, line, _) = log
+            .iter()
+            .find(|(_, p, _)| p.contains(collection))
+            .expect("listed");
+        assert!(!line.contains('#') && !line.contains(' '), "{line}");
+        let url = reqwest::Url::parse(&format!("http://sim{line}")).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let values = |key: &str| -> Vec<&str> {
+            pairs
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(values("tags"), vec![tag], "{line}");
+        assert_eq!(values("x"), Vec::<&str>::new(), "{line}");
+    }
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn an_item_without_its_id_is_a_decode_error_naming_service_kind_item_and_field() {
+    let (sim, yaml) = seeded("decode").await;
+    let mut broken = FaultRule::status("GET", "/network/v2.0/ports", 200, 1);
+    broken.body = Some(r#"{"ports": [{"id": "p1", "name": "fine"}, {"name": "no id"}]}"#.to_string());
+    sim.faults().add(broken);
+    let error = provider("sim", yaml, 1000, TagFilter::default())
+        .discover()
+        .await
+        .expect_err("the second port has no id");
+    assert!(matches!(error, ProviderError::Decode { .. }), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    let message = error.to_string();
+    let (url, detail) = message
+        .split_once(": unexpected response: ")
+        .expect("a decode message");
+    assert!(
+        url.contains("/network/v2.0/ports?limit=1000&project_id="),
+        "{message}"
+    );
+    assert_eq!(detail, "network: ports: item 1: missing field `id`");
     sim.shutdown();
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_janitor::metrics::Metrics;
-use cloud_janitor::model::{DeleteOutcome, Guard, Kind, Observed, Resource};
+use cloud_janitor::model::{DeleteOutcome, Details, Guard, Kind, Observed, Resource};
 use cloud_janitor::provider::proxmox::config::ProxmoxSettings;
-use cloud_janitor::provider::proxmox::ProxmoxProvider;
+use cloud_janitor::provider::proxmox::{ProxmoxDetails, ProxmoxProvider};
 use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
+use cloud_janitor_sim::faults::FaultRule;
 use cloud_janitor_sim::proxmox::{GuestSpec, ProxmoxSim, ProxmoxSimConfig, TaskQuirks};
 
 fn any_port() -> SocketAddr {
@@ -216,12 +217,9 @@ async fn seeded_guards_and_orphans() {
             "pve1/local-lvm:vm-999-disk-1"
         ]
     );
-    assert!(
-        orphans
-            .iter()
-            .all(|r| r.sightings_required == 2
-                && r.attributes.get("orphan").map(String::as_str) == Some("true"))
-    );
+    assert!(orphans.iter().all(|r| r.sightings_required == 2
+        && matches!(&r.details, Details::Proxmox(ProxmoxDetails::OrphanDisk(disk))
+            if r.key.id.ends_with(&disk.volid))));
 
     // A stopped container is destroyed without a stop.
     sim.clear_request_log();
@@ -375,4 +373,22 @@ async fn tls_with_a_ca_file_and_bad_credentials_are_reported() {
     let error = provider(&bad).discover().await.expect_err("refused");
     assert!(error.is_fatal_for_cloud(), "{error}");
     let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test]
+async fn a_guest_listed_without_its_node_fails_discovery_instead_of_vanishing() {
+    let sim = sim(ProxmoxSimConfig::default()).await;
+    sim.add_guest(GuestSpec::vm(180, "ci-listed").running());
+    let provider = provider(&token_settings(&sim, "PVE_SECRET_DECODE", serde_json::json!({})));
+    let mut broken = FaultRule::status("GET", "/cluster/resources", 200, 1);
+    broken.body = Some(r#"{"data": [{"type": "qemu", "vmid": 180, "name": "ci-listed"}]}"#.to_string());
+    sim.faults().add(broken);
+    let error = provider.discover().await.expect_err("a guest without a node");
+    assert!(matches!(error, ProviderError::Decode { .. }), "{error:?}");
+    let message = error.to_string();
+    let (url, detail) = message
+        .split_once(": unexpected response: ")
+        .expect("a decode message");
+    assert!(url.ends_with("/api2/json/cluster/resources?type=vm"), "{message}");
+    assert_eq!(detail, "proxmox: cluster guests: item 0: missing field `node`");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
 
 use super::ProviderError;
 use crate::metrics::Metrics;
@@ -142,7 +142,7 @@ impl ApiClient {
     }
 
     /// Starts a request; finish it with [`ApiClient::send`].
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
         self.client.request(method, url)
     }
 
@@ -182,6 +182,49 @@ impl ApiClient {
     }
 }
 
+/// A request path below an API base: segments and query pairs, each percent-encoded on its own, so
+/// that an id, name or tag holding `/`, `?`, `&`, `#`, `=` or a space stays one value and cannot
+/// change the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiPath {
+    segments: Vec<String>,
+    query: Vec<(&'static str, String)>,
+}
+
+impl ApiPath {
+    /// The path made of `segments`.
+    pub fn new<S: AsRef<str>>(segments: impl IntoIterator<Item = S>) -> Self {
+        ApiPath::default().join(segments)
+    }
+
+    /// This path with `segments` appended.
+    pub fn join<S: AsRef<str>>(&self, segments: impl IntoIterator<Item = S>) -> Self {
+        let mut path = self.clone();
+        path.segments
+            .extend(segments.into_iter().map(|s| s.as_ref().to_string()));
+        path
+    }
+
+    /// This path with the query pair `key=value` appended.
+    pub fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    /// The URL of this path below `base` (which keeps its own path: `.../v2.0`, `.../api2/json`).
+    pub fn url(&self, base: &Url) -> Result<Url, ProviderError> {
+        let mut url = base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ProviderError::Config(format!("`{base}` cannot be the base of an API path")))?
+            .pop_if_empty()
+            .extend(&self.segments);
+        if !self.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&self.query);
+        }
+        Ok(url)
+    }
+}
+
 /// The URL for messages and logs: path only, query dropped (it can carry filters but never secrets
 /// today; dropping it keeps messages short and safe if that ever changes).
 fn redact_query(url: &reqwest::Url) -> String {
@@ -211,6 +254,34 @@ fn read_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_and_query_values_stay_one_value_each() {
+        let base = Url::parse("http://127.0.0.1:8774/compute/v2.1/").expect("a URL");
+        let url = ApiPath::new(["os-keypairs", "ci key/1?#"])
+            .query("tags", "ci job&x=1#frag")
+            .query("limit", "2")
+            .url(&base)
+            .expect("an http base");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8774/compute/v2.1/os-keypairs/ci%20key%2F1%3F%23?tags=ci+job%26x%3D1%23frag&limit=2"
+        );
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("tags".to_string(), "ci job&x=1#frag".to_string()),
+                ("limit".to_string(), "2".to_string())
+            ]
+        );
+        let bare = ApiPath::new(["nodes", "pve1"]).join(["qemu", "101"]);
+        let base = Url::parse("https://pve:8006/api2/json").expect("a URL");
+        assert_eq!(
+            bare.url(&base).expect("an https base").as_str(),
+            "https://pve:8006/api2/json/nodes/pve1/qemu/101"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_limiter_spaces_requests_evenly() {

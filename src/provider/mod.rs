@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::model::{DeleteOutcome, Observed, Resource};
 
+pub mod decode;
 pub mod http;
 pub mod openstack;
 pub mod proxmox;
@@ -83,17 +84,37 @@ pub enum ProviderError {
     /// The provider's configuration cannot be used (a missing clouds.yaml entry, an unreadable secret).
     #[error("{0}")]
     Config(String),
+    /// A resource without the details this provider records at discovery: another provider's, a
+    /// stand-in, or details of another kind. Nothing is done to it on a guess.
+    #[error("{resource} in cloud {cloud}: expected {expected} details, found {found}")]
+    UnexpectedDetails {
+        cloud: String,
+        resource: String,
+        expected: &'static str,
+        found: String,
+    },
 }
 
 impl ProviderError {
+    /// The error for `resource` lacking the `expected` details (`OpenStack router`).
+    pub fn unexpected_details(resource: &Resource, expected: &'static str) -> Self {
+        ProviderError::UnexpectedDetails {
+            cloud: resource.key.cloud.clone(),
+            resource: resource.key.to_string(),
+            expected,
+            found: resource.details.describe(),
+        }
+    }
+
     /// How the executor should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
             ProviderError::Api { class, .. } | ProviderError::OperationFailed { class, .. } => *class,
             ProviderError::Network { .. } | ProviderError::Deadline { .. } => ErrorClass::Transient,
-            ProviderError::Auth { .. } | ProviderError::Decode { .. } | ProviderError::Config(_) => {
-                ErrorClass::Permanent
-            }
+            ProviderError::Auth { .. }
+            | ProviderError::Decode { .. }
+            | ProviderError::Config(_)
+            | ProviderError::UnexpectedDetails { .. } => ErrorClass::Permanent,
         }
     }
 

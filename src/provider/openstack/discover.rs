@@ -1,14 +1,22 @@
-//! OpenStack listings (paginated, project-scoped, tag-filtered where safe) and the mapping of vendor
-//! JSON to [`Resource`]s with their references; also the reading of one resource's status.
+//! OpenStack listings (paginated, project-scoped, tag-filtered where safe), the pure mapping of the
+//! decoded items to [`Resource`]s with their references, guards and details, and the mapping of one
+//! resource's status read to an [`Observed`] state.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde_json::Value;
+use reqwest::{Method, Url};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::session::Service;
-use super::OpenStackProvider;
-use crate::model::{Guard, Kind, Observed, Removal, Resource, ResourceKey};
+use super::wire::{
+    CinderState, Common, FloatingIp, Item, KeypairEntry, Network, PageOf, Port, PortBinding, PortBody,
+    Router, SecurityGroup, Server, ServerBody, ServerGroup, ServerState, Snapshot, SnapshotBody, Subnet,
+    Volume, VolumeBody,
+};
+use super::{OpenStackDetails, OpenStackProvider};
+use crate::model::{Details, Guard, Kind, Observed, Removal, Resource, ResourceKey};
+use crate::provider::decode::{decode, decode_seed};
+use crate::provider::http::ApiPath;
 use crate::provider::ProviderError;
 
 /// Device owners whose ports their owner removes (DHCP agent, floating IP, router gateway, DVR,
@@ -27,233 +35,211 @@ const ROUTER_INTERFACE_OWNERS: [&str; 3] = [
     "network:ha_router_replicated_interface",
 ];
 
-fn text(value: &Value, key: &str) -> Option<String> {
-    match value.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn required_id(value: &Value, what: &str, key: &str) -> Result<String, ProviderError> {
-    text(value, key).ok_or_else(|| ProviderError::Decode {
-        url: what.to_string(),
-        message: format!("an item without `{key}`: {}", truncate(value)),
-    })
-}
-
-fn truncate(value: &Value) -> String {
-    value.to_string().chars().take(200).collect()
-}
-
-fn strings(value: &Value, key: &str) -> Vec<String> {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// OpenStack timestamps come with or without a zone (`2026-11-22T01:02:03Z`, `...03.000000`).
-fn timestamp(value: &Value, key: &str) -> Option<DateTime<Utc>> {
-    let raw = value.get(key)?.as_str()?;
-    if let Ok(parsed) = DateTime::parse_from_rfc3339(raw) {
-        return Some(parsed.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
-        .map(|naive| naive.and_utc())
-}
-
-fn joined_query(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+/// Everything one discovery lists, decoded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Listings {
+    pub networks: Vec<Network>,
+    pub subnets: Vec<Subnet>,
+    pub ports: Vec<Port>,
+    pub routers: Vec<Router>,
+    pub floating_ips: Vec<FloatingIp>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub servers: Vec<Server>,
+    pub keypairs: Vec<KeypairEntry>,
+    pub server_groups: Vec<ServerGroup>,
+    pub volumes: Vec<Volume>,
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl OpenStackProvider {
-    fn key(&self, kind: Kind, id: &str) -> ResourceKey {
-        ResourceKey::new(self.cloud.clone(), kind, id)
+    /// The first page of the collection at `segments`, `limit` set to the configured page size.
+    fn collection(&self, segments: &[&str]) -> ApiPath {
+        ApiPath::new(segments).query("limit", self.page_size.to_string())
+    }
+
+    /// The tag filters the selection allows on the server side, when it has any.
+    fn tag_filters(&self, mut path: ApiPath) -> ApiPath {
+        for (key, tags) in [("tags", &self.filter.all), ("tags-any", &self.filter.any)] {
+            if !tags.is_empty() {
+                path = path.query(key, tags.join(","));
+            }
+        }
+        path
     }
 
     /// Lists a whole collection, following `<collection>_links` next links (Nova, Neutron and Cinder
-    /// all use that shape), with `limit` set to the configured page size.
-    async fn list(
+    /// all use that shape). Each page is decoded from its bytes straight into `T`.
+    async fn list<T: DeserializeOwned>(
         &self,
         service: Service,
-        path: &str,
-        query: &str,
+        first: ApiPath,
         collection: &str,
-    ) -> Result<Vec<Value>, ProviderError> {
-        let separator = if query.is_empty() { "" } else { "&" };
-        let mut next = Some(format!("{path}?limit={}{separator}{query}", self.page_size));
+    ) -> Result<Vec<T>, ProviderError> {
+        let what = format!("{}: {collection}", service.label());
+        let mut next = Some(self.session.url(service, &first).await?);
         let mut items = Vec::new();
         let mut seen_pages = HashSet::new();
         while let Some(url) = next.take() {
-            if !seen_pages.insert(url.clone()) {
+            if !seen_pages.insert(url.to_string()) {
                 return Err(ProviderError::Decode {
-                    url,
-                    message: "pagination loops back to a page already read".into(),
+                    url: url.to_string(),
+                    message: format!("{what}: pagination loops back to a page already read"),
                 });
             }
-            let page = self.session.get_json(service, &url).await?;
-            let Some(batch) = page.get(collection).and_then(Value::as_array) else {
-                return Err(ProviderError::Decode {
-                    url,
-                    message: format!("no `{collection}` list in the answer"),
-                });
-            };
-            let batch_len = batch.len();
-            items.extend(batch.iter().cloned());
-            next = page
-                .get(format!("{collection}_links"))
-                .and_then(Value::as_array)
-                .and_then(|links| {
-                    links
-                        .iter()
-                        .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))
-                })
-                .and_then(|l| l.get("href").and_then(Value::as_str))
-                .filter(|_| batch_len > 0)
-                .map(str::to_string);
+            let response = self.session.call(service, Method::GET, &url, None).await?;
+            let page = decode_seed(&response.body, &url, &what, PageOf::<T>::new(collection))?;
+            let batch_len = page.items.len();
+            items.extend(page.items);
+            if let Some(link) = page.next.filter(|_| batch_len > 0) {
+                next = Some(url.join(&link).map_err(|error| ProviderError::Decode {
+                    url: url.to_string(),
+                    message: format!("{what}: next link `{link}` is not a URL: {error}"),
+                })?);
+            }
         }
         Ok(items)
-    }
-
-    fn tag_query(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("tags", self.filter.all.join(",")),
-            ("tags-any", self.filter.any.join(",")),
-        ]
-    }
-
-    fn base_resource(&self, kind: Kind, item: &Value, what: &str) -> Result<Resource, ProviderError> {
-        let id = required_id(item, what, "id")?;
-        let mut resource = Resource::new(self.key(kind, &id), text(item, "name").unwrap_or_default());
-        resource.tags = strings(item, "tags");
-        resource.created = timestamp(item, "created_at").or_else(|| timestamp(item, "created"));
-        resource.status = text(item, "status").unwrap_or_default();
-        Ok(resource)
     }
 }
 
 /// Discovers every resource of the project. Listings run concurrently; each is one paginated scan.
 pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resource>, ProviderError> {
     let project = provider.session.project_id().await?;
-    let scoped = format!("project_id={project}");
-    let tagged = joined_query(&provider.tag_query());
-    let fip_query = if tagged.is_empty() {
-        scoped.clone()
-    } else {
-        format!("{scoped}&{tagged}")
+    let scoped = |segments: &[&str]| {
+        provider
+            .collection(segments)
+            .query("project_id", project.as_str())
     };
-    let net = Service::Network;
+    let (net, compute, block) = (Service::Network, Service::Compute, Service::BlockStorage);
     let (networks, subnets, ports, routers, floating_ips, security_groups) = futures::try_join!(
-        provider.list(net, "/networks", &scoped, "networks"),
-        provider.list(net, "/subnets", &scoped, "subnets"),
-        provider.list(net, "/ports", &scoped, "ports"),
-        provider.list(net, "/routers", &scoped, "routers"),
-        provider.list(net, "/floatingips", &fip_query, "floatingips"),
-        provider.list(net, "/security-groups", &scoped, "security_groups"),
+        provider.list(net, scoped(&["networks"]), "networks"),
+        provider.list(net, scoped(&["subnets"]), "subnets"),
+        provider.list(net, scoped(&["ports"]), "ports"),
+        provider.list(net, scoped(&["routers"]), "routers"),
+        provider.list(net, provider.tag_filters(scoped(&["floatingips"])), "floatingips"),
+        provider.list(net, scoped(&["security-groups"]), "security_groups"),
     )?;
     let (servers, keypairs, server_groups) = futures::try_join!(
-        provider.list(Service::Compute, "/servers/detail", &tagged, "servers"),
-        provider.list(Service::Compute, "/os-keypairs", "", "keypairs"),
-        provider.list(Service::Compute, "/os-server-groups", "", "server_groups"),
+        provider.list(
+            compute,
+            provider.tag_filters(provider.collection(&["servers", "detail"])),
+            "servers"
+        ),
+        provider.list(compute, provider.collection(&["os-keypairs"]), "keypairs"),
+        provider.list(
+            compute,
+            provider.collection(&["os-server-groups"]),
+            "server_groups"
+        ),
     )?;
-    let (volumes, snapshots) = if provider.session.has(Service::BlockStorage).await? {
+    let (volumes, snapshots) = if provider.session.has(block).await? {
         futures::try_join!(
-            provider.list(Service::BlockStorage, "/volumes/detail", "", "volumes"),
-            provider.list(Service::BlockStorage, "/snapshots/detail", "", "snapshots"),
+            provider.list(block, provider.collection(&["volumes", "detail"]), "volumes"),
+            provider.list(block, provider.collection(&["snapshots", "detail"]), "snapshots"),
         )?
     } else {
         (Vec::new(), Vec::new())
     };
-
-    let mut out = Vec::new();
-    let other_project = |item: &Value| {
-        let owner = text(item, "project_id").or_else(|| text(item, "tenant_id"));
-        owner.is_some_and(|owner| owner != project)
+    let listings = Listings {
+        networks,
+        subnets,
+        ports,
+        routers,
+        floating_ips,
+        security_groups,
+        servers,
+        keypairs,
+        server_groups,
+        volumes,
+        snapshots,
     };
+    Ok(resources(&provider.cloud, &project, &listings))
+}
+
+/// A resource of `kind` from an item's shared fields.
+fn base(cloud: &str, kind: Kind, common: Common<'_>, details: OpenStackDetails) -> Resource {
+    let mut resource = Resource::new(ResourceKey::new(cloud, kind, common.id), common.name);
+    resource.tags = common.tags.to_vec();
+    resource.created = common.created;
+    resource.status = common.status.to_string();
+    resource.details = Details::OpenStack(details);
+    resource
+}
+
+/// Maps one project's listings to resources with every real reference, guard and detail. Pure.
+pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<Resource> {
+    let key = |kind: Kind, id: &str| ResourceKey::new(cloud, kind, id);
+    let other_project = |common: Common<'_>| common.owner.is_some_and(|owner| owner != project);
+    let mut out = Vec::new();
 
     // Networks and subnets: external and shared ones are never touched.
-    let mut guarded_networks: HashMap<String, Guard> = HashMap::new();
-    for item in &networks {
-        let mut r = provider.base_resource(Kind::Network, item, "networks")?;
-        if item.get("router:external").and_then(Value::as_bool) == Some(true) {
-            r.guard = Some(Guard::ExternalNetwork);
-        } else if item.get("shared").and_then(Value::as_bool) == Some(true) {
-            r.guard = Some(Guard::SharedNetwork);
-        } else if other_project(item) {
-            r.guard = Some(Guard::OtherProject);
-        }
+    let mut guarded_networks: HashMap<&str, Guard> = HashMap::new();
+    for item in &listings.networks {
+        let common = item.common();
+        let mut r = base(cloud, Kind::Network, common, OpenStackDetails::Plain);
+        r.guard = if item.external {
+            Some(Guard::ExternalNetwork)
+        } else if item.shared {
+            Some(Guard::SharedNetwork)
+        } else if other_project(common) {
+            Some(Guard::OtherProject)
+        } else {
+            None
+        };
         if let Some(guard) = r.guard {
-            guarded_networks.insert(r.key.id.clone(), guard);
+            guarded_networks.insert(&item.id, guard);
         }
         out.push(r);
     }
-    for item in &subnets {
-        let mut r = provider.base_resource(Kind::Subnet, item, "subnets")?;
-        if let Some(network) = text(item, "network_id") {
-            r.guard = guarded_networks.get(&network).copied();
-            r.references.push(provider.key(Kind::Network, &network));
+    for item in &listings.subnets {
+        let common = item.common();
+        let mut r = base(cloud, Kind::Subnet, common, OpenStackDetails::Plain);
+        if let Some(network) = &item.network_id {
+            r.guard = guarded_networks.get(network.as_str()).copied();
+            r.references.push(key(Kind::Network, network));
         }
-        if other_project(item) {
+        if other_project(common) {
             r.guard = Some(Guard::OtherProject);
         }
         out.push(r);
     }
 
     // Routers first: their interfaces inherit their selection-relevant fields.
-    let mut router_by_id: HashMap<String, Resource> = HashMap::new();
-    for item in &routers {
-        let mut r = provider.base_resource(Kind::Router, item, "routers")?;
-        if let Some(network) = item
-            .get("external_gateway_info")
-            .and_then(|g| text(g, "network_id"))
-        {
+    let mut router_at: HashMap<&str, usize> = HashMap::new();
+    for item in &listings.routers {
+        let common = item.common();
+        let details = OpenStackDetails::Router {
             // The gateway is cleared before the delete; the external network itself is never deleted.
-            r.attributes.insert("gateway_network_id".into(), network);
-        }
-        let routes = item.get("routes").and_then(Value::as_array).map_or(0, Vec::len);
-        r.attributes.insert("routes".into(), routes.to_string());
-        if other_project(item) {
+            gateway_network_id: item
+                .external_gateway_info
+                .as_ref()
+                .and_then(|gateway| gateway.network_id.clone()),
+            routes: item.routes,
+        };
+        let mut r = base(cloud, Kind::Router, common, details);
+        if other_project(common) {
             r.guard = Some(Guard::OtherProject);
         }
-        router_by_id.insert(r.key.id.clone(), r.clone());
+        router_at.insert(&item.id, out.len());
         out.push(r);
     }
 
-    let mut interfaces_of_router: HashMap<String, Vec<ResourceKey>> = HashMap::new();
-    for item in &ports {
-        let owner = text(item, "device_owner").unwrap_or_default();
+    let mut interfaces_of_router: HashMap<&str, Vec<ResourceKey>> = HashMap::new();
+    for item in &listings.ports {
+        let owner = item.device_owner.as_deref().unwrap_or_default();
         if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p)) {
             continue;
         }
-        let id = required_id(item, "ports", "id")?;
-        let network = text(item, "network_id");
-        let subnets: Vec<String> = item
-            .get("fixed_ips")
-            .and_then(Value::as_array)
-            .map(|ips| ips.iter().filter_map(|ip| text(ip, "subnet_id")).collect())
-            .unwrap_or_default();
-        let device = text(item, "device_id");
-        let mut r = provider.base_resource(Kind::Port, item, "ports")?;
-        if ROUTER_INTERFACE_OWNERS.contains(&owner.as_str()) {
-            let Some(router_id) = device else { continue };
-            r.key = provider.key(Kind::RouterInterface, &id);
-            r.attributes.insert("router_id".into(), router_id.clone());
+        let common = item.common();
+        let mut r = if ROUTER_INTERFACE_OWNERS.contains(&owner) {
+            let Some(router_id) = item.device_id.as_deref() else {
+                continue;
+            };
+            let details = OpenStackDetails::RouterInterface {
+                router_id: router_id.to_string(),
+            };
+            let mut r = base(cloud, Kind::RouterInterface, common, details);
             // An interface is the router's: it is selected when the router is.
-            if let Some(router) = router_by_id.get(&router_id) {
+            if let Some(router) = router_at.get(router_id).map(|&at| &out[at]) {
                 r.tags = router.tags.clone();
                 r.created = router.created.or(r.created);
                 r.name = format!("{} (interface)", router.name);
@@ -261,188 +247,504 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
             } else {
                 r.tags.clear();
             }
-            r.references.push(provider.key(Kind::Router, &router_id));
+            r.references.push(key(Kind::Router, router_id));
             interfaces_of_router
                 .entry(router_id)
                 .or_default()
                 .push(r.key.clone());
+            r
         } else {
-            r.references.extend(
-                strings(item, "security_groups")
-                    .iter()
-                    .map(|sg| provider.key(Kind::SecurityGroup, sg)),
-            );
-            if let Some(device) = device.filter(|_| owner.starts_with("compute:")) {
-                let server = provider.key(Kind::Server, &device);
+            let details = OpenStackDetails::Port {
+                device_owner: item.device_owner.clone(),
+            };
+            let mut r = base(cloud, Kind::Port, common, details);
+            r.references
+                .extend(item.security_groups.iter().map(|sg| key(Kind::SecurityGroup, sg)));
+            if let Some(device) = item
+                .device_id
+                .as_deref()
+                .filter(|_| owner.starts_with("compute:"))
+            {
+                let server = key(Kind::Server, device);
                 r.used_by.push(server.clone());
                 // Nova removes the ports it created with the server (and unbinds the others).
                 r.removal = Removal::WithOwner(server);
-                r.attributes.insert("device_owner".into(), owner.clone());
             }
-        }
+            r
+        };
+        r.references.extend(
+            item.fixed_ips
+                .iter()
+                .filter_map(|ip| ip.subnet_id.as_deref())
+                .map(|subnet| key(Kind::Subnet, subnet)),
+        );
         r.references
-            .extend(subnets.iter().map(|s| provider.key(Kind::Subnet, s)));
-        r.references
-            .extend(network.iter().map(|n| provider.key(Kind::Network, n)));
-        if other_project(item) {
+            .extend(item.network_id.iter().map(|n| key(Kind::Network, n)));
+        if other_project(common) {
             r.guard = Some(Guard::OtherProject);
         }
         out.push(r);
     }
 
-    for item in &floating_ips {
-        let mut r = provider.base_resource(Kind::FloatingIp, item, "floatingips")?;
-        r.name = text(item, "floating_ip_address").unwrap_or_default();
-        if let Some(port) = text(item, "port_id") {
-            r.references.push(provider.key(Kind::Port, &port));
+    for item in &listings.floating_ips {
+        let common = item.common();
+        let mut r = base(cloud, Kind::FloatingIp, common, OpenStackDetails::Plain);
+        r.name = item.floating_ip_address.clone().unwrap_or_default();
+        if let Some(port) = &item.port_id {
+            r.references.push(key(Kind::Port, port));
         }
-        if let Some(router) = text(item, "router_id") {
+        if let Some(router) = &item.router_id {
             // RouterInterfaceInUseByFloatingIP: the FIP must go before its router's interfaces.
-            r.references
-                .extend(interfaces_of_router.get(&router).cloned().unwrap_or_default());
-            r.references.push(provider.key(Kind::Router, &router));
+            r.references.extend(
+                interfaces_of_router
+                    .get(router.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            r.references.push(key(Kind::Router, router));
         }
-        if other_project(item) {
+        if other_project(common) {
             r.guard = Some(Guard::OtherProject);
         }
         out.push(r);
     }
 
-    for item in &security_groups {
-        let mut r = provider.base_resource(Kind::SecurityGroup, item, "security_groups")?;
+    for item in &listings.security_groups {
+        let common = item.common();
+        let mut r = base(cloud, Kind::SecurityGroup, common, OpenStackDetails::Plain);
         if r.name == "default" {
             r.guard = Some(Guard::DefaultSecurityGroup);
-        } else if other_project(item) {
+        } else if other_project(common) {
             r.guard = Some(Guard::OtherProject);
         }
         out.push(r);
     }
 
-    for item in &servers {
-        let mut r = provider.base_resource(Kind::Server, item, "servers")?;
-        if let Some(key_name) = text(item, "key_name") {
-            r.references.push(provider.key(Kind::Keypair, &key_name));
+    for item in &listings.servers {
+        let common = item.common();
+        let details = OpenStackDetails::Server { locked: item.locked };
+        let mut r = base(cloud, Kind::Server, common, details);
+        if let Some(key_name) = &item.key_name {
+            r.references.push(key(Kind::Keypair, key_name));
         }
-        if let Some(volumes) = item
-            .get("os-extended-volumes:volumes_attached")
-            .and_then(Value::as_array)
-        {
-            r.references.extend(
-                volumes
-                    .iter()
-                    .filter_map(|v| text(v, "id"))
-                    .map(|v| provider.key(Kind::Volume, &v)),
-            );
-        }
-        if other_project(item) {
-            r.guard = Some(Guard::OtherProject);
-        }
-        r.attributes.insert(
-            "locked".into(),
-            item.get("locked")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-                .to_string(),
+        r.references.extend(
+            item.volumes_attached
+                .iter()
+                .filter_map(|volume| volume.id.as_deref())
+                .map(|volume| key(Kind::Volume, volume)),
         );
+        if other_project(common) {
+            r.guard = Some(Guard::OtherProject);
+        }
         out.push(r);
     }
 
-    for entry in &keypairs {
-        // `{"keypairs": [{"keypair": {...}}]}`; keypairs are named, not id'd, and carry no tags.
-        let item = entry.get("keypair").unwrap_or(entry);
-        let name = required_id(item, "os-keypairs", "name")?;
-        let mut r = Resource::new(provider.key(Kind::Keypair, &name), name.clone());
+    for KeypairEntry { keypair } in &listings.keypairs {
+        let mut r = Resource::new(key(Kind::Keypair, &keypair.name), keypair.name.clone());
+        r.details = Details::OpenStack(OpenStackDetails::Plain);
         r.taggable = false;
-        r.created = timestamp(item, "created_at");
+        r.created = keypair.created_at;
         out.push(r);
     }
-    for item in &server_groups {
-        let mut r = provider.base_resource(Kind::ServerGroup, item, "os-server-groups")?;
+    for item in &listings.server_groups {
+        let mut r = base(cloud, Kind::ServerGroup, item.common(), OpenStackDetails::Plain);
         r.taggable = false;
-        r.used_by = strings(item, "members")
+        r.used_by = item
+            .members
             .iter()
-            .map(|s| provider.key(Kind::Server, s))
+            .map(|server| key(Kind::Server, server))
             .collect();
         out.push(r);
     }
 
-    for item in &volumes {
-        let mut r = provider.base_resource(Kind::Volume, item, "volumes")?;
-        r.tags = metadata_tags(item);
-        if let Some(attachments) = item.get("attachments").and_then(Value::as_array) {
-            r.used_by = attachments
-                .iter()
-                .filter_map(|a| text(a, "server_id"))
-                .map(|s| provider.key(Kind::Server, &s))
-                .collect();
+    for item in &listings.volumes {
+        let mut r = base(cloud, Kind::Volume, item.common(), OpenStackDetails::Plain);
+        r.tags = metadata_tags(&item.metadata);
+        r.used_by = item
+            .attachments
+            .iter()
+            .filter_map(|attachment| attachment.server_id.as_deref())
+            .map(|server| key(Kind::Server, server))
+            .collect();
+        out.push(r);
+    }
+    for item in &listings.snapshots {
+        let mut r = base(
+            cloud,
+            Kind::VolumeSnapshot,
+            item.common(),
+            OpenStackDetails::Plain,
+        );
+        r.tags = metadata_tags(&item.metadata);
+        if let Some(volume) = &item.volume_id {
+            r.references.push(key(Kind::Volume, volume));
         }
         out.push(r);
     }
-    for item in &snapshots {
-        let mut r = provider.base_resource(Kind::VolumeSnapshot, item, "snapshots")?;
-        r.tags = metadata_tags(item);
-        if let Some(volume) = text(item, "volume_id") {
-            r.references.push(provider.key(Kind::Volume, &volume));
-        }
-        out.push(r);
-    }
-    Ok(out)
+    out
 }
 
 /// Cinder has no tags: a volume's or snapshot's metadata keys and values stand in for them, so
 /// `{"ci-job": "job-42"}` matches both tag `ci-job` and tag `job-42`.
-fn metadata_tags(item: &Value) -> Vec<String> {
-    let Some(metadata) = item.get("metadata").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let mut tags = BTreeMap::new();
+fn metadata_tags(metadata: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut tags = BTreeSet::new();
     for (key, value) in metadata {
-        tags.insert(key.clone(), ());
-        if let Some(value) = value.as_str().filter(|v| !v.is_empty()) {
-            tags.insert(value.to_string(), ());
+        tags.insert(key.clone());
+        if !value.is_empty() {
+            tags.insert(value.clone());
         }
     }
-    tags.into_keys().collect()
+    tags.into_iter().collect()
 }
 
-/// Maps a single-resource GET to an [`Observed`] state. An empty or missing status is "busy", never
-/// ready and never gone.
-pub(super) fn observed_state(resource: &Resource, body: &Value) -> Observed {
-    let item = body.as_object().and_then(|o| o.values().next()).unwrap_or(body);
-    let status = text(item, "status").unwrap_or_default();
-    let lower = status.to_ascii_lowercase();
-    match resource.key.kind {
-        Kind::Server => {
-            let task = text(item, "OS-EXT-STS:task_state");
-            if item.get("locked").and_then(Value::as_bool) == Some(true) {
-                Observed::Busy("locked".into())
-            } else if lower == "deleted" || lower == "soft_deleted" || task.as_deref() == Some("deleting") {
-                Observed::Busy("deleting".into())
-            } else if let Some(task) = task {
-                Observed::Busy(format!("task {task}"))
-            } else if status.is_empty() {
-                Observed::Busy(String::new())
-            } else {
-                Observed::Ready
-            }
-        }
-        Kind::Volume | Kind::VolumeSnapshot => match lower.as_str() {
-            "available" | "error" | "error_restoring" | "error_extending" | "error_managing" => {
-                Observed::Ready
-            }
-            "error_deleting" => Observed::Failed(format!("status {status}")),
-            _ => Observed::Busy(status),
-        },
+/// Decodes the single-resource GET of `resource` (its `body`, read from `url`) and maps it to an
+/// [`Observed`] state.
+pub(super) fn observed(
+    resource: &Resource,
+    service: Service,
+    url: &Url,
+    body: &[u8],
+) -> Result<Observed, ProviderError> {
+    let what = format!("{}: {}", service.label(), resource.key.kind);
+    Ok(match resource.key.kind {
+        Kind::Server => server_state(&decode::<ServerBody>(body, url, &what)?.server),
+        Kind::Volume => cinder_state(&decode::<VolumeBody>(body, url, &what)?.volume),
+        Kind::VolumeSnapshot => cinder_state(&decode::<SnapshotBody>(body, url, &what)?.snapshot),
         Kind::Port if matches!(resource.removal, Removal::WithOwner(_)) => {
-            // Still bound to a server: Nova has not released it yet.
-            match text(item, "device_id") {
-                Some(device) if text(item, "device_owner").is_some_and(|o| o.starts_with("compute:")) => {
-                    Observed::Busy(format!("bound to server {device}"))
-                }
-                _ => Observed::Ready,
-            }
+            port_state(&decode::<PortBody>(body, url, &what)?.port)
         }
-        // Neutron's resources are deleted synchronously and have no transitional states that block it.
+        // Neutron's resources are deleted synchronously and have no transitional states that block
+        // it: any JSON answer means present and deletable.
+        _ => {
+            decode::<IgnoredAny>(body, url, &what)?;
+            Observed::Ready
+        }
+    })
+}
+
+/// A server's state. An empty status is "busy", never ready and never gone.
+fn server_state(server: &ServerState) -> Observed {
+    let lower = server.status.to_ascii_lowercase();
+    let task = server.task_state.as_deref();
+    if server.locked {
+        Observed::Busy("locked".into())
+    } else if lower == "deleted" || lower == "soft_deleted" || task == Some("deleting") {
+        Observed::Busy("deleting".into())
+    } else if let Some(task) = task {
+        Observed::Busy(format!("task {task}"))
+    } else if server.status.is_empty() {
+        Observed::Busy(String::new())
+    } else {
+        Observed::Ready
+    }
+}
+
+/// A volume's or snapshot's state.
+fn cinder_state(state: &CinderState) -> Observed {
+    match state.status.to_ascii_lowercase().as_str() {
+        "available" | "error" | "error_restoring" | "error_extending" | "error_managing" => Observed::Ready,
+        "error_deleting" => Observed::Failed(format!("status {}", state.status)),
+        _ => Observed::Busy(state.status.clone()),
+    }
+}
+
+/// The state of a port a server's removal takes along: busy while still bound to the server.
+fn port_state(port: &PortBinding) -> Observed {
+    match &port.device_id {
+        Some(device)
+            if port
+                .device_owner
+                .as_deref()
+                .is_some_and(|owner| owner.starts_with("compute:")) =>
+        {
+            Observed::Busy(format!("bound to server {device}"))
+        }
         _ => Observed::Ready,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items<T: DeserializeOwned>(json: &str) -> Vec<T> {
+        serde_json::from_str(json).expect("valid items")
+    }
+
+    fn url() -> Url {
+        Url::parse("http://127.0.0.1:8774/compute/v2.1/servers/s1").expect("a URL")
+    }
+
+    /// The state a status read of a `kind` resource with this `body` maps to.
+    fn observe(kind: Kind, removal: Removal, body: &str) -> Result<Observed, String> {
+        let mut resource = Resource::new(ResourceKey::new("sim", kind, "id-1"), "r");
+        resource.removal = removal;
+        let service = match kind {
+            Kind::Server => Service::Compute,
+            Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
+            _ => Service::Network,
+        };
+        observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    /// Asserts the state each status read in `cases` maps to.
+    fn assert_states(kind: Kind, removal: &Removal, cases: &[(&str, Result<Observed, &str>)]) {
+        for (body, expected) in cases {
+            let expected = expected.clone().map_err(str::to_string);
+            assert_eq!(observe(kind, removal.clone(), body), expected, "{kind} {body}");
+        }
+    }
+
+    #[test]
+    fn server_states_an_empty_status_deleted_a_task_and_a_lock_are_busy() {
+        let busy = |state: &str| Ok(Observed::Busy(state.to_string()));
+        assert_states(
+            Kind::Server,
+            &Removal::Delete,
+            &[
+                (r#"{"server": {"status": ""}}"#, busy("")),
+                (r#"{"server": {}}"#, busy("")),
+                (r#"{"server": {"status": "DELETED"}}"#, busy("deleting")),
+                (r#"{"server": {"status": "SOFT_DELETED"}}"#, busy("deleting")),
+                (
+                    r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}}"#,
+                    busy("deleting"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}}"#,
+                    busy("task powering-off"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "locked": true, "OS-EXT-STS:task_state": null}}"#,
+                    busy("locked"),
+                ),
+                (
+                    r#"{"server": {"status": "ACTIVE", "locked": false, "OS-EXT-STS:task_state": ""}}"#,
+                    Ok(Observed::Ready),
+                ),
+                (
+                    r#"{"servers": []}"#,
+                    Err(
+                        "http://127.0.0.1:8774/compute/v2.1/servers/s1: unexpected response: \
+                         compute: server: missing field `server`",
+                    ),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn volume_states_available_is_ready_error_deleting_failed_and_the_rest_busy() {
+        assert_states(
+            Kind::Volume,
+            &Removal::Delete,
+            &[
+                (r#"{"volume": {"status": "available"}}"#, Ok(Observed::Ready)),
+                (r#"{"volume": {"status": "error"}}"#, Ok(Observed::Ready)),
+                (
+                    r#"{"volume": {"status": "error_deleting"}}"#,
+                    Ok(Observed::Failed("status error_deleting".into())),
+                ),
+                (
+                    r#"{"volume": {"status": "deleting"}}"#,
+                    Ok(Observed::Busy("deleting".into())),
+                ),
+                (
+                    r#"{"volume": {"status": null}}"#,
+                    Ok(Observed::Busy(String::new())),
+                ),
+            ],
+        );
+        assert_states(
+            Kind::VolumeSnapshot,
+            &Removal::Delete,
+            &[(r#"{"snapshot": {"status": "available"}}"#, Ok(Observed::Ready))],
+        );
+    }
+
+    #[test]
+    fn a_port_removed_with_its_server_is_busy_while_still_bound_to_it() {
+        let bound = r#"{"port": {"device_id": "s1", "device_owner": "compute:nova"}}"#;
+        assert_states(
+            Kind::Port,
+            &Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1")),
+            &[
+                (bound, Ok(Observed::Busy("bound to server s1".into()))),
+                (
+                    r#"{"port": {"device_id": "", "device_owner": ""}}"#,
+                    Ok(Observed::Ready),
+                ),
+                (
+                    r#"{"port": {"device_id": "r1", "device_owner": "network:router_interface"}}"#,
+                    Ok(Observed::Ready),
+                ),
+            ],
+        );
+        // A port deleted directly, and any other Neutron resource: present means deletable.
+        assert_states(Kind::Port, &Removal::Delete, &[(bound, Ok(Observed::Ready))]);
+        assert_states(
+            Kind::Network,
+            &Removal::Delete,
+            &[(r#"{"network": {"status": ""}}"#, Ok(Observed::Ready))],
+        );
+        assert!(observe(Kind::Network, Removal::Delete, "<html>").is_err());
+    }
+
+    /// The guard of each resource, by id.
+    fn guards(resources: &[Resource]) -> HashMap<String, Option<Guard>> {
+        resources.iter().map(|r| (r.key.id.clone(), r.guard)).collect()
+    }
+
+    #[test]
+    fn external_and_shared_networks_with_their_subnets_the_default_group_and_other_projects_are_guarded() {
+        let listings = Listings {
+            networks: items(
+                r#"[
+                {"id": "public", "router:external": true, "shared": false, "project_id": "admin"},
+                {"id": "shared", "router:external": false, "shared": true, "project_id": "other"},
+                {"id": "theirs", "project_id": "other"},
+                {"id": "ours", "project_id": "demo", "tenant_id": "demo"},
+                {"id": "legacy", "tenant_id": "other"}
+            ]"#,
+            ),
+            subnets: items(
+                r#"[
+                {"id": "public-subnet", "network_id": "public", "project_id": "admin"},
+                {"id": "shared-subnet", "network_id": "shared", "project_id": "other"},
+                {"id": "our-subnet-on-shared", "network_id": "shared", "project_id": "demo"},
+                {"id": "our-subnet", "network_id": "ours", "project_id": "demo"}
+            ]"#,
+            ),
+            security_groups: items(
+                r#"[
+                {"id": "sg-default", "name": "default", "project_id": "demo"},
+                {"id": "sg-theirs", "name": "web", "project_id": "other"},
+                {"id": "sg-ours", "name": "ci-sg", "project_id": "demo"}
+            ]"#,
+            ),
+            ports: items(
+                r#"[
+                {"id": "port-theirs", "network_id": "ours", "project_id": "other"},
+                {"id": "port-ours", "network_id": "shared", "project_id": "demo"}
+            ]"#,
+            ),
+            ..Listings::default()
+        };
+        let guards = guards(&resources("sim", "demo", &listings));
+        let expected: HashMap<String, Option<Guard>> = [
+            ("public", Some(Guard::ExternalNetwork)),
+            ("shared", Some(Guard::SharedNetwork)),
+            ("theirs", Some(Guard::OtherProject)),
+            ("ours", None),
+            ("legacy", Some(Guard::OtherProject)),
+            ("public-subnet", Some(Guard::OtherProject)),
+            ("shared-subnet", Some(Guard::OtherProject)),
+            ("our-subnet-on-shared", Some(Guard::SharedNetwork)),
+            ("our-subnet", None),
+            ("sg-default", Some(Guard::DefaultSecurityGroup)),
+            ("sg-theirs", Some(Guard::OtherProject)),
+            ("sg-ours", None),
+            ("port-theirs", Some(Guard::OtherProject)),
+            ("port-ours", None),
+        ]
+        .into_iter()
+        .map(|(id, guard)| (id.to_string(), guard))
+        .collect();
+        assert_eq!(guards, expected);
+    }
+
+    #[test]
+    fn a_subnet_of_our_own_external_network_is_guarded_as_external() {
+        let listings = Listings {
+            networks: items(r#"[{"id": "ext", "router:external": true, "project_id": "demo"}]"#),
+            subnets: items(r#"[{"id": "ext-subnet", "network_id": "ext", "project_id": "demo"}]"#),
+            ..Listings::default()
+        };
+        let guards = guards(&resources("sim", "demo", &listings));
+        assert_eq!(guards.get("ext"), Some(&Some(Guard::ExternalNetwork)));
+        assert_eq!(guards.get("ext-subnet"), Some(&Some(Guard::ExternalNetwork)));
+    }
+
+    #[test]
+    fn routers_and_their_interfaces_carry_typed_details_and_owner_managed_ports_are_left_out() {
+        let listings = Listings {
+            routers: items(
+                r#"[{"id": "r1", "name": "ci-router", "tags": ["ci-job"], "project_id": "demo",
+                     "external_gateway_info": {"network_id": "public"}, "routes": [{"destination": "10.1.0.0/16"}]},
+                    {"id": "r2", "project_id": "demo", "external_gateway_info": null, "routes": []}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "ri1", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1", "project_id": "demo"},
+                    {"id": "gw1", "device_owner": "network:router_gateway", "device_id": "r1"},
+                    {"id": "p1", "device_owner": "compute:nova", "device_id": "s1", "security_groups": ["sg1"]}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let find = |id: &str| resources.iter().find(|r| r.key.id == id);
+        let router = find("r1").expect("router r1");
+        assert_eq!(
+            router.details,
+            Details::OpenStack(OpenStackDetails::Router {
+                gateway_network_id: Some("public".into()),
+                routes: 1
+            })
+        );
+        assert_eq!(
+            find("r2").map(|r| &r.details),
+            Some(&Details::OpenStack(OpenStackDetails::Router {
+                gateway_network_id: None,
+                routes: 0
+            }))
+        );
+        let interface = find("ri1").expect("interface ri1");
+        assert_eq!(interface.key.kind, Kind::RouterInterface);
+        assert_eq!(
+            interface.details,
+            Details::OpenStack(OpenStackDetails::RouterInterface {
+                router_id: "r1".into()
+            })
+        );
+        assert_eq!(
+            (interface.name.as_str(), interface.tags.as_slice()),
+            ("ci-router (interface)", ["ci-job".to_string()].as_slice())
+        );
+        assert_eq!(
+            interface.references,
+            vec![
+                ResourceKey::new("sim", Kind::Router, "r1"),
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1"),
+            ]
+        );
+        assert_eq!(find("gw1"), None, "the router removes its gateway port");
+        let port = find("p1").expect("port p1");
+        assert_eq!(
+            port.removal,
+            Removal::WithOwner(ResourceKey::new("sim", Kind::Server, "s1"))
+        );
+        assert_eq!(
+            port.details,
+            Details::OpenStack(OpenStackDetails::Port {
+                device_owner: Some("compute:nova".into())
+            })
+        );
+    }
+
+    #[test]
+    fn cinder_metadata_keys_and_values_stand_in_for_tags() {
+        let listings = Listings {
+            volumes: items(
+                r#"[{"id": "v1", "metadata": {"ci-job": "job-42", "empty": ""}, "attachments": [{"server_id": "s1"}]}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        assert_eq!(resources[0].tags, vec!["ci-job", "empty", "job-42"]);
+        assert_eq!(
+            resources[0].used_by,
+            vec![ResourceKey::new("sim", Kind::Server, "s1")]
+        );
     }
 }

@@ -8,8 +8,10 @@
 //! missed. Every listing is scoped to the token's project on the server side.
 
 mod config;
+mod details;
 mod discover;
 mod session;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,13 +21,14 @@ use reqwest::Method;
 use serde_json::json;
 
 pub use config::{resolve, AuthMethod, Credentials, Identifier, OpenStackSettings};
+pub use details::OpenStackDetails;
 pub use session::{classify, Service};
 
 use self::session::Session;
 use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
-use crate::provider::http::{ApiClient, TlsTrust};
-use crate::provider::{Provider, ProviderError};
+use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
+use crate::provider::{ErrorClass, Provider, ProviderError};
 
 /// Tags the selection rules require, passed down so servers and floating IPs can be filtered on the
 /// server side.
@@ -78,29 +81,45 @@ impl OpenStackProvider {
         }
     }
 
-    /// The resource's own URL, relative to its service endpoint.
-    fn path_of(resource: &Resource) -> Result<String, ProviderError> {
-        let id = &resource.key.id;
-        Ok(match resource.key.kind {
-            Kind::Server => format!("/servers/{id}"),
-            Kind::Keypair => format!("/os-keypairs/{id}"),
-            Kind::ServerGroup => format!("/os-server-groups/{id}"),
-            Kind::Volume => format!("/volumes/{id}"),
-            Kind::VolumeSnapshot => format!("/snapshots/{id}"),
-            Kind::FloatingIp => format!("/floatingips/{id}"),
+    /// The resource's own path, below its service endpoint.
+    fn path_of(resource: &Resource) -> Result<ApiPath, ProviderError> {
+        let collection = match resource.key.kind {
+            Kind::Server => "servers",
+            Kind::Keypair => "os-keypairs",
+            Kind::ServerGroup => "os-server-groups",
+            Kind::Volume => "volumes",
+            Kind::VolumeSnapshot => "snapshots",
+            Kind::FloatingIp => "floatingips",
             // A router interface is its port.
-            Kind::Port | Kind::RouterInterface => format!("/ports/{id}"),
-            Kind::Router => format!("/routers/{id}"),
-            Kind::Subnet => format!("/subnets/{id}"),
-            Kind::Network => format!("/networks/{id}"),
-            Kind::SecurityGroup => format!("/security-groups/{id}"),
+            Kind::Port | Kind::RouterInterface => "ports",
+            Kind::Router => "routers",
+            Kind::Subnet => "subnets",
+            Kind::Network => "networks",
+            Kind::SecurityGroup => "security-groups",
             Kind::Vm | Kind::Container | Kind::Disk => {
                 return Err(ProviderError::Config(format!(
                     "{} is not an OpenStack resource",
                     resource.key
                 )))
             }
-        })
+        };
+        Ok(ApiPath::new([collection, resource.key.id.as_str()]))
+    }
+
+    /// Sends `method` to `path` of `service`; a 404 means the work is done.
+    async fn send_until_gone(
+        &self,
+        service: Service,
+        method: Method,
+        path: &ApiPath,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(), ProviderError> {
+        let url = self.session.url(service, path).await?;
+        match self.session.call(service, method, &url, body).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.class() == ErrorClass::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -119,58 +138,52 @@ impl Provider for OpenStackProvider {
     }
 
     async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError> {
+        OpenStackDetails::of(resource)?;
         let service = Self::service_of(resource.key.kind);
-        let value = match self.session.get_json(service, &Self::path_of(resource)?).await {
-            Ok(value) => value,
-            Err(error) if error.class() == crate::provider::ErrorClass::NotFound => {
-                return Ok(Observed::Gone)
-            }
-            Err(error) => return Err(error),
-        };
-        Ok(discover::observed_state(resource, &value))
+        let url = self.session.url(service, &Self::path_of(resource)?).await?;
+        match self.session.call(service, Method::GET, &url, None).await {
+            Ok(response) => discover::observed(resource, service, &url, &response.body),
+            Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
+            Err(error) => Err(error),
+        }
     }
 
     async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
+        let details = OpenStackDetails::of(resource)?;
         let service = Self::service_of(resource.key.kind);
-        let not_found_is_done = |result: Result<_, ProviderError>| match result {
-            Err(error) if error.class() == crate::provider::ErrorClass::NotFound => Ok(()),
-            Err(error) => Err(error),
-            Ok(_) => Ok(()),
-        };
-        match resource.key.kind {
-            Kind::RouterInterface => {
+        let path = Self::path_of(resource)?;
+        match (resource.key.kind, details) {
+            (Kind::RouterInterface, OpenStackDetails::RouterInterface { router_id }) => {
                 // Never DELETE a router interface port (409 ServicePortInUse): detach it from its router.
-                let router = resource.attributes.get("router_id").ok_or_else(|| {
-                    ProviderError::Config(format!("{} has no router_id attribute", resource.key))
-                })?;
                 let body = json!({ "port_id": resource.key.id });
-                let path = format!("/routers/{router}/remove_router_interface");
-                not_found_is_done(
-                    self.session
-                        .call(Service::Network, Method::PUT, &path, Some(&body))
-                        .await,
-                )?;
+                let detach = ApiPath::new(["routers", router_id.as_str(), "remove_router_interface"]);
+                self.send_until_gone(Service::Network, Method::PUT, &detach, Some(&body))
+                    .await?;
                 Ok(DeleteOutcome::Completed)
             }
-            Kind::Router => {
+            (
+                Kind::Router,
+                OpenStackDetails::Router {
+                    gateway_network_id,
+                    routes,
+                },
+            ) => {
                 // A gateway and extra routes hold a router: clear them first.
-                let path = Self::path_of(resource)?;
-                if resource.attributes.contains_key("gateway_network_id")
-                    || resource.attributes.get("routes").is_some_and(|r| r != "0")
-                {
+                if gateway_network_id.is_some() || *routes > 0 {
                     let body = json!({"router": {"external_gateway_info": {}, "routes": []}});
-                    not_found_is_done(
-                        self.session
-                            .call(Service::Network, Method::PUT, &path, Some(&body))
-                            .await,
-                    )?;
+                    self.send_until_gone(Service::Network, Method::PUT, &path, Some(&body))
+                        .await?;
                 }
-                not_found_is_done(self.session.call(service, Method::DELETE, &path, None).await)?;
+                self.send_until_gone(service, Method::DELETE, &path, None).await?;
                 Ok(DeleteOutcome::Completed)
             }
-            kind => {
-                let path = Self::path_of(resource)?;
-                not_found_is_done(self.session.call(service, Method::DELETE, &path, None).await)?;
+            (Kind::RouterInterface, _) => Err(ProviderError::unexpected_details(
+                resource,
+                "OpenStack router interface",
+            )),
+            (Kind::Router, _) => Err(ProviderError::unexpected_details(resource, "OpenStack router")),
+            (kind, _) => {
+                self.send_until_gone(service, Method::DELETE, &path, None).await?;
                 Ok(match kind {
                     // Nova and Cinder complete deletes asynchronously: poll until 404.
                     Kind::Server | Kind::Volume | Kind::VolumeSnapshot => DeleteOutcome::Accepted,

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::config::{AuthMethod, Credentials, Identifier};
-use crate::provider::http::{ApiClient, HttpResponse};
+use super::wire::{ErrorBody, ErrorMember};
+use crate::provider::decode::decode;
+use crate::provider::http::{ApiClient, ApiPath, HttpResponse};
 use crate::provider::{ErrorClass, ProviderError};
 
 /// The OpenStack services the janitor talks to.
@@ -54,9 +56,9 @@ struct Token {
     value: String,
     expires_at: DateTime<Utc>,
     project_id: String,
-    compute: Option<String>,
-    network: Option<String>,
-    block_storage: Option<String>,
+    compute: Option<Url>,
+    network: Option<Url>,
+    block_storage: Option<Url>,
 }
 
 /// An authenticated connection to one cloud.
@@ -144,7 +146,13 @@ impl Session {
     }
 
     async fn authenticate(&self) -> Result<Token, ProviderError> {
-        let url = format!("{}/auth/tokens", self.credentials.auth_url);
+        let auth_url = &self.credentials.auth_url;
+        let url = Url::parse(&format!("{auth_url}/auth/tokens")).map_err(|error| {
+            ProviderError::Config(format!(
+                "auth_url `{auth_url}` (from {}) is not a URL: {error}",
+                self.credentials.origin
+            ))
+        })?;
         let body = match &self.credentials.method {
             AuthMethod::Password {
                 user,
@@ -173,14 +181,14 @@ impl Session {
                 }}})
             }
         };
-        let request = self.client.request(Method::POST, &url).json(&body);
+        let request = self.client.request(Method::POST, url.clone()).json(&body);
         let response = self.client.send(Service::Identity.label(), request).await?;
         if !response.status.is_success() {
             let message = error_message(&response);
             let origin = &self.credentials.origin;
             return match response.status.as_u16() {
                 400..=499 => Err(ProviderError::Auth {
-                    url,
+                    url: url.to_string(),
                     message: format!(
                         "HTTP {}: {message} (credentials from {origin})",
                         response.status.as_u16()
@@ -189,7 +197,7 @@ impl Session {
                 status => Err(ProviderError::Api {
                     class: classify(Service::Identity, status, &message, response.retry_after()),
                     method: "POST".into(),
-                    url,
+                    url: url.to_string(),
                     status,
                     message,
                 }),
@@ -201,34 +209,43 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| ProviderError::Decode {
-                url: url.clone(),
-                message: "no X-Subject-Token header".into(),
+                url: url.to_string(),
+                message: "identity: token: no X-Subject-Token header".into(),
             })?;
-        let body: TokenBody = serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
-            url: url.clone(),
-            message: format!("token body: {e}"),
-        })?;
+        let body: TokenBody = decode(&response.body, &url, "identity: token")?;
         let project_id = body
             .token
             .project
             .map(|p| p.id)
             .ok_or_else(|| ProviderError::Auth {
-                url: url.clone(),
+                url: url.to_string(),
                 message: "the token is not scoped to a project; the janitor works in exactly one".into(),
             })?;
-        let find = |service: Service| self.endpoint(&body.token.catalog, service, &project_id);
+        let find = |service: Service| {
+            let endpoint = self.endpoint(&body.token.catalog, service, &project_id);
+            let endpoint = match (service, endpoint) {
+                // Neutron's catalog entry often lacks the version its paths start with.
+                (Service::Network, Some(url)) if !url.ends_with("/v2.0") => Some(format!("{url}/v2.0")),
+                (_, endpoint) => endpoint,
+            };
+            endpoint
+                .map(|endpoint| {
+                    Url::parse(&endpoint).map_err(|error| ProviderError::Decode {
+                        url: url.to_string(),
+                        message: format!(
+                            "identity: token: the catalog's {} endpoint `{endpoint}` is not a URL: {error}",
+                            service.label()
+                        ),
+                    })
+                })
+                .transpose()
+        };
         Ok(Token {
             value,
             expires_at: body.token.expires_at,
-            compute: find(Service::Compute),
-            network: find(Service::Network).map(|url| {
-                if url.trim_end_matches('/').ends_with("/v2.0") {
-                    url.trim_end_matches('/').to_string()
-                } else {
-                    format!("{}/v2.0", url.trim_end_matches('/'))
-                }
-            }),
-            block_storage: find(Service::BlockStorage),
+            compute: find(Service::Compute)?,
+            network: find(Service::Network)?,
+            block_storage: find(Service::BlockStorage)?,
             project_id,
         })
     }
@@ -264,44 +281,45 @@ impl Session {
         Ok(Self::base(&token, service).is_some())
     }
 
-    fn base(token: &Token, service: Service) -> Option<&str> {
+    fn base(token: &Token, service: Service) -> Option<&Url> {
         match service {
             // Keystone is reached through the auth_url; the session does not call it otherwise.
             Service::Identity => None,
-            Service::Compute => token.compute.as_deref(),
-            Service::Network => token.network.as_deref(),
-            Service::BlockStorage => token.block_storage.as_deref(),
+            Service::Compute => token.compute.as_ref(),
+            Service::Network => token.network.as_ref(),
+            Service::BlockStorage => token.block_storage.as_ref(),
         }
     }
 
-    /// Sends a request to `service`; `path` is relative to its endpoint, or an absolute URL (a
-    /// pagination link). A 401 re-authenticates once. Non-2xx answers become classified errors.
+    /// The URL of `path` below `service`'s endpoint in the token's catalog.
+    pub async fn url(&self, service: Service, path: &ApiPath) -> Result<Url, ProviderError> {
+        let token = self.token(false).await?;
+        let base = Self::base(&token, service).ok_or_else(|| {
+            ProviderError::Config(format!(
+                "the token's catalog has no {} endpoint for interface {} in region {}",
+                service.label(),
+                self.credentials.interface,
+                self.credentials.region.as_deref().unwrap_or("(any)")
+            ))
+        })?;
+        path.url(base)
+    }
+
+    /// Sends a request to `url` (from [`Session::url`], or a pagination link) of `service`. A 401
+    /// re-authenticates once. Non-2xx answers become classified errors.
     pub async fn call(
         &self,
         service: Service,
         method: Method,
-        path: &str,
+        url: &Url,
         body: Option<&Value>,
     ) -> Result<HttpResponse, ProviderError> {
         let mut reauthenticated = false;
         loop {
             let token = self.token(false).await?;
-            let url = if path.starts_with("http://") || path.starts_with("https://") {
-                path.to_string()
-            } else {
-                let base = Self::base(&token, service).ok_or_else(|| {
-                    ProviderError::Config(format!(
-                        "the token's catalog has no {} endpoint for interface {} in region {}",
-                        service.label(),
-                        self.credentials.interface,
-                        self.credentials.region.as_deref().unwrap_or("(any)")
-                    ))
-                })?;
-                format!("{base}{path}")
-            };
             let mut request = self
                 .client
-                .request(method.clone(), &url)
+                .request(method.clone(), url.clone())
                 .header("X-Auth-Token", &token.value);
             if service == Service::Compute {
                 request = request
@@ -326,20 +344,11 @@ impl Session {
             return Err(ProviderError::Api {
                 class,
                 method: method.to_string(),
-                url,
+                url: url.to_string(),
                 status,
                 message,
             });
         }
-    }
-
-    /// GET and decode JSON.
-    pub async fn get_json(&self, service: Service, path: &str) -> Result<Value, ProviderError> {
-        let response = self.call(service, Method::GET, path, None).await?;
-        serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
-            url: path.to_string(),
-            message: format!("not JSON: {e}"),
-        })
     }
 }
 
@@ -359,23 +368,21 @@ pub fn classify(service: Service, status: u16, message: &str, retry_after: Optio
 /// The human message of an OpenStack error body, whichever service's shape it has:
 /// `{"NeutronError": {"type", "message"}}`, `{"itemNotFound": {"message"}}`, `{"error": {"message"}}`.
 pub fn error_message(response: &HttpResponse) -> String {
-    let text = response.text();
-    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&text) else {
-        return text.chars().take(300).collect();
-    };
-    for (key, value) in &body {
-        if let Some(message) = value.get("message").and_then(Value::as_str) {
-            return match value.get("type").and_then(Value::as_str) {
-                Some(kind) => format!("{kind}: {message}"),
-                None if key == "error" || key == "NeutronError" => message.to_string(),
-                None => format!("{key}: {message}"),
-            };
-        }
-        if let Some(message) = value.as_str().filter(|_| key == "message") {
-            return message.to_string();
-        }
-    }
-    text.chars().take(300).collect()
+    let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
+    body.into_iter()
+        .find_map(|(key, member)| match member {
+            ErrorMember::Detail {
+                message,
+                kind: Some(kind),
+            } => Some(format!("{kind}: {message}")),
+            ErrorMember::Detail { message, kind: None } if key == "error" || key == "NeutronError" => {
+                Some(message)
+            }
+            ErrorMember::Detail { message, kind: None } => Some(format!("{key}: {message}")),
+            ErrorMember::Text(message) if key == "message" => Some(message),
+            ErrorMember::Text(_) | ErrorMember::Other(_) => None,
+        })
+        .unwrap_or_else(|| response.text().chars().take(300).collect())
 }
 
 #[cfg(test)]

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::Value;
+use bytes::Bytes;
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::classify::{classify, Source, Verdict};
-use crate::provider::http::ApiClient;
+use super::wire::{Envelope, ErrorBody, TicketData};
+use crate::provider::decode::decode;
+use crate::provider::http::{ApiClient, ApiPath};
 use crate::provider::{ErrorClass, ProviderError};
 
 /// Metrics label for every Proxmox request.
@@ -49,7 +52,8 @@ struct Ticket {
 #[derive(Clone)]
 pub struct PveClient {
     http: ApiClient,
-    base: String,
+    /// `https://host:8006/api2/json`.
+    base: Url,
     login: Arc<Login>,
     ticket: Arc<Mutex<Option<Ticket>>>,
 }
@@ -65,16 +69,17 @@ pub struct ApiFailure {
 
 /// The message of an error answer: the body's `message` and `errors`, else the status.
 pub fn error_message(status: u16, body: &[u8]) -> String {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let mut parts = Vec::new();
-    if let Some(value) = &parsed {
-        if let Some(message) = value.get("message").and_then(Value::as_str) {
+    if let Some(error) = &parsed {
+        if let Some(message) = &error.message {
             parts.push(message.trim().to_string());
         }
-        if let Some(errors) = value.get("errors").and_then(Value::as_object) {
-            let listed: Vec<String> = errors
+        if !error.errors.is_empty() {
+            let listed: Vec<String> = error
+                .errors
                 .iter()
-                .map(|(key, text)| format!("{key}: {}", text.as_str().unwrap_or_default().trim()))
+                .map(|(key, text)| format!("{key}: {}", text.trim()))
                 .collect();
             parts.push(listed.join("; "));
         }
@@ -94,7 +99,7 @@ pub fn error_message(status: u16, body: &[u8]) -> String {
 }
 
 impl PveClient {
-    pub fn new(http: ApiClient, base: String, login: Login) -> Self {
+    pub fn new(http: ApiClient, base: Url, login: Login) -> Self {
         PveClient {
             http,
             base,
@@ -103,42 +108,47 @@ impl PveClient {
         }
     }
 
-    /// `GET path` (relative to `/api2/json`), returning `data`.
-    pub async fn get(&self, path: &str) -> Result<Value, ProviderError> {
-        self.call(Method::GET, path, &[]).await
+    /// `GET path` (below `/api2/json`), decoding `data` as a `T`; `what` names it in errors
+    /// (`guest config`).
+    pub async fn get<T: DeserializeOwned>(&self, path: &ApiPath, what: &str) -> Result<T, ProviderError> {
+        self.call(Method::GET, path, &[], what).await
     }
 
-    /// Sends a request with form parameters; one re-authentication on a 401 with ticket auth.
-    pub async fn call(
+    /// Sends a request with form parameters and decodes `data` as a `T`; one re-authentication on a
+    /// 401 with ticket auth.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         form: &[(&str, String)],
-    ) -> Result<Value, ProviderError> {
-        let url = format!("{}{path}", self.base);
-        match self.attempt(&method, &url, form).await? {
-            Ok(data) => Ok(data),
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        let url = path.url(&self.base)?;
+        let body = match self.attempt(&method, &url, form).await? {
+            Ok(body) => body,
             Err(failure)
                 if failure.verdict == Verdict::Unauthorized
                     && matches!(*self.login, Login::Ticket { .. }) =>
             {
                 *self.ticket.lock().await = None;
-                match self.attempt(&method, &url, form).await? {
-                    Ok(data) => Ok(data),
-                    Err(failure) => Err(to_error(&method, &url, failure)),
-                }
+                self.attempt(&method, &url, form)
+                    .await?
+                    .map_err(|failure| to_error(&method, &url, failure))?
             }
-            Err(failure) => Err(to_error(&method, &url, failure)),
-        }
+            Err(failure) => return Err(to_error(&method, &url, failure)),
+        };
+        let envelope: Envelope<T> = decode(&body, &url, &format!("proxmox: {what}"))?;
+        Ok(envelope.data)
     }
 
+    /// One request: the body of a success, or the failure.
     async fn attempt(
         &self,
         method: &Method,
-        url: &str,
+        url: &Url,
         form: &[(&str, String)],
-    ) -> Result<Result<Value, ApiFailure>, ProviderError> {
-        let mut request = self.http.request(method.clone(), url);
+    ) -> Result<Result<Bytes, ApiFailure>, ProviderError> {
+        let mut request = self.http.request(method.clone(), url.clone());
         match &*self.login {
             Login::Token { header } => request = request.header("Authorization", header),
             Login::Ticket { .. } => {
@@ -155,11 +165,7 @@ impl PveClient {
         let response = self.http.send(SERVICE, request).await?;
         let status = response.status.as_u16();
         if response.status.is_success() {
-            let value: Value = serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
-                url: url.to_string(),
-                message: format!("not JSON: {e}"),
-            })?;
-            return Ok(Ok(value.get("data").cloned().unwrap_or(Value::Null)));
+            return Ok(Ok(response.body));
         }
         let message = error_message(status, &response.body);
         let verdict = classify(Source::Http(status), &message);
@@ -204,43 +210,38 @@ impl PveClient {
     }
 
     async fn login_with(&self, user: &str, password: &str) -> Result<Ticket, ProviderError> {
-        let url = format!("{}/access/ticket", self.base);
+        let url = ApiPath::new(["access", "ticket"]).url(&self.base)?;
         let form = [("username", user), ("password", password)];
-        let request = self.http.request(Method::POST, &url).form(&form);
+        let request = self.http.request(Method::POST, url.clone()).form(&form);
         let response = self.http.send(SERVICE, request).await?;
         if !response.status.is_success() {
             let message = error_message(response.status.as_u16(), &response.body);
             return Err(ProviderError::Auth {
-                url,
+                url: url.to_string(),
                 message: format!("HTTP {}: {message}", response.status.as_u16()),
             });
         }
-        let value: Value = serde_json::from_slice(&response.body).map_err(|e| ProviderError::Decode {
-            url: url.clone(),
-            message: format!("not JSON: {e}"),
-        })?;
-        let data = value.get("data").cloned().unwrap_or(Value::Null);
-        let ticket = data.get("ticket").and_then(Value::as_str);
-        let csrf = data.get("CSRFPreventionToken").and_then(Value::as_str);
-        match (ticket, csrf) {
+        let answer: Envelope<Option<TicketData>> = decode(&response.body, &url, "proxmox: ticket")?;
+        let data = answer.data.unwrap_or_default();
+        match (data.ticket, data.csrf) {
             (Some(ticket), Some(csrf)) => Ok(Ticket {
-                ticket: ticket.to_string(),
-                csrf: csrf.to_string(),
+                ticket,
+                csrf,
                 issued: Instant::now(),
             }),
-            _ if data.get("NeedTFA").is_some() => Err(ProviderError::Auth {
-                url,
+            _ if data.need_tfa.is_some() => Err(ProviderError::Auth {
+                url: url.to_string(),
                 message: "the user needs a second factor; use an API token".to_string(),
             }),
             _ => Err(ProviderError::Auth {
-                url,
+                url: url.to_string(),
                 message: "no ticket in the answer".to_string(),
             }),
         }
     }
 }
 
-fn to_error(method: &Method, url: &str, failure: ApiFailure) -> ProviderError {
+fn to_error(method: &Method, url: &Url, failure: ApiFailure) -> ProviderError {
     if failure.verdict == Verdict::Unauthorized {
         return ProviderError::Auth {
             url: url.to_string(),

@@ -1,5 +1,6 @@
 //! Turning Proxmox VE's lists into [`Resource`]s: guests from `/cluster/resources?type=vm` and their
-//! configs, orphan disks from storage content. Pure functions over JSON, tested with plain values.
+//! configs, orphan disks from storage content. Pure functions over the decoded answers
+//! ([`super::wire`]), tested with plain values.
 //!
 //! # Creation time
 //! A guest's creation time is the `ctime` in its config's `meta` line (`creation-qemu=...,ctime=...`,
@@ -10,91 +11,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
-use crate::model::{Guard, Kind, Resource, ResourceKey};
+use super::details::{DiskDetails, GuestDetails, ProxmoxDetails};
+use super::wire::{ClusterGuest, ContentItem, GuestConfig, GuestEntry};
+use crate::model::{Details, Guard, Kind, Resource, ResourceKey};
 
 /// The tag prefix of the creation-time convention, see the module docs.
 pub const CREATED_TAG_PREFIX: &str = "ci-created-";
 
-/// One entry of `/cluster/resources?type=vm`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestEntry {
-    pub vmid: u32,
-    pub kind: Kind,
-    pub node: String,
-    pub name: String,
-    pub status: String,
-    pub template: bool,
-    pub lock: Option<String>,
-    pub tags: Vec<String>,
-    pub pool: Option<String>,
-    pub hastate: Option<String>,
-}
-
-fn text(value: &Value, key: &str) -> Option<String> {
-    match value.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Proxmox booleans arrive as 0/1 (numbers or strings); JSON booleans are accepted too.
-pub fn flag(value: &Value, key: &str) -> bool {
-    match value.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_i64() == Some(1),
-        Some(Value::String(s)) => s == "1",
-        _ => false,
-    }
-}
-
-/// Tags are `;`-separated (older releases also used `,` and spaces), compared lower-cased.
-pub fn parse_tags(tags: &str) -> Vec<String> {
-    let mut list: Vec<String> = tags
-        .split([';', ',', ' '])
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    list.dedup();
-    list
-}
-
 /// Guests of a `/cluster/resources?type=vm` answer; entries of other types are skipped.
-pub fn parse_guests(resources: &Value) -> Vec<GuestEntry> {
-    let Some(list) = resources.as_array() else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|entry| {
-            let kind = match entry.get("type")?.as_str()? {
-                "qemu" => Kind::Vm,
-                "lxc" => Kind::Container,
-                _ => return None,
-            };
-            Some(GuestEntry {
-                vmid: text(entry, "vmid")?.parse().ok()?,
-                kind,
-                node: text(entry, "node")?,
-                name: text(entry, "name").unwrap_or_default(),
-                status: text(entry, "status").unwrap_or_else(|| "unknown".to_string()),
-                template: flag(entry, "template"),
-                lock: text(entry, "lock"),
-                tags: text(entry, "tags").map(|t| parse_tags(&t)).unwrap_or_default(),
-                pool: text(entry, "pool"),
-                hastate: text(entry, "hastate"),
-            })
-        })
-        .collect()
-}
-
-/// `ctime` from a `meta` config line.
-pub fn ctime_from_meta(meta: &str) -> Option<DateTime<Utc>> {
-    meta.split(',')
-        .find_map(|kv| kv.trim().strip_prefix("ctime="))
-        .and_then(|s| s.parse::<i64>().ok())
-        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+pub fn parse_guests(entries: Vec<ClusterGuest>) -> Vec<GuestEntry> {
+    entries.into_iter().filter_map(ClusterGuest::into_guest).collect()
 }
 
 /// The creation time a `ci-created-<unix seconds>` tag carries.
@@ -103,34 +30,6 @@ pub fn ctime_from_tags(tags: &[String]) -> Option<DateTime<Utc>> {
         .find_map(|t| t.strip_prefix(CREATED_TAG_PREFIX))
         .and_then(|s| s.parse::<i64>().ok())
         .and_then(|secs| DateTime::from_timestamp(secs, 0))
-}
-
-fn is_disk_key(key: &str) -> bool {
-    if matches!(key, "rootfs" | "efidisk0" | "tpmstate0") {
-        return true;
-    }
-    let digits = key.trim_start_matches(|c: char| c.is_ascii_lowercase());
-    let prefix = &key[..key.len() - digits.len()];
-    !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && matches!(prefix, "scsi" | "virtio" | "sata" | "ide" | "mp" | "unused")
-}
-
-/// Volume ids a guest config references: disks, mount points, unused disks; not CD-ROMs, not bind
-/// mounts (absolute paths), not `none`.
-pub fn config_volids(config: &Value) -> Vec<String> {
-    let Some(map) = config.as_object() else {
-        return Vec::new();
-    };
-    map.iter()
-        .filter(|(key, _)| is_disk_key(key))
-        .filter_map(|(_, value)| {
-            let value = value.as_str()?;
-            let volid = value.split(',').next()?;
-            let is_volume = volid.contains(':') && !volid.starts_with('/') && !value.contains("media=cdrom");
-            is_volume.then(|| volid.to_string())
-        })
-        .collect()
 }
 
 /// The vmid in a volume name (`vm-100-disk-0`, `subvol-100-disk-1`); base images of templates are
@@ -160,7 +59,7 @@ pub fn disk_id(node: &str, volid: &str, shared: bool) -> String {
 pub fn guest_resource(
     cloud: &str,
     entry: &GuestEntry,
-    config: Option<&Value>,
+    config: Option<&GuestConfig>,
     shared_storages: &BTreeSet<String>,
 ) -> Resource {
     let key = ResourceKey::new(cloud, entry.kind, entry.vmid.to_string());
@@ -171,19 +70,16 @@ pub fn guest_resource(
     let mut template = entry.template;
     let mut protected = false;
     if let Some(config) = config {
-        if let Some(tags) = config.get("tags").and_then(Value::as_str) {
-            resource.tags = parse_tags(tags);
+        if let Some(tags) = &config.tags {
+            resource.tags = tags.clone();
         }
-        lock = lock.or_else(|| text(config, "lock"));
-        template |= flag(config, "template");
-        protected = flag(config, "protection");
-        resource.created = config
-            .get("meta")
-            .and_then(Value::as_str)
-            .and_then(ctime_from_meta);
-        for volid in config_volids(config) {
+        lock = lock.or_else(|| config.lock.clone());
+        template |= config.template;
+        protected = config.protection;
+        resource.created = config.created;
+        for volid in &config.volids {
             let storage = volid.split(':').next().unwrap_or_default();
-            let id = disk_id(&entry.node, &volid, shared_storages.contains(storage));
+            let id = disk_id(&entry.node, volid, shared_storages.contains(storage));
             resource.references.push(ResourceKey::new(cloud, Kind::Disk, id));
         }
     }
@@ -199,18 +95,13 @@ pub fn guest_resource(
     } else {
         None
     };
-    let attributes = &mut resource.attributes;
-    attributes.insert("node".into(), entry.node.clone());
-    attributes.insert("vmid".into(), entry.vmid.to_string());
-    if let Some(pool) = &entry.pool {
-        attributes.insert("pool".into(), pool.clone());
-    }
-    if let Some(hastate) = &entry.hastate {
-        attributes.insert("hastate".into(), hastate.clone());
-    }
-    if let Some(lock) = lock {
-        attributes.insert("lock".into(), lock);
-    }
+    resource.details = Details::Proxmox(ProxmoxDetails::Guest(GuestDetails {
+        node: entry.node.clone(),
+        vmid: entry.vmid,
+        pool: entry.pool.clone(),
+        hastate: entry.hastate.clone(),
+        lock,
+    }));
     resource
 }
 
@@ -225,19 +116,15 @@ pub struct VolumeEntry {
 }
 
 /// Volumes of a `GET /nodes/{node}/storage/{storage}/content` answer.
-pub fn parse_content(node: &str, storage: &str, shared: bool, content: &Value) -> Vec<VolumeEntry> {
-    let Some(list) = content.as_array() else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|entry| {
-            Some(VolumeEntry {
-                node: node.to_string(),
-                storage: storage.to_string(),
-                shared,
-                volid: text(entry, "volid")?,
-                ctime: entry.get("ctime").and_then(Value::as_i64),
-            })
+pub fn parse_content(node: &str, storage: &str, shared: bool, content: Vec<ContentItem>) -> Vec<VolumeEntry> {
+    content
+        .into_iter()
+        .map(|item| VolumeEntry {
+            node: node.to_string(),
+            storage: storage.to_string(),
+            shared,
+            volid: item.volid,
+            ctime: item.ctime,
         })
         .collect()
 }
@@ -272,12 +159,12 @@ pub fn orphan_disks(
         resource.taggable = false;
         resource.sightings_required = 2;
         resource.created = volume.ctime.and_then(|s| DateTime::from_timestamp(s, 0));
-        let attributes = &mut resource.attributes;
-        attributes.insert("orphan".into(), "true".into());
-        attributes.insert("node".into(), volume.node.clone());
-        attributes.insert("storage".into(), volume.storage.clone());
-        attributes.insert("volid".into(), volume.volid.clone());
-        attributes.insert("vmid".into(), vmid.to_string());
+        resource.details = Details::Proxmox(ProxmoxDetails::OrphanDisk(DiskDetails {
+            node: volume.node.clone(),
+            storage: volume.storage.clone(),
+            volid: volume.volid.clone(),
+            vmid,
+        }));
         seen.entry(id).or_insert(resource);
     }
     seen.into_values().collect()
@@ -296,7 +183,7 @@ mod tests {
             {"id": "lxc/201", "type": "lxc", "vmid": 201, "node": "pve2", "name": "ct", "status": "unknown", "lock": "backup"},
             {"id": "storage/pve1/local", "type": "storage"}
         ]);
-        let guests = parse_guests(&answer);
+        let guests = parse_guests(serde_json::from_value(answer).expect("cluster entries"));
         assert_eq!(guests.len(), 2);
         assert_eq!(guests[0].tags, vec!["ci", "job-1"]);
         assert_eq!(guests[0].pool.as_deref(), Some("ci"));
@@ -307,11 +194,15 @@ mod tests {
     #[test]
     fn guards_and_creation_time_and_disk_references() {
         let entry = parse_guests(
-            &json!([{"type": "qemu", "vmid": 101, "node": "pve1", "name": "a", "status": "running"}]),
+            serde_json::from_value(
+                json!([{"type": "qemu", "vmid": 101, "node": "pve1", "name": "a", "status": "running"}]),
+            )
+            .expect("cluster entries"),
         )
         .remove(0);
-        let config = json!({"meta": "creation-qemu=9.0.2,ctime=1700000000", "scsi0": "local-lvm:vm-101-disk-0,size=4G",
-            "virtio1": "ceph:vm-101-disk-1,size=8G", "ide2": "local:iso/debian.iso,media=cdrom", "tags": "ci", "protection": 1});
+        let config: GuestConfig = serde_json::from_value(json!({"meta": "creation-qemu=9.0.2,ctime=1700000000", "scsi0": "local-lvm:vm-101-disk-0,size=4G",
+            "virtio1": "ceph:vm-101-disk-1,size=8G", "ide2": "local:iso/debian.iso,media=cdrom", "tags": "ci", "protection": 1}))
+            .expect("a config");
         let shared: BTreeSet<String> = ["ceph".to_string()].into();
         let resource = guest_resource("lab", &entry, Some(&config), &shared);
         assert_eq!(resource.guard, Some(Guard::Protected));
@@ -325,7 +216,7 @@ mod tests {
                 template: true,
                 ..entry.clone()
             },
-            Some(&json!({})),
+            Some(&GuestConfig::default()),
             &shared,
         );
         assert_eq!(template.guard, Some(Guard::Template));
@@ -345,7 +236,7 @@ mod tests {
                 tags: vec!["ci-created-1600000000".into()],
                 ..entry
             },
-            Some(&json!({})),
+            Some(&GuestConfig::default()),
             &shared,
         );
         assert_eq!(tagged.created, DateTime::from_timestamp(1_600_000_000, 0));
@@ -358,13 +249,14 @@ mod tests {
             "pve1",
             "local-lvm",
             false,
-            &json!([
+            serde_json::from_value(json!([
                 {"volid": "local-lvm:vm-999-disk-0", "ctime": 1700000000},
                 {"volid": "local-lvm:vm-101-disk-0"},
                 {"volid": "local-lvm:base-9000-disk-0"},
                 {"volid": "local-lvm:vm-998-disk-0"},
                 {"volid": "local-lvm:vm-997-cloudinit"}
-            ]),
+            ]))
+            .expect("storage content"),
         );
         let guests: BTreeSet<u32> = [101].into();
         let referenced: BTreeSet<String> = ["local-lvm:vm-998-disk-0".to_string()].into();
@@ -373,7 +265,15 @@ mod tests {
         let disk = &orphans[0];
         assert_eq!(disk.key.id, "pve1/local-lvm:vm-999-disk-0");
         assert_eq!(disk.sightings_required, 2);
-        assert_eq!(disk.attributes.get("orphan").map(String::as_str), Some("true"));
+        assert_eq!(
+            disk.details,
+            Details::Proxmox(ProxmoxDetails::OrphanDisk(DiskDetails {
+                node: "pve1".into(),
+                storage: "local-lvm".into(),
+                volid: "local-lvm:vm-999-disk-0".into(),
+                vmid: 999,
+            }))
+        );
         assert!(!disk.taggable, "selected by name, never by tags");
         assert!(disk.tags.is_empty());
         assert_eq!(volume_vmid("ceph:subvol-200-disk-1"), Some(200));

@@ -6,30 +6,36 @@
 //! - `config`: the `[[clouds]]` settings and their validation.
 //! - `classify`: the one function turning answers and task texts into decisions.
 //! - `client`: authentication (token or ticket + CSRF) and the `{"data": ...}` envelope.
+//! - `wire`: the answers the janitor reads, as serde types.
 //! - `tasks`: UPIDs and waiting for a task.
 //! - `discover`: cluster lists to [`Resource`]s (pure).
+//! - `details`: what discovery records on a resource (node, vmid, storage, volid) for later calls.
 
 pub mod classify;
 pub mod client;
 pub mod config;
+pub mod details;
 pub mod discover;
 pub mod tasks;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
-use reqwest::Method;
-use serde_json::Value;
+use reqwest::{Method, Url};
 
 use self::classify::Verdict;
 use self::client::{verdict_of, Login, PveClient};
 use self::config::{Credentials, ProxmoxSettings, ShutdownPolicy};
-use self::discover::{GuestEntry, VolumeEntry};
+pub use self::details::{DiskDetails, GuestDetails, ProxmoxDetails};
+use self::discover::VolumeEntry;
+use self::wire::{ClusterGuest, ContentItem, GuestConfig, GuestEntry, GuestStatus, StorageEntry};
 use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
-use crate::provider::http::{ApiClient, TlsTrust};
+use crate::provider::decode::Listed;
+use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
 use crate::provider::{ErrorClass, Provider, ProviderError};
 
 /// How many guest configs or storage listings are read at once during discovery.
@@ -45,6 +51,43 @@ pub struct ProxmoxProvider {
 fn config_error(cloud: &str, error: impl std::fmt::Display) -> ProviderError {
     ProviderError::Config(format!("cloud {cloud}: {error}"))
 }
+
+/// `/cluster/resources?type={kind}`.
+fn cluster_resources(kind: &str) -> ApiPath {
+    ApiPath::new(["cluster", "resources"]).query("type", kind)
+}
+
+/// `/nodes/{node}/{qemu|lxc}/{vmid}`.
+fn guest_api_path(node: &str, kind: Kind, vmid: u32) -> ApiPath {
+    let guest_type = if kind == Kind::Container { "lxc" } else { "qemu" };
+    ApiPath::new(["nodes", node, guest_type, &vmid.to_string()])
+}
+
+/// `/nodes/{node}/storage/{storage}/content`.
+fn content_path(node: &str, storage: &str) -> ApiPath {
+    ApiPath::new(["nodes", node, "storage", storage, "content"])
+}
+
+/// Every guest of the cluster.
+async fn cluster_guests(client: &PveClient) -> Result<Vec<GuestEntry>, ProviderError> {
+    let entries: Listed<ClusterGuest> = client.get(&cluster_resources("vm"), "cluster guests").await?;
+    Ok(discover::parse_guests(entries.0))
+}
+
+/// The volumes on `storage` as `node` sees it.
+async fn storage_content(
+    client: &PveClient,
+    node: &str,
+    storage: &str,
+) -> Result<Vec<ContentItem>, ProviderError> {
+    let content: Listed<ContentItem> = client
+        .get(&content_path(node, storage), "storage content")
+        .await?;
+    Ok(content.0)
+}
+
+/// The `data` of an answer that starts a task: its UPID, or nothing when the work is already done.
+type TaskId = Option<String>;
 
 impl ProxmoxProvider {
     /// Validates the settings, reads the secret and builds the HTTP client; opens no connection.
@@ -81,7 +124,9 @@ impl ProxmoxProvider {
         };
         let http = ApiClient::new(&cloud_name, metrics, &trust, settings.request_timeout)?
             .with_rate_limit(settings.max_requests_per_second);
-        let client = PveClient::new(http, settings.api_base(), login);
+        let base = settings.api_base();
+        let base = Url::parse(&base).map_err(|e| config_error(&cloud_name, format!("url `{base}`: {e}")))?;
+        let client = PveClient::new(http, base, login);
         Ok(ProxmoxProvider {
             cloud: cloud_name,
             client,
@@ -104,26 +149,21 @@ impl ProxmoxProvider {
         pool_ok && self.node_in_scope(&guest.node)
     }
 
-    fn guest_path(resource: &Resource) -> Result<String, ProviderError> {
-        let node = resource
-            .attributes
-            .get("node")
-            .ok_or_else(|| missing(resource, "node"))?;
-        let kind = match resource.key.kind {
-            Kind::Vm => "qemu",
-            Kind::Container => "lxc",
-            other => return Err(ProviderError::Config(format!("{other} is not a Proxmox guest"))),
-        };
-        Ok(format!("/nodes/{node}/{kind}/{}", resource.key.id))
+    fn guest_path(resource: &Resource) -> Result<ApiPath, ProviderError> {
+        let guest = ProxmoxDetails::guest(resource)?;
+        match resource.key.kind {
+            kind @ (Kind::Vm | Kind::Container) => Ok(guest_api_path(&guest.node, kind, guest.vmid)),
+            other => Err(ProviderError::Config(format!("{other} is not a Proxmox guest"))),
+        }
     }
 
     async fn wait(
         &self,
-        upid_data: &Value,
+        task: TaskId,
         operation: &str,
         timeout: std::time::Duration,
     ) -> Result<(), ProviderError> {
-        let upid = tasks::upid_of(upid_data, operation)?;
+        let upid = tasks::upid_of(task, operation)?;
         tasks::wait_for_task(
             &self.client,
             &upid,
@@ -135,19 +175,19 @@ impl ProxmoxProvider {
     }
 
     /// Hard stop, overruling a pending shutdown task. A guest that is not running is fine.
-    async fn stop(&self, resource: &Resource, path: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, resource: &Resource, path: &ApiPath) -> Result<(), ProviderError> {
         let mut form = Vec::new();
         // HA-managed guests refuse `overrule-shutdown`; their stop goes through the HA manager.
-        if !resource.attributes.contains_key("hastate") {
+        if ProxmoxDetails::guest(resource)?.hastate.is_none() {
             form.push(("overrule-shutdown", "1".to_string()));
         }
         let operation = format!("stop {}", resource.key);
         let started = self
             .client
-            .call(Method::POST, &format!("{path}/status/stop"), &form)
+            .call(Method::POST, &path.join(["status", "stop"]), &form, "task id")
             .await;
         let result = match started {
-            Ok(data) => self.wait(&data, &operation, self.settings.task_timeout).await,
+            Ok(task) => self.wait(task, &operation, self.settings.task_timeout).await,
             Err(error) => Err(error),
         };
         match result {
@@ -157,16 +197,16 @@ impl ProxmoxProvider {
     }
 
     /// ACPI shutdown bounded by `shutdown_timeout`; `Ok(true)` if the guest went down.
-    async fn graceful_shutdown(&self, resource: &Resource, path: &str) -> Result<bool, ProviderError> {
+    async fn graceful_shutdown(&self, resource: &Resource, path: &ApiPath) -> Result<bool, ProviderError> {
         let seconds = self.settings.shutdown_timeout.as_secs().max(1);
         let form = [("timeout", seconds.to_string())];
         let operation = format!("shutdown {}", resource.key);
-        let data = match self
+        let task = match self
             .client
-            .call(Method::POST, &format!("{path}/status/shutdown"), &form)
+            .call(Method::POST, &path.join(["status", "shutdown"]), &form, "task id")
             .await
         {
-            Ok(data) => data,
+            Ok(task) => task,
             Err(error) if verdict_of(&error) == Some(Verdict::NotRunning) => return Ok(true),
             Err(error) if verdict_of(&error) == Some(Verdict::Conflict) => return Err(error),
             Err(error) => {
@@ -176,7 +216,7 @@ impl ProxmoxProvider {
         };
         // The task ends by itself after `timeout`; allow a little for the task to report it.
         let deadline = self.settings.shutdown_timeout + self.settings.poll_interval * 4;
-        match self.wait(&data, &operation, deadline).await {
+        match self.wait(task, &operation, deadline).await {
             Ok(()) => Ok(true),
             Err(error) => {
                 tracing::warn!(cloud = %self.cloud, resource = %resource.key, error = %error, "graceful shutdown did not finish; stopping");
@@ -185,7 +225,7 @@ impl ProxmoxProvider {
         }
     }
 
-    async fn bring_down(&self, resource: &Resource, path: &str) -> Result<(), ProviderError> {
+    async fn bring_down(&self, resource: &Resource, path: &ApiPath) -> Result<(), ProviderError> {
         if self.settings.shutdown == ShutdownPolicy::Graceful
             && self.graceful_shutdown(resource, path).await?
         {
@@ -194,63 +234,60 @@ impl ProxmoxProvider {
         self.stop(resource, path).await
     }
 
+    /// The current status of the guest at `path`.
+    async fn guest_status(&self, path: &ApiPath) -> Result<GuestStatus, ProviderError> {
+        self.client
+            .get(&path.join(["status", "current"]), "guest status")
+            .await
+    }
+
     async fn delete_guest(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
         let path = Self::guest_path(resource)?;
-        let config = match self.client.get(&format!("{path}/config")).await {
+        let config: GuestConfig = match self.client.get(&path.join(["config"]), "guest config").await {
             Ok(config) => config,
             Err(error) if error.class() == ErrorClass::NotFound => return Ok(DeleteOutcome::Completed),
             Err(error) => return Err(error),
         };
         // The vmid may have been freed and reused since discovery: never destroy someone else's guest.
-        let name_key = if resource.key.kind == Kind::Container {
-            "hostname"
-        } else {
-            "name"
-        };
-        let name_now = config.get(name_key).and_then(Value::as_str).unwrap_or_default();
-        let created_now = config
-            .get("meta")
-            .and_then(Value::as_str)
-            .and_then(discover::ctime_from_meta);
+        let name_now = config.name_of(resource.key.kind);
+        let created_now = config.created;
         let replaced = (!resource.name.is_empty() && name_now != resource.name)
             || (created_now.is_some() && resource.created.is_some() && created_now != resource.created);
         if replaced {
             tracing::warn!(cloud = %self.cloud, resource = %resource.key, "vmid now belongs to another guest; the discovered one is gone");
             return Ok(DeleteOutcome::Completed);
         }
-        if discover::flag(&config, "template") || discover::flag(&config, "protection") {
+        if config.template || config.protection {
             return Err(ProviderError::OperationFailed {
                 class: ErrorClass::Permanent,
                 operation: format!("delete {}", resource.key),
                 message: "the guest became a template or protected since discovery; not touched".to_string(),
             });
         }
-        if let Some(lock) = config.get("lock").and_then(Value::as_str) {
+        if let Some(lock) = &config.lock {
             return Err(ProviderError::OperationFailed {
                 class: ErrorClass::Conflict,
                 operation: format!("delete {}", resource.key),
                 message: format!("guest is locked ({lock})"),
             });
         }
-        let status = self.client.get(&format!("{path}/status/current")).await;
-        let running = match status {
-            Ok(status) => status.get("status").and_then(Value::as_str) != Some("stopped"),
+        let running = match self.guest_status(&path).await {
+            Ok(status) => status.status.as_deref() != Some("stopped"),
             Err(error) if error.class() == ErrorClass::NotFound => return Ok(DeleteOutcome::Completed),
             Err(error) => return Err(error),
         };
         if running {
             self.bring_down(resource, &path).await?;
         }
-        let form_query = "?purge=1&destroy-unreferenced-disks=1";
+        let destroy = path
+            .clone()
+            .query("purge", "1")
+            .query("destroy-unreferenced-disks", "1");
         let operation = format!("destroy {}", resource.key);
         // A guest that is still running (started again, or the stop raced) is stopped once more.
         for attempt in 0..2 {
-            let result = match self
-                .client
-                .call(Method::DELETE, &format!("{path}{form_query}"), &[])
-                .await
-            {
-                Ok(data) => self.wait(&data, &operation, self.settings.task_timeout).await,
+            let result = match self.client.call(Method::DELETE, &destroy, &[], "task id").await {
+                Ok(task) => self.wait(task, &operation, self.settings.task_timeout).await,
                 Err(error) => Err(error),
             };
             match result {
@@ -270,23 +307,27 @@ impl ProxmoxProvider {
     }
 
     async fn delete_disk(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
-        let (node, storage, volid) = disk_location(resource)?;
+        let disk = ProxmoxDetails::disk(resource)?;
         // A guest may have taken the vmid since discovery; its disks are no longer orphans.
-        if let Some(vmid) = discover::volume_vmid(volid) {
-            let guests = discover::parse_guests(&self.client.get("/cluster/resources?type=vm").await?);
-            if guests.iter().any(|g| g.vmid == vmid) {
-                return Err(ProviderError::OperationFailed {
-                    class: ErrorClass::Permanent,
-                    operation: format!("delete {}", resource.key),
-                    message: format!("guest {vmid} exists now; the disk is no longer an orphan"),
-                });
-            }
+        let guests = cluster_guests(&self.client).await?;
+        if guests.iter().any(|g| g.vmid == disk.vmid) {
+            return Err(ProviderError::OperationFailed {
+                class: ErrorClass::Permanent,
+                operation: format!("delete {}", resource.key),
+                message: format!("guest {} exists now; the disk is no longer an orphan", disk.vmid),
+            });
         }
-        let path = format!("/nodes/{node}/storage/{storage}/content/{volid}");
+        // A volid's own `/` (`local:100/vm-100-disk-0.qcow2`) stays a separator: Proxmox routes the
+        // rest of the path to the volume. Every other character is encoded.
+        let path = content_path(&disk.node, &disk.storage).join(disk.volid.split('/'));
         let operation = format!("delete {}", resource.key);
-        let result = match self.client.call(Method::DELETE, &path, &[]).await {
-            Ok(Value::Null) => Ok(()),
-            Ok(data) => self.wait(&data, &operation, self.settings.task_timeout).await,
+        let result = match self
+            .client
+            .call::<TaskId>(Method::DELETE, &path, &[], "task id")
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(task) => self.wait(task, &operation, self.settings.task_timeout).await,
             Err(error) => Err(error),
         };
         match result {
@@ -296,15 +337,9 @@ impl ProxmoxProvider {
     }
 
     async fn observe_disk(&self, resource: &Resource) -> Result<Observed, ProviderError> {
-        let (node, storage, volid) = disk_location(resource)?;
-        let content = self
-            .client
-            .get(&format!("/nodes/{node}/storage/{storage}/content"))
-            .await?;
-        let present = content.as_array().is_some_and(|list| {
-            list.iter()
-                .any(|v| v.get("volid").and_then(Value::as_str) == Some(volid))
-        });
+        let disk = ProxmoxDetails::disk(resource)?;
+        let content = storage_content(&self.client, &disk.node, &disk.storage).await?;
+        let present = content.iter().any(|item| item.volid == disk.volid);
         Ok(if present { Observed::Ready } else { Observed::Gone })
     }
 
@@ -317,9 +352,8 @@ impl ProxmoxProvider {
         let client = &self.client;
         let listings: Vec<Result<Vec<VolumeEntry>, ProviderError>> = stream::iter(storages.to_vec())
             .map(|(node, storage, shared): (String, String, bool)| async move {
-                let path = format!("/nodes/{node}/storage/{storage}/content");
-                let content = client.get(&path).await?;
-                Ok(discover::parse_content(&node, &storage, shared, &content))
+                let content = storage_content(client, &node, &storage).await?;
+                Ok(discover::parse_content(&node, &storage, shared, content))
             })
             .buffer_unordered(DISCOVERY_CONCURRENCY)
             .collect()
@@ -345,25 +379,6 @@ impl ProxmoxProvider {
     }
 }
 
-/// Where a disk resource lives: its node, storage and volume id, as discovery recorded them.
-fn disk_location(resource: &Resource) -> Result<(&str, &str, &str), ProviderError> {
-    let attribute = |name: &'static str| {
-        resource
-            .attributes
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| missing(resource, name))
-    };
-    Ok((attribute("node")?, attribute("storage")?, attribute("volid")?))
-}
-
-fn missing(resource: &Resource, attribute: &str) -> ProviderError {
-    ProviderError::Config(format!(
-        "{} has no `{attribute}` attribute; was it discovered by this provider?",
-        resource.key
-    ))
-}
-
 #[async_trait]
 impl Provider for ProxmoxProvider {
     fn cloud(&self) -> &str {
@@ -375,21 +390,21 @@ impl Provider for ProxmoxProvider {
     }
 
     async fn discover(&self) -> Result<Vec<Resource>, ProviderError> {
-        let all_guests = discover::parse_guests(&self.client.get("/cluster/resources?type=vm").await?);
-        let storage_list = self.client.get("/cluster/resources?type=storage").await?;
+        let all_guests = cluster_guests(&self.client).await?;
+        let storage_list: Listed<StorageEntry> = self
+            .client
+            .get(&cluster_resources("storage"), "cluster storages")
+            .await?;
         let mut shared = BTreeSet::new();
         let mut storages: BTreeMap<String, (String, String, bool)> = BTreeMap::new();
-        for entry in storage_list.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let field = |k: &str| {
-                entry
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let (storage, node, content, status) =
-                (field("storage"), field("node"), field("content"), field("status"));
-            let is_shared = discover::flag(entry, "shared");
+        for entry in storage_list.0 {
+            let StorageEntry {
+                storage,
+                node,
+                content,
+                status,
+                shared: is_shared,
+            } = entry;
             if is_shared {
                 shared.insert(storage.clone());
             }
@@ -409,29 +424,20 @@ impl Provider for ProxmoxProvider {
         let in_scope: Vec<&GuestEntry> = all_guests.iter().filter(|g| self.guest_in_scope(g)).collect();
         let owned: Vec<(usize, GuestEntry)> = in_scope.iter().map(|g| (*g).clone()).enumerate().collect();
         let client = &self.client;
-        let configs: Vec<(usize, Result<Value, ProviderError>)> = stream::iter(owned)
+        let configs: Vec<(usize, Result<GuestConfig, ProviderError>)> = stream::iter(owned)
             .map(|(index, guest): (usize, GuestEntry)| async move {
                 if guest.status == "unknown" {
                     return (index, Err(ProviderError::Config("node unreachable".to_string())));
                 }
-                let kind = if guest.kind == Kind::Container {
-                    "lxc"
-                } else {
-                    "qemu"
-                };
-                (
-                    index,
-                    client
-                        .get(&format!("/nodes/{}/{kind}/{}/config", guest.node, guest.vmid))
-                        .await,
-                )
+                let path = guest_api_path(&guest.node, guest.kind, guest.vmid).join(["config"]);
+                (index, client.get(&path, "guest config").await)
             })
             .buffer_unordered(DISCOVERY_CONCURRENCY)
             .collect()
             .await;
         let mut resources = Vec::new();
         let mut referenced = BTreeSet::new();
-        let mut configs: BTreeMap<usize, Result<Value, ProviderError>> = configs.into_iter().collect();
+        let mut configs: BTreeMap<usize, Result<GuestConfig, ProviderError>> = configs.into_iter().collect();
         for (index, guest) in in_scope.iter().enumerate() {
             let config = match configs.remove(&index) {
                 Some(Ok(config)) => Some(config),
@@ -445,7 +451,7 @@ impl Provider for ProxmoxProvider {
                 _ => None,
             };
             if let Some(config) = &config {
-                referenced.extend(discover::config_volids(config));
+                referenced.extend(config.volids.iter().cloned());
             }
             resources.push(discover::guest_resource(
                 &self.cloud,
@@ -467,13 +473,9 @@ impl Provider for ProxmoxProvider {
             return self.observe_disk(resource).await;
         }
         let path = Self::guest_path(resource)?;
-        match self.client.get(&format!("{path}/status/current")).await {
-            Ok(status) => {
-                if let Some(lock) = status.get("lock").and_then(Value::as_str) {
-                    return Ok(Observed::Busy(format!("locked ({lock})")));
-                }
-                Ok(Observed::Ready)
-            }
+        match self.guest_status(&path).await {
+            Ok(GuestStatus { lock: Some(lock), .. }) => Ok(Observed::Busy(format!("locked ({lock})"))),
+            Ok(_) => Ok(Observed::Ready),
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
             Err(error) => Err(error),
         }

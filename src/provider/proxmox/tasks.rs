@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::classify::{classify, exit_status_ok, Source, Verdict};
 use super::client::{verdict_of, PveClient};
+use super::wire::TaskStatus;
 use crate::poll::{poll_until, Poll, PollPolicy};
+use crate::provider::http::ApiPath;
 use crate::provider::ProviderError;
 
 /// The parts of a UPID (`UPID:node:pid:pstart:starttime:type:id:user:`) the janitor needs.
@@ -42,10 +42,10 @@ pub enum TaskState {
 }
 
 /// Reads `GET /nodes/{node}/tasks/{upid}/status` data.
-pub fn task_state(data: &Value) -> TaskState {
-    match data.get("status").and_then(Value::as_str) {
-        Some("stopped") => match data.get("exitstatus").and_then(Value::as_str) {
-            Some(exitstatus) => TaskState::Finished(exitstatus.to_string()),
+pub fn task_state(data: TaskStatus) -> TaskState {
+    match data.status.as_deref() {
+        Some("stopped") => match data.exitstatus {
+            Some(exitstatus) => TaskState::Finished(exitstatus),
             None => TaskState::StoppedWithoutExitStatus,
         },
         _ => TaskState::Running,
@@ -66,11 +66,11 @@ pub async fn wait_for_task(
         url: operation.to_string(),
         message: format!("`{upid}` is not a task id"),
     })?;
-    let path = format!("/nodes/{}/tasks/{}/status", parsed.node, upid);
+    let path = ApiPath::new(["nodes", parsed.node.as_str(), "tasks", upid, "status"]);
     let policy = PollPolicy::new(interval, timeout);
     let outcome = poll_until(policy, || async {
-        match client.get(&path).await {
-            Ok(data) => Ok(match task_state(&data) {
+        match client.get(&path, "task status").await {
+            Ok(data) => Ok(match task_state(data) {
                 TaskState::Finished(exitstatus) => Poll::Done(exitstatus),
                 TaskState::StoppedWithoutExitStatus => {
                     Poll::Pending("stopped without exit status".to_string())
@@ -103,20 +103,27 @@ pub async fn wait_for_task(
 }
 
 /// The UPID a task-starting call returned as its `data`.
-pub fn upid_of(data: &Value, operation: &str) -> Result<String, ProviderError> {
-    data.as_str()
-        .filter(|s| parse_upid(s).is_some())
-        .map(str::to_string)
-        .ok_or_else(|| ProviderError::Decode {
+pub fn upid_of(data: Option<String>, operation: &str) -> Result<String, ProviderError> {
+    match data {
+        Some(upid) if parse_upid(&upid).is_some() => Ok(upid),
+        other => Err(ProviderError::Decode {
             url: operation.to_string(),
-            message: format!("expected a task id, got {data}"),
-        })
+            message: match other {
+                Some(text) => format!("proxmox: task id: expected a task id, got `{text}`"),
+                None => "proxmox: task id: expected a task id, got null".to_string(),
+            },
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn status(value: serde_json::Value) -> TaskStatus {
+        serde_json::from_value(value).expect("a task status")
+    }
 
     #[test]
     fn upids_name_their_node() {
@@ -131,15 +138,18 @@ mod tests {
 
     #[test]
     fn a_stopped_task_without_exit_status_is_not_finished() {
-        assert_eq!(task_state(&json!({"status": "running"})), TaskState::Running);
         assert_eq!(
-            task_state(&json!({"status": "stopped"})),
+            task_state(status(json!({"status": "running"}))),
+            TaskState::Running
+        );
+        assert_eq!(
+            task_state(status(json!({"status": "stopped"}))),
             TaskState::StoppedWithoutExitStatus
         );
         assert_eq!(
-            task_state(&json!({"status": "stopped", "exitstatus": "OK"})),
+            task_state(status(json!({"status": "stopped", "exitstatus": "OK"}))),
             TaskState::Finished("OK".into())
         );
-        assert_eq!(task_state(&json!({})), TaskState::Running);
+        assert_eq!(task_state(status(json!({}))), TaskState::Running);
     }
 }
