@@ -1,7 +1,7 @@
 //! Configuration: the TOML file (every key overridable by `CLOUD_JANITOR_*` environment variables)
 //! read into raw serde structs, then validated into a typed [`Config`] before any socket opens.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -51,6 +51,10 @@ struct RawConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[serde(default = "default_listen")]
     listen: String,
+    /// `text` (the default) or `json` (one object per line, for log collectors). The command line's
+    /// `--log-format` wins over it.
+    #[serde(default)]
+    log_format: LogFormat,
     /// `delete` (the default) deletes what the selection picks; `report-only` discovers, plans,
     /// reports and exports what it would delete, and deletes nothing.
     #[serde(default)]
@@ -143,6 +147,7 @@ impl Default for WaitConfig {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub log_format: LogFormat,
     pub mode: Mode,
     pub schedule: cron::Schedule,
     pub listen: SocketAddr,
@@ -177,6 +182,36 @@ pub enum ProviderSpec {
     Proxmox(Box<ProxmoxSettings>),
 }
 
+/// How logs are written on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The format a config file asks for (with `CLOUD_JANITOR_LOG_FORMAT` over it), read before
+    /// logging starts and so before the file is validated: an unreadable file gives `Text`, and
+    /// its errors are reported when it is loaded for real.
+    pub fn of_config_file(path: Option<&Path>, env: &std::collections::HashMap<String, String>) -> LogFormat {
+        let from_env = env.get("CLOUD_JANITOR_LOG_FORMAT").cloned();
+        let from_file = || {
+            config::Config::builder()
+                .add_source(config::File::from(path?).format(config::FileFormat::Toml))
+                .build()
+                .ok()?
+                .get_string("log_format")
+                .ok()
+        };
+        match from_env.or_else(from_file).as_deref() {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    }
+}
+
 /// What the command line changes in a loaded config. It can only make the janitor more careful.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -209,6 +244,11 @@ impl Config {
         if !path.is_file() {
             return Err(invalid(path, "no such file"));
         }
+        // Per-cloud keys go by the cloud's name, which the config crate cannot know: they are
+        // applied to the `[[clouds]]` tables below, and everything else through the config crate.
+        let (per_cloud, top_level): (Vec<_>, Vec<_>) = env
+            .into_iter()
+            .partition(|(key, _)| key.starts_with(PER_CLOUD_PREFIX));
         let source = config::File::from(path)
             .format(config::FileFormat::Toml)
             .required(true);
@@ -216,17 +256,30 @@ impl Config {
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
-            .source(Some(env));
-        let raw: RawConfig = config::Config::builder()
+            .source(Some(top_level.into_iter().collect()));
+        let mut raw: RawConfig = config::Config::builder()
             .add_source(source)
             .add_source(environment)
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|error| invalid(path, strip_origin(&error.to_string(), path)))?;
-        Self::validate(raw, path)
+        let mut per_cloud: Vec<(String, String)> = per_cloud;
+        per_cloud.sort();
+        let mut overridden: HashMap<usize, Vec<String>> = HashMap::new();
+        for (variable, value) in per_cloud {
+            let position = apply_cloud_override(&mut raw.clouds, &variable, &value)
+                .map_err(|message| invalid(path, message))?;
+            overridden.entry(position).or_default().push(variable);
+        }
+        Self::validate(raw, path, &overridden)
     }
 
-    fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
+    /// `overridden`: per cloud position, the variables that changed its table (named in its errors).
+    fn validate(
+        raw: RawConfig,
+        path: &Path,
+        overridden: &HashMap<usize, Vec<String>>,
+    ) -> Result<Config, ConfigError> {
         let schedule = cron::Schedule::from_str(&raw.schedule).map_err(|error| {
             invalid(
                 path,
@@ -261,7 +314,13 @@ impl Config {
         let mut names = HashSet::new();
         let mut clouds = Vec::new();
         for (position, table) in raw.clouds.into_iter().enumerate() {
-            let cloud = parse_cloud(table, position).map_err(|message| invalid(path, message))?;
+            let cloud = parse_cloud(table, position).map_err(|message| match overridden.get(&position) {
+                Some(variables) => invalid(
+                    path,
+                    format!("{message} (set from the environment: {})", variables.join(", ")),
+                ),
+                None => invalid(path, message),
+            })?;
             if !names.insert(cloud.name.clone()) {
                 return Err(invalid(
                     path,
@@ -271,6 +330,7 @@ impl Config {
             clouds.push(cloud);
         }
         Ok(Config {
+            log_format: raw.log_format,
             mode: raw.mode,
             schedule,
             listen,
@@ -289,6 +349,80 @@ impl Config {
             clouds,
         })
     }
+}
+
+/// `CLOUD_JANITOR_CLOUDS__<CLOUD>__<KEY>[__<KEY>...]`: one key of one `[[clouds]]` table.
+const PER_CLOUD_PREFIX: &str = "CLOUD_JANITOR_CLOUDS__";
+
+/// A cloud's name as it stands in a variable name: upper case, `-` and `.` written as `_`.
+fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            other => other.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// Applies `CLOUD_JANITOR_CLOUDS__<CLOUD>__<KEY>...=value` to the cloud named so (or, for a number,
+/// at that position). The value is read as JSON when it parses as JSON (numbers, `true`,
+/// `["lists"]`), else as text.
+fn apply_cloud_override(
+    clouds: &mut [serde_json::Value],
+    variable: &str,
+    value: &str,
+) -> Result<usize, String> {
+    let rest = &variable[PER_CLOUD_PREFIX.len()..];
+    let mut parts = rest.split("__");
+    let wanted = parts.next().unwrap_or_default();
+    let path: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
+    if wanted.is_empty() || path.is_empty() || path.iter().any(String::is_empty) {
+        return Err(format!(
+            "{variable}: expected {PER_CLOUD_PREFIX}<CLOUD>__<KEY>, e.g. {PER_CLOUD_PREFIX}CI_OPENSTACK__SELECT__MIN_AGE"
+        ));
+    }
+    let names: Vec<String> = clouds
+        .iter()
+        .map(|table| {
+            table
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let position = match wanted.parse::<usize>() {
+        Ok(index) if index < clouds.len() => Some(index),
+        Ok(_) => None,
+        Err(_) => names.iter().position(|name| env_name(name) == wanted),
+    };
+    let Some(position) = position else {
+        return Err(format!(
+            "{variable}: no cloud `{wanted}` (clouds, as variable names: {})",
+            names.iter().map(|n| env_name(n)).collect::<Vec<_>>().join(", ")
+        ));
+    };
+    let parsed = serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .filter(|v| !v.is_object() && !v.is_null())
+        .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
+    let mut table = &mut clouds[position];
+    for (depth, key) in path.iter().enumerate() {
+        let serde_json::Value::Object(map) = table else {
+            return Err(format!(
+                "{variable}: `{}` is not a table",
+                path[..depth].join(".")
+            ));
+        };
+        if depth + 1 == path.len() {
+            map.insert(key.clone(), parsed);
+            break;
+        }
+        table = map
+            .entry(key.clone())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    }
+    Ok(position)
 }
 
 /// The config crate appends "in FILE" to some messages; the file is named once, up front.
@@ -394,6 +528,71 @@ tags_all = ["ci-job"]
         let config = load(&text, &[("CLOUD_JANITOR_MAX_DELETES_PER_PASS", "7")]).unwrap();
         assert_eq!(config.max_deletes_per_pass, 7);
         assert_eq!(config.clouds[0].name, "ci");
+    }
+
+    #[test]
+    fn per_cloud_keys_are_overridden_by_the_cloud_s_name_or_position() {
+        let text = format!(
+            "schedule = \"0 */15 * * * *\"\n{}",
+            GOOD_CLOUD.replace("name = \"ci\"", "name = \"ci-open.stack\"")
+        );
+        let config = load(
+            &text,
+            &[
+                ("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK__SELECT__MIN_AGE", "1h"),
+                (
+                    "CLOUD_JANITOR_CLOUDS__0__SELECT__TAGS_ANY",
+                    r#"["job-1", "job-2"]"#,
+                ),
+                ("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK__PAGE_SIZE", "50"),
+            ],
+        )
+        .unwrap();
+        let OverriddenCloud { tags_any, .. } = OverriddenCloud::of(&config);
+        assert_eq!(tags_any, ["job-1", "job-2"]);
+        let ProviderSpec::OpenStack(settings) = &config.clouds[0].provider else {
+            panic!("an OpenStack cloud");
+        };
+        assert_eq!(settings.page_size, 50);
+        let errors = [
+            load(&text, &[("CLOUD_JANITOR_CLOUDS__NOPE__SELECT__MIN_AGE", "1h")]).unwrap_err(),
+            load(
+                &text,
+                &[("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK__SELECT__MIN_AGE", "soon")],
+            )
+            .unwrap_err(),
+            load(&text, &[("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK__REGOIN", "x")]).unwrap_err(),
+            load(&text, &[("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK", "x")]).unwrap_err(),
+        ];
+        insta::assert_snapshot!(errors.join("\n"));
+    }
+
+    /// What a test needs of a cloud's selection after overrides.
+    struct OverriddenCloud {
+        tags_any: Vec<String>,
+    }
+
+    impl OverriddenCloud {
+        fn of(config: &Config) -> Self {
+            OverriddenCloud {
+                tags_any: config.clouds[0].tags_any.clone(),
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_environment_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("janitor.toml");
+        std::fs::write(&path, "log_format = \"json\"\n").unwrap();
+        let none = std::collections::HashMap::new();
+        assert_eq!(LogFormat::of_config_file(Some(&path), &none), LogFormat::Json);
+        let text =
+            std::collections::HashMap::from([("CLOUD_JANITOR_LOG_FORMAT".to_string(), "text".to_string())]);
+        assert_eq!(LogFormat::of_config_file(Some(&path), &text), LogFormat::Text);
+        assert_eq!(LogFormat::of_config_file(None, &none), LogFormat::Text);
+        let missing = dir.path().join("missing.toml");
+        assert_eq!(LogFormat::of_config_file(Some(&missing), &none), LogFormat::Text);
     }
 
     /// Every message names the file and the key, and says what would be right.

@@ -62,6 +62,23 @@ async fn metrics_page(State(health): State<Health>) -> impl IntoResponse {
     )
 }
 
+/// A page for people who open the port in a browser.
+async fn landing() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        concat!(
+            "<!doctype html>\n<html><head><title>cloud-janitor</title></head><body>\n",
+            "<h1>cloud-janitor ",
+            env!("CARGO_PKG_VERSION"),
+            "</h1>\n<ul>\n",
+            "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+            "<li><a href=\"/healthz\">/healthz</a>: the process is alive</li>\n",
+            "<li><a href=\"/readyz\">/readyz</a>: the scheduler runs, and what an operator should know</li>\n",
+            "</ul>\n</body></html>\n"
+        ),
+    )
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -85,6 +102,7 @@ pub async fn serve_metrics(
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let app = Router::new()
+        .route("/", get(landing))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

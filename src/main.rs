@@ -1,10 +1,12 @@
 //! The `cloud-janitor` binary: parses the command line, starts logging, runs the chosen command from
 //! the library and turns its result into the exit status.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use cloud_janitor::commands;
+use cloud_janitor::config::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -13,17 +15,12 @@ use cloud_janitor::commands;
     about = "Deletes what interrupted CI jobs leave in OpenStack and Proxmox VE, in dependency order"
 )]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log format on stderr; by default the config's `log_format` (or `CLOUD_JANITOR_LOG_FORMAT`),
+    /// else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,10 +61,29 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+impl Command {
+    /// The config file the command reads, if any.
+    fn config(&self) -> Option<&Path> {
+        match self {
+            Command::Run(args) => Some(&args.config),
+            Command::Once(args) => Some(&args.config),
+            Command::Plan(args) => Some(&args.config),
+            Command::History(args) => Some(&args.config),
+            #[cfg(feature = "sim")]
+            Command::Demo(_) | Command::Simulate(_) => None,
+            Command::Healthcheck(_) => None,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let env = std::env::vars().collect();
+    let log_format = cli
+        .log_format
+        .unwrap_or_else(|| LogFormat::of_config_file(cli.command.config(), &env));
+    init_logging(log_format);
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args).await,
         Command::Once(args) => commands::once::run(args).await,
