@@ -82,7 +82,7 @@ async fn run(
         tags_any: Vec::new(),
         provider: ProviderSpec::OpenStack(OpenStackSettings::from_clouds_yaml("sim", clouds_yaml)),
     };
-    let cloud = build_cloud(&spec, metrics.clone(), &HashMap::new())?;
+    let cloud = build_cloud(&spec, RetryPolicy::default(), metrics.clone(), &HashMap::new())?;
     let settings = PassSettings {
         mode: cloud_janitor::pass::Mode::Delete,
         pass_timeout: Duration::from_secs(600),

@@ -222,11 +222,6 @@ pub fn demo_janitor(
         let proxmox = ProviderSpec::Proxmox(Box::new(proxmox_settings(cluster).map_err(config_error)?));
         specs.push(spec("demo-proxmox", selection, proxmox).map_err(config_error)?);
     }
-    let env = std::collections::HashMap::new();
-    let clouds: Vec<Cloud> = specs
-        .iter()
-        .map(|spec| build_cloud(spec, metrics.clone(), &env))
-        .collect::<Result<_, _>>()?;
     let settings = PassSettings {
         mode: crate::pass::Mode::Delete,
         pass_timeout: Duration::from_secs(120),
@@ -243,6 +238,11 @@ pub fn demo_janitor(
             poll_interval: Duration::from_millis(150),
         },
     };
+    let env = std::collections::HashMap::new();
+    let clouds: Vec<Cloud> = specs
+        .iter()
+        .map(|spec| build_cloud(spec, settings.retry, metrics.clone(), &env))
+        .collect::<Result<_, _>>()?;
     Ok(Janitor::new(
         clouds,
         settings,

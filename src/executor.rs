@@ -245,13 +245,11 @@ impl Executor {
         loop {
             self.check_continue()?;
             // The status read right before the delete: the plan is minutes old by now.
-            let observed = match self.call(&key.cloud, provider.observe(resource)).await {
-                Ok(observed) => observed,
-                Err(error) => {
-                    self.after_failure(run, &error).await?;
-                    continue;
-                }
-            };
+            // The provider retries reads itself; a status read that still fails ends the node.
+            let observed = self
+                .call(&key.cloud, provider.observe(resource))
+                .await
+                .map_err(|error| left_after(&error, GiveUpReason::AttemptsExhausted))?;
             match observed {
                 Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
                 Observed::Gone => return Ok(Outcome::AlreadyGone),
@@ -323,16 +321,7 @@ impl Executor {
                 });
                 self.sleep_or_stop(after).await
             }
-            Decision::GiveUp(reason) => {
-                let message = error.to_string();
-                Err(match (reason, error.class()) {
-                    (GiveUpReason::Permanent, _) => LeftReason::PermanentError { message },
-                    (GiveUpReason::AttemptsExhausted, ErrorClass::Conflict) => {
-                        LeftReason::Conflict { message }
-                    }
-                    (GiveUpReason::AttemptsExhausted, _) => LeftReason::RetriesExhausted { message },
-                })
-            }
+            Decision::GiveUp(reason) => Err(left_after(error, reason)),
         }
     }
 
@@ -374,6 +363,16 @@ impl Executor {
 enum WaitEnd {
     Failed(String),
     Error(ProviderError),
+}
+
+/// Why a resource stays after `error` ended the attempts at it.
+fn left_after(error: &ProviderError, reason: GiveUpReason) -> LeftReason {
+    let message = error.to_string();
+    match (reason, error.class()) {
+        (_, ErrorClass::Permanent) | (GiveUpReason::Permanent, _) => LeftReason::PermanentError { message },
+        (GiveUpReason::AttemptsExhausted, ErrorClass::Conflict) => LeftReason::Conflict { message },
+        (GiveUpReason::AttemptsExhausted, _) => LeftReason::RetriesExhausted { message },
+    }
 }
 
 fn task_of(node: &PlanNode) -> Task {

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub conflicts_requeued_total: IntCounterVec,
     pub delete_duration_seconds: HistogramVec,
     pub api_requests_total: IntCounterVec,
+    pub api_retries_total: IntCounterVec,
     pub pass_duration_seconds: Histogram,
     pub passes_total: IntCounterVec,
     pub passes_skipped_total: IntCounter,
@@ -152,6 +153,16 @@ impl Metrics {
                         "Requests made to cloud APIs, by service and status class",
                     ),
                     &["cloud", "service", "status_class"],
+                )?,
+            )?,
+            api_retries_total: registered(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "api_retries_total",
+                        "Reads sent again after a 429, a 5xx, a timeout or no answer, by service",
+                    ),
+                    &["cloud", "service"],
                 )?,
             )?,
             pass_duration_seconds: registered(
@@ -358,6 +369,11 @@ impl Metrics {
         self.api_requests_total
             .with_label_values(&[cloud, service, class])
             .inc();
+    }
+
+    /// Counts one read that is sent again.
+    pub fn api_retry(&self, cloud: &str, service: &str) {
+        self.api_retries_total.with_label_values(&[cloud, service]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -7,6 +7,7 @@ use crate::config::{CloudSpec, Config, ProviderSpec};
 use crate::history::{Access, HistoryError, HistoryStore};
 use crate::metrics::Metrics;
 use crate::pass::{Cloud, Janitor, PassSettings};
+use crate::policy::RetryPolicy;
 use crate::provider::openstack::{OpenStackProvider, TagFilter};
 use crate::provider::proxmox::ProxmoxProvider;
 use crate::provider::{Provider, ProviderError};
@@ -21,8 +22,10 @@ pub enum SetupError {
 }
 
 /// Builds one cloud's provider. `env` is the process environment (`OS_*` variables, secrets).
+/// `retry` is the config's policy: reads are retried by it as deletes are.
 pub fn build_cloud(
     spec: &CloudSpec,
+    retry: RetryPolicy,
     metrics: Arc<Metrics>,
     env: &HashMap<String, String>,
 ) -> Result<Cloud, ProviderError> {
@@ -32,12 +35,12 @@ pub fn build_cloud(
                 all: spec.tags_all.clone(),
                 any: spec.tags_any.clone(),
             };
-            Arc::new(OpenStackProvider::new(
-                &spec.name, settings, filter, metrics, env,
-            )?)
+            Arc::new(
+                OpenStackProvider::new(&spec.name, settings, filter, metrics, env)?.with_read_retry(retry),
+            )
         }
         ProviderSpec::Proxmox(settings) => {
-            Arc::new(ProxmoxProvider::new(spec.name.clone(), settings, metrics)?)
+            Arc::new(ProxmoxProvider::new(spec.name.clone(), settings, metrics)?.with_read_retry(retry))
         }
     };
     Ok(Cloud {
@@ -78,7 +81,7 @@ pub fn build_janitor_with(
     let clouds = config
         .clouds
         .iter()
-        .map(|spec| build_cloud(spec, metrics.clone(), &env))
+        .map(|spec| build_cloud(spec, config.retry, metrics.clone(), &env))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Janitor::new(clouds, PassSettings::from(config), metrics, history))
 }

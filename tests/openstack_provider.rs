@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cloud_janitor::metrics::Metrics;
-use cloud_janitor::model::Kind;
+use cloud_janitor::model::{Kind, Observed};
+use cloud_janitor::policy::RetryPolicy;
 use cloud_janitor::provider::openstack::{OpenStackProvider, OpenStackSettings, TagFilter};
 use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
 use cloud_janitor_sim::faults::FaultRule;
@@ -26,6 +27,13 @@ async fn seeded(name: &str) -> (OpenStackSim, PathBuf) {
     (sim, path)
 }
 
+/// Reads are retried three times, quickly.
+const QUICK_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: std::time::Duration::from_millis(10),
+    max_delay: std::time::Duration::from_millis(40),
+};
+
 fn provider(cloud: &str, clouds_yaml: PathBuf, page_size: u32, filter: TagFilter) -> OpenStackProvider {
     let mut settings = OpenStackSettings::from_clouds_yaml(cloud, clouds_yaml);
     settings.page_size = page_size;
@@ -37,6 +45,7 @@ fn provider(cloud: &str, clouds_yaml: PathBuf, page_size: u32, filter: TagFilter
         &HashMap::new(),
     )
     .unwrap()
+    .with_read_retry(QUICK_RETRY)
 }
 
 fn count_kind(resources: &[cloud_janitor::model::Resource], kind: Kind) -> usize {
@@ -210,6 +219,57 @@ async fn a_429_with_retry_after_is_classified_as_rate_limited_with_that_delay() 
         }
     );
     assert!(error.to_string().contains("HTTP 429"), "{error}");
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn list_pages_token_requests_and_status_reads_are_retried_on_5xx_429_and_given_up_after_the_budget() {
+    let (sim, yaml) = seeded("retries").await;
+    let provider = provider("sim", yaml, 1000, TagFilter::default());
+    // One of each passing failure on the way: the token, a list page, a page with an HTTP-date
+    // Retry-After already past, then a status read.
+    sim.faults()
+        .add(FaultRule::status("POST", "/auth/tokens", 503, 1));
+    sim.faults().add(FaultRule::status("GET", "/v2.0/ports", 502, 1));
+    let mut dated = FaultRule::status("GET", "/v2.0/networks", 429, 1);
+    dated.headers = vec![("Retry-After".into(), "Sun, 06 Nov 1994 08:49:37 GMT".into())];
+    sim.faults().add(dated);
+    let resources = provider
+        .discover()
+        .await
+        .expect("every read succeeded on its second try");
+    let status = |path: &str, status: u16| {
+        sim.request_log()
+            .iter()
+            .filter(|(_, logged, code)| logged.contains(path) && *code == status)
+            .count()
+    };
+    assert_eq!((status("/auth/tokens", 503), status("/auth/tokens", 201)), (1, 1));
+    assert_eq!((status("/v2.0/ports", 502), status("/v2.0/ports", 200)), (1, 1));
+    assert_eq!(
+        (status("/v2.0/networks", 429), status("/v2.0/networks", 200)),
+        (1, 1)
+    );
+    let server = resources
+        .iter()
+        .find(|r| r.key.kind == Kind::Server)
+        .expect("a seeded server");
+    sim.faults().add(FaultRule::status("GET", "/servers/", 500, 1));
+    assert!(matches!(
+        provider.observe(server).await,
+        Ok(Observed::Ready | Observed::Busy(_))
+    ));
+
+    // A listing that keeps failing: discovery fails, naming the listing and the tries.
+    sim.faults()
+        .add(FaultRule::status("GET", "/v2.0/subnets", 503, 3));
+    let error = provider.discover().await.expect_err("subnets never listed");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("listing network: subnets: GET ") && message.ends_with("(tried 3 times)"),
+        "{message}"
+    );
+    assert_eq!(error.class(), ErrorClass::RateLimited { retry_after: None });
     sim.shutdown();
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::model::{DeleteOutcome, Details, Guard, Kind, Observed, Resource};
+use cloud_janitor::policy::RetryPolicy;
 use cloud_janitor::provider::proxmox::config::ProxmoxSettings;
 use cloud_janitor::provider::proxmox::{ProxmoxDetails, ProxmoxProvider};
 use cloud_janitor::provider::{ErrorClass, Provider, ProviderError};
@@ -36,8 +37,17 @@ fn token_settings(sim: &ProxmoxSim, env: &str, extra: serde_json::Value) -> Prox
     serde_json::from_value(value).expect("valid settings")
 }
 
+/// Reads are retried three times, quickly.
+const QUICK_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: Duration::from_millis(10),
+    max_delay: Duration::from_millis(40),
+};
+
 fn provider(settings: &ProxmoxSettings) -> ProxmoxProvider {
-    ProxmoxProvider::new("lab".to_string(), settings, Arc::new(Metrics::new())).expect("provider")
+    ProxmoxProvider::new("lab".to_string(), settings, Arc::new(Metrics::new()))
+        .expect("provider")
+        .with_read_retry(QUICK_RETRY)
 }
 
 async fn find(provider: &ProxmoxProvider, kind: Kind, id: &str) -> Resource {
@@ -321,8 +331,19 @@ async fn an_offline_node_makes_its_guests_unknown_and_its_requests_transient() {
     sim.set_node_online("pve2", false);
     let offline = find(&provider, Kind::Vm, "160").await;
     assert_eq!(offline.guard, Some(Guard::UnknownState));
+    sim.clear_request_log();
     let error = provider.observe(&vm).await.expect_err("595");
     assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    assert!(
+        matches!(error, ProviderError::Exhausted { attempts: 3, .. }),
+        "read three times, then given up: {error:?}"
+    );
+    let tries = sim
+        .request_log()
+        .iter()
+        .filter(|(_, _, status)| *status == 595)
+        .count();
+    assert_eq!(tries, 3, "{:?}", sim.request_log());
     sim.set_node_online("pve2", true);
     provider.delete(&vm).await.expect("deleted once the node is back");
 }

@@ -10,6 +10,7 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 
 use super::ProviderError;
 use crate::metrics::Metrics;
+use crate::policy::{decide, Decision, GiveUpReason, RetryPolicy};
 
 /// How a cloud's TLS certificates are checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,16 +38,25 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// `Retry-After` in seconds (the HTTP-date form is rare from cloud APIs and is ignored).
+    /// `Retry-After`, in seconds or as an HTTP date.
     pub fn retry_after(&self) -> Option<Duration> {
         parse_retry_after(&self.headers)
     }
 }
 
-/// Parses a `Retry-After: <seconds>` header.
+/// Parses a `Retry-After` header: delay seconds, or an HTTP date (the wait until then; none when
+/// it has passed).
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Spaces requests evenly so that one cloud sees at most `per_second` of them, whatever the
@@ -98,6 +108,7 @@ pub struct ApiClient {
     cloud: String,
     metrics: Arc<Metrics>,
     limiter: Option<Arc<RateLimiter>>,
+    retry: RetryPolicy,
 }
 
 impl ApiClient {
@@ -132,7 +143,50 @@ impl ApiClient {
             cloud: cloud.to_string(),
             metrics,
             limiter: None,
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// Retries reads by `policy` (see [`ApiClient::read`]).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Runs `request`, a read the janitor may repeat safely (a list page, a status read, a token
+    /// request, a task's status), again while it fails in a way that passes: 429 and 5xx (honouring
+    /// `Retry-After`), no answer, a timeout. The policy and its pure decision are the executor's
+    /// (`policy::decide`), so reads and deletes back off alike; anything else is returned at once.
+    /// Writes are never retried here: the executor requeues them, with a status read first.
+    pub async fn read<T, F, Fut>(&self, service: &str, what: &str, mut request: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let error = match request().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            attempt += 1;
+            match decide(error.class(), attempt, &self.retry, rand::random::<f64>()) {
+                Decision::Retry(delay) => {
+                    self.metrics.api_retry(&self.cloud, service);
+                    tracing::info!(cloud = %self.cloud, what, attempt, delay = ?delay, %error, "read failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Decision::GiveUp(GiveUpReason::AttemptsExhausted) => {
+                    return Err(ProviderError::Exhausted {
+                        attempts: attempt,
+                        source: Box::new(error),
+                    })
+                }
+                Decision::Done | Decision::Requeue(_) | Decision::GiveUp(GiveUpReason::Permanent) => {
+                    return Err(error)
+                }
+            }
+        }
     }
 
     /// Limits this cloud to `per_second` requests (none when `None`).
@@ -301,5 +355,27 @@ mod tests {
         assert!(validate_rate(Some(0.0)).is_err());
         assert!(validate_rate(Some(f64::NAN)).is_err());
         assert!(validate_rate(Some(2.5)).is_ok() && validate_rate(None).is_ok());
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let header = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+            parse_retry_after(&headers)
+        };
+        assert_eq!(header("7"), Some(Duration::from_secs(7)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let wait = header(&soon).unwrap();
+        assert!(
+            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+        assert_eq!(
+            header("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a past date: now"
+        );
+        assert_eq!(header("soon"), None);
     }
 }

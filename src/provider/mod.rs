@@ -81,6 +81,20 @@ pub enum ProviderError {
         waited: Duration,
         last_state: String,
     },
+    /// A read failed every time it was tried.
+    #[error("{source} (tried {attempts} times)")]
+    Exhausted {
+        attempts: u32,
+        #[source]
+        source: Box<ProviderError>,
+    },
+    /// Listing one kind failed: discovery of the cloud is incomplete.
+    #[error("listing {what}: {source}")]
+    Listing {
+        what: String,
+        #[source]
+        source: Box<ProviderError>,
+    },
     /// The provider's configuration cannot be used (a missing clouds.yaml entry, an unreadable secret).
     #[error("{0}")]
     Config(String),
@@ -110,6 +124,7 @@ impl ProviderError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ProviderError::Api { class, .. } | ProviderError::OperationFailed { class, .. } => *class,
+            ProviderError::Exhausted { source, .. } | ProviderError::Listing { source, .. } => source.class(),
             ProviderError::Network { .. } | ProviderError::Deadline { .. } => ErrorClass::Transient,
             ProviderError::Auth { .. }
             | ProviderError::Decode { .. }
@@ -125,6 +140,9 @@ impl ProviderError {
             ProviderError::Decode { .. } => "decode",
             ProviderError::Config(_) => "config",
             ProviderError::Deadline { .. } => "deadline",
+            ProviderError::Exhausted { source, .. } | ProviderError::Listing { source, .. } => {
+                source.metric_label()
+            }
             other => other.class().metric_label(),
         }
     }
@@ -132,7 +150,12 @@ impl ProviderError {
     /// True when the error means the pass cannot run against this cloud at all (bad credentials,
     /// unreachable API), as opposed to one resource failing.
     pub fn is_fatal_for_cloud(&self) -> bool {
-        matches!(self, ProviderError::Auth { .. } | ProviderError::Config(_))
+        match self {
+            ProviderError::Exhausted { source, .. } | ProviderError::Listing { source, .. } => {
+                source.is_fatal_for_cloud()
+            }
+            other => matches!(other, ProviderError::Auth { .. } | ProviderError::Config(_)),
+        }
     }
 }
 

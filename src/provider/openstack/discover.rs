@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::session::Service;
@@ -76,6 +76,25 @@ impl OpenStackProvider {
         collection: &str,
     ) -> Result<Vec<T>, ProviderError> {
         let what = format!("{}: {collection}", service.label());
+        self.list_pages(service, first, collection, &what)
+            .await
+            .map_err(|error| match error {
+                // A decode error names the listing already.
+                ProviderError::Decode { .. } => error,
+                other => ProviderError::Listing {
+                    what: what.clone(),
+                    source: Box::new(other),
+                },
+            })
+    }
+
+    async fn list_pages<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        first: ApiPath,
+        collection: &str,
+        what: &str,
+    ) -> Result<Vec<T>, ProviderError> {
         let mut next = Some(self.session.url(service, &first).await?);
         let mut items = Vec::new();
         let mut seen_pages = HashSet::new();
@@ -86,8 +105,8 @@ impl OpenStackProvider {
                     message: format!("{what}: pagination loops back to a page already read"),
                 });
             }
-            let response = self.session.call(service, Method::GET, &url, None).await?;
-            let page = decode_seed(&response.body, &url, &what, PageOf::<T>::new(collection))?;
+            let response = self.session.get(service, &url).await?;
+            let page = decode_seed(&response.body, &url, what, PageOf::<T>::new(collection))?;
             let batch_len = page.items.len();
             items.extend(page.items);
             if let Some(link) = page.next.filter(|_| batch_len > 0) {

@@ -27,6 +27,7 @@ pub use session::{classify, Service};
 use self::session::Session;
 use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
+use crate::policy::RetryPolicy;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
 use crate::provider::{ErrorClass, Provider, ProviderError};
 
@@ -71,6 +72,13 @@ impl OpenStackProvider {
             filter,
             page_size: settings.page_size,
         })
+    }
+
+    /// Retries reads (list pages, status reads, token requests) by `policy`, the one the executor
+    /// backs off deletes with.
+    pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
+        self.session = self.session.with_read_retry(policy);
+        self
     }
 
     fn service_of(kind: Kind) -> Service {
@@ -141,7 +149,7 @@ impl Provider for OpenStackProvider {
         OpenStackDetails::of(resource)?;
         let service = Self::service_of(resource.key.kind);
         let url = self.session.url(service, &Self::path_of(resource)?).await?;
-        match self.session.call(service, Method::GET, &url, None).await {
+        match self.session.get(service, &url).await {
             Ok(response) => discover::observed(resource, service, &url, &response.body),
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
             Err(error) => Err(error),

@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::config::{AuthMethod, Credentials, Identifier};
 use super::wire::{ErrorBody, ErrorMember};
+use crate::policy::RetryPolicy;
 use crate::provider::decode::decode;
 use crate::provider::http::{ApiClient, ApiPath, HttpResponse};
 use crate::provider::{ErrorClass, ProviderError};
@@ -181,8 +182,34 @@ impl Session {
                 }}})
             }
         };
-        let request = self.client.request(Method::POST, url.clone()).json(&body);
-        let response = self.client.send(Service::Identity.label(), request).await?;
+        // A token request can be repeated safely: it is retried like a read.
+        let identity = Service::Identity.label();
+        let response = self
+            .client
+            .read(identity, "token", || {
+                let request = self.client.request(Method::POST, url.clone()).json(&body);
+                let url = &url;
+                async move {
+                    let response = self.client.send(identity, request).await?;
+                    match response.status.as_u16() {
+                        // 5xx and 429 are worth another try; the rest is decided below.
+                        status @ (429 | 500..=599) => Err(ProviderError::Api {
+                            class: classify(
+                                Service::Identity,
+                                status,
+                                &error_message(&response),
+                                response.retry_after(),
+                            ),
+                            method: "POST".into(),
+                            url: url.to_string(),
+                            status,
+                            message: error_message(&response),
+                        }),
+                        _ => Ok(response),
+                    }
+                }
+            })
+            .await?;
         if !response.status.is_success() {
             let message = error_message(&response);
             let origin = &self.credentials.origin;
@@ -303,6 +330,22 @@ impl Session {
             ))
         })?;
         path.url(base)
+    }
+
+    /// Retries this session's reads (token requests included) by `policy`.
+    pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
+        self.client = self.client.with_retry(policy);
+        self
+    }
+
+    /// `GET url` of `service`, retried while it fails in a way that passes ([`ApiClient::read`]).
+    pub async fn get(&self, service: Service, url: &Url) -> Result<HttpResponse, ProviderError> {
+        let what = url.path().to_string();
+        self.client
+            .read(service.label(), &what, || {
+                self.call(service, Method::GET, url, None)
+            })
+            .await
     }
 
     /// Sends a request to `url` (from [`Session::url`], or a pagination link) of `service`. A 401

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::classify::{classify, Source, Verdict};
 use super::wire::{Envelope, ErrorBody, TicketData};
+use crate::policy::RetryPolicy;
 use crate::provider::decode::decode;
 use crate::provider::http::{ApiClient, ApiPath};
 use crate::provider::{ErrorClass, ProviderError};
@@ -110,8 +111,27 @@ impl PveClient {
 
     /// `GET path` (below `/api2/json`), decoding `data` as a `T`; `what` names it in errors
     /// (`guest config`).
+    /// A read: retried while it fails in a way that passes ([`ApiClient::read`]).
     pub async fn get<T: DeserializeOwned>(&self, path: &ApiPath, what: &str) -> Result<T, ProviderError> {
+        self.http
+            .read(SERVICE, what, || self.call(Method::GET, path, &[], what))
+            .await
+    }
+
+    /// A read tried once: for a caller that polls and so retries at its own cadence and deadline
+    /// (task status).
+    pub async fn get_once<T: DeserializeOwned>(
+        &self,
+        path: &ApiPath,
+        what: &str,
+    ) -> Result<T, ProviderError> {
         self.call(Method::GET, path, &[], what).await
+    }
+
+    /// Retries reads by `policy`.
+    pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
+        self.http = self.http.with_retry(policy);
+        self
     }
 
     /// Sends a request with form parameters and decodes `data` as a `T`; one re-authentication on a

@@ -34,6 +34,7 @@ use self::discover::VolumeEntry;
 use self::wire::{ClusterGuest, ContentItem, GuestConfig, GuestEntry, GuestStatus, StorageEntry};
 use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
+use crate::policy::RetryPolicy;
 use crate::provider::decode::Listed;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
 use crate::provider::{ErrorClass, Provider, ProviderError};
@@ -70,8 +71,22 @@ fn content_path(node: &str, storage: &str) -> ApiPath {
 
 /// Every guest of the cluster.
 async fn cluster_guests(client: &PveClient) -> Result<Vec<GuestEntry>, ProviderError> {
-    let entries: Listed<ClusterGuest> = client.get(&cluster_resources("vm"), "cluster guests").await?;
+    let entries: Listed<ClusterGuest> = client
+        .get(&cluster_resources("vm"), "cluster guests")
+        .await
+        .map_err(|error| listing("cluster guests", error))?;
     Ok(discover::parse_guests(entries.0))
+}
+
+/// Names the listing in an error, unless it is a decode error, which names it already.
+fn listing(what: &str, error: ProviderError) -> ProviderError {
+    match error {
+        ProviderError::Decode { .. } => error,
+        other => ProviderError::Listing {
+            what: format!("proxmox: {what}"),
+            source: Box::new(other),
+        },
+    }
 }
 
 /// The volumes on `storage` as `node` sees it.
@@ -132,6 +147,13 @@ impl ProxmoxProvider {
             client,
             settings: settings.clone(),
         })
+    }
+
+    /// Retries reads (listings, configs, task status, tickets) by `policy`, the one the executor
+    /// backs off deletes with.
+    pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
+        self.client = self.client.with_read_retry(policy);
+        self
     }
 
     fn node_in_scope(&self, node: &str) -> bool {
@@ -394,7 +416,8 @@ impl Provider for ProxmoxProvider {
         let storage_list: Listed<StorageEntry> = self
             .client
             .get(&cluster_resources("storage"), "cluster storages")
-            .await?;
+            .await
+            .map_err(|error| listing("cluster storages", error))?;
         let mut shared = BTreeSet::new();
         let mut storages: BTreeMap<String, (String, String, bool)> = BTreeMap::new();
         for entry in storage_list.0 {
@@ -437,6 +460,7 @@ impl Provider for ProxmoxProvider {
             .await;
         let mut resources = Vec::new();
         let mut referenced = BTreeSet::new();
+        let mut unread_configs = 0;
         let mut configs: BTreeMap<usize, Result<GuestConfig, ProviderError>> = configs.into_iter().collect();
         for (index, guest) in in_scope.iter().enumerate() {
             let config = match configs.remove(&index) {
@@ -447,6 +471,10 @@ impl Provider for ProxmoxProvider {
                     if error.is_fatal_for_cloud() && !matches!(error, ProviderError::Config(_)) =>
                 {
                     return Err(error)
+                }
+                Some(Err(_)) if guest.status != "unknown" => {
+                    unread_configs += 1;
+                    None
                 }
                 _ => None,
             };
@@ -460,7 +488,10 @@ impl Provider for ProxmoxProvider {
                 &shared,
             ));
         }
-        if self.settings.pools.is_none() {
+        if unread_configs > 0 {
+            // A guest whose config could not be read may use any disk: none is an orphan this pass.
+            tracing::warn!(cloud = %self.cloud, guests = unread_configs, "guest configs unread; orphan disks are not looked for this pass");
+        } else if self.settings.pools.is_none() {
             let vmids: BTreeSet<u32> = all_guests.iter().map(|g| g.vmid).collect();
             let storage_list: Vec<(String, String, bool)> = storages.into_values().collect();
             resources.extend(self.discover_disks(&vmids, &referenced, &storage_list).await?);

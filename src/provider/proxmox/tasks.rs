@@ -68,8 +68,10 @@ pub async fn wait_for_task(
     })?;
     let path = ApiPath::new(["nodes", parsed.node.as_str(), "tasks", upid, "status"]);
     let policy = PollPolicy::new(interval, timeout);
+    // The poll is this read's retry: a failure that passes is "not yet", looked at again at the
+    // poll's cadence until the task's deadline.
     let outcome = poll_until(policy, || async {
-        match client.get(&path, "task status").await {
+        match client.get_once(&path, "task status").await {
             Ok(data) => Ok(match task_state(data) {
                 TaskState::Finished(exitstatus) => Poll::Done(exitstatus),
                 TaskState::StoppedWithoutExitStatus => {
