@@ -14,7 +14,6 @@ use axum::{Extension, Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use super::errors::{ApiError, Service};
 use super::keystone::require_token;
@@ -162,7 +161,7 @@ impl Cloud {
             return Err(bad_request(VOLUME_NOT_DELETABLE));
         }
         volume.status = "deleting".into();
-        volume.delete_requested = Some(Instant::now());
+        volume.delete_requested = Some(self.clock.now());
         volume.updated = Utc::now();
         Ok(())
     }
@@ -180,7 +179,7 @@ impl Cloud {
             )));
         }
         snapshot.status = "deleting".into();
-        snapshot.delete_requested = Some(Instant::now());
+        snapshot.delete_requested = Some(self.clock.now());
         snapshot.updated = Utc::now();
         Ok(())
     }

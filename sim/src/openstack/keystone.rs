@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use super::errors::{ApiError, Service};
 use super::state::{
@@ -189,7 +188,7 @@ async fn issue(State(app): State<Arc<Inner>>, body: Bytes) -> Result<Response, A
     let ttl = chrono::Duration::from_std(cloud.token_ttl).unwrap_or(chrono::Duration::hours(1));
     let token = Token {
         ctx,
-        issued: Instant::now(),
+        issued: cloud.clock.now(),
         issued_at,
         expires_at: issued_at + ttl,
         methods,
@@ -351,7 +350,7 @@ impl super::state::Cloud {
     pub(crate) fn valid_token(&self, token_id: &str) -> Option<&Token> {
         self.tokens
             .get(token_id)
-            .filter(|t| t.issued.elapsed() < self.token_ttl)
+            .filter(|t| self.clock.since(t.issued) < self.token_ttl)
     }
 }
 

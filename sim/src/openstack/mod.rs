@@ -26,7 +26,8 @@
 //! - Servers are `ACTIVE` and volumes `available` at once (real: 3-4 s and 1 s), so there is no
 //!   `BUILD` phase and no 409 "Cannot 'update tag' instance ... in vm_state building"; images and
 //!   flavors are not checked.
-//! - Deletes move on by the clock, exactly: a server shows `ACTIVE`/`deleting` until 70 % of
+//! - Deletes move on by the simulator's clock ([`crate::clock::SimClock`], which tests move with
+//!   [`OpenStackSim::advance_clock`]), exactly: a server shows `ACTIVE`/`deleting` until 70 % of
 //!   `server_delete_delay` (its volumes turn `available` at 50 %), then `DELETED` (its own ports gone,
 //!   given ones unbound) until the full delay, then 404. Real Nova takes 1.0-1.3 s in all and drops
 //!   the ports anywhere from a little before `DELETED` to just after the 404. Volumes and snapshots
@@ -67,8 +68,8 @@ use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
+use crate::clock::SimClock;
 use crate::faults::{self, Faults};
 use errors::{ApiError, Service};
 use state::{Cloud, Ctx};
@@ -129,6 +130,8 @@ pub type LoggedRequest = (String, String, u16);
 pub(crate) struct Inner {
     /// `http://127.0.0.1:PORT`, the base of every link and catalog URL.
     pub(crate) url: String,
+    /// The clock the cloud reads too; kept here so advancing it needs no lock.
+    clock: SimClock,
     cloud: Mutex<Cloud>,
     faults: Faults,
     log: Mutex<Vec<LoggedRequest>>,
@@ -140,7 +143,8 @@ impl Inner {
     pub(crate) fn cloud(&self) -> MutexGuard<'_, Cloud> {
         // A handler that panicked left the cloud consistent enough for a simulator; keep serving.
         let mut cloud = self.cloud.lock().unwrap_or_else(PoisonError::into_inner);
-        cloud.reap(Instant::now());
+        let now = self.clock.now();
+        cloud.reap(now);
         cloud
     }
 
@@ -179,7 +183,9 @@ impl OpenStackSim {
     pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<OpenStackSim> {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
+        let clock = SimClock::new();
         let mut cloud = Cloud::new(
+            clock.clone(),
             config.server_delete_delay,
             config.volume_delete_delay,
             config.token_ttl,
@@ -192,6 +198,7 @@ impl OpenStackSim {
         cloud.ensure_default_security_group(state::DEMO_PROJECT_ID);
         let inner = Arc::new(Inner {
             url: format!("http://{address}"),
+            clock,
             cloud: Mutex::new(cloud),
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
@@ -249,6 +256,17 @@ impl OpenStackSim {
     /// Stops accepting connections; requests in flight finish.
     pub fn shutdown(&self) {
         self.inner.shutdown.notify_one();
+    }
+
+    /// The clock every timed behaviour reads (deletes, token expiry).
+    pub fn clock(&self) -> &SimClock {
+        &self.inner.clock
+    }
+
+    /// Moves the simulator's clock forward by `by`, as if that much time had passed: a server deleted
+    /// `server_delete_delay` ago answers 404 at the next request, a token older than `token_ttl` 401.
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.clock.advance(by);
     }
 
     /// Creates the leftovers of three interrupted CI jobs and the resources that must survive them,

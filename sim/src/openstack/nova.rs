@@ -14,7 +14,6 @@ use axum::{Extension, Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use super::errors::{ApiError, Service};
 use super::keystone::require_token;
@@ -311,7 +310,7 @@ impl Cloud {
         }
         if let Some(server) = self.servers.get_mut(server_id) {
             server.task_state = Some("deleting".into());
-            server.delete_requested = Some(Instant::now());
+            server.delete_requested = Some(self.clock.now());
             server.updated = Utc::now();
         }
         Ok(())

@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::clock::SimClock;
+
 pub(crate) const DOMAIN_ID: &str = "default";
 pub(crate) const DEMO_PROJECT_ID: &str = "5f1ad9e1c3b44c0c9b1f4e0a6d2c7b01";
 pub(crate) const ADMIN_PROJECT_ID: &str = "9a7c2e4b1d3f4a6b8c0e2f4a6b8d0c02";
@@ -334,6 +336,8 @@ pub(crate) struct Snapshot {
 /// Every resource of every service. Handlers lock it, act, and unlock before answering.
 #[derive(Debug)]
 pub(crate) struct Cloud {
+    /// What every timed behaviour (deletes, token expiry) reads; tests advance it.
+    pub clock: SimClock,
     /// Whether a DHCP agent runs: it gives every network with a DHCP subnet a `network:dhcp` port.
     pub dhcp_agent: bool,
     pub server_delete_delay: Duration,
@@ -364,12 +368,14 @@ pub(crate) fn new_id() -> String {
 
 impl Cloud {
     pub fn new(
+        clock: SimClock,
         server_delete_delay: Duration,
         volume_delete_delay: Duration,
         token_ttl: Duration,
         dhcp_agent: bool,
     ) -> Self {
         Cloud {
+            clock,
             dhcp_agent,
             server_delete_delay,
             volume_delete_delay,
@@ -405,8 +411,8 @@ impl Cloud {
         format!("fa:16:3e:{a:02x}:{b:02x}:{c:02x}")
     }
 
-    /// Moves every asynchronous delete on as far as its time has come. Called before each look at the
-    /// state, so a deleted server detaches its volumes at half its `server_delete_delay`, turns
+    /// Moves every asynchronous delete on as far as its time has come by `now` (the clock's reading).
+    /// Called before each look at the state, so a deleted server detaches its volumes at half its `server_delete_delay`, turns
     /// `DELETED` (its own ports gone, pre-created ones unbound) at 70 % and answers 404 at the full
     /// delay, and a volume or snapshot in `deleting` disappears `volume_delete_delay` after its DELETE.
     pub fn reap(&mut self, now: Instant) {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -169,7 +169,7 @@ async fn route(
     }
 
     let mut cluster = inner.cluster_lock();
-    cluster.advance(Instant::now());
+    cluster.advance();
     dispatch(&mut cluster, &caller, method, &segs, params).map_err(|err| match err {
         e if e.status == 501 => not_implemented(method, segments),
         e => e,
@@ -177,15 +177,15 @@ async fn route(
 }
 
 async fn wait_for_lock_file(inner: &Arc<Inner>, vmid: u32) -> Result<(), ApiError> {
-    let deadline = Instant::now() + inner.config.lock_wait;
+    let deadline = inner.clock.now() + inner.config.lock_wait;
     loop {
         {
             let mut cluster = inner.cluster_lock();
-            cluster.advance(Instant::now());
+            cluster.advance();
             if !cluster.holds_lock_file(vmid) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if inner.clock.now() >= deadline {
                 return Err(cluster.lock_timeout_error(vmid));
             }
         }

@@ -1,7 +1,9 @@
 //! A simulated Proxmox VE cluster served over HTTP (or HTTPS with a self-signed certificate) on
 //! 127.0.0.1: the `/api2/json` paths, envelopes, 0/1 booleans, error codes and texts of a real
 //! cluster, with guests, configs, locks, tasks and storage content, and the failure modes the janitor
-//! must survive (a wedged guest, a backup lock, an offline node, slow or silent tasks).
+//! must survive (a wedged guest, a backup lock, an offline node, slow or silent tasks). Every timed
+//! behaviour reads the simulator's clock ([`crate::clock::SimClock`]), which tests move with
+//! [`ProxmoxSim::advance_clock`] instead of sleeping.
 //!
 //! # Layout
 //! - `state`: the cluster model and what each call does to it.
@@ -17,11 +19,12 @@ mod tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::middleware::from_fn_with_state;
 use axum::Router;
 
+use crate::clock::SimClock;
 use crate::faults::{self, Faults};
 pub use state::{unix_now, GuestType, TaskQuirks};
 use state::{Cluster, Effect, Ending, Guest, Volume};
@@ -156,6 +159,8 @@ pub struct ProxmoxSeeded {
 }
 
 pub(crate) struct Inner {
+    /// The clock the cluster and the tickets read; kept here so advancing it needs no lock.
+    clock: SimClock,
     cluster: Mutex<Cluster>,
     auth: Mutex<auth::Auth>,
     config: ProxmoxSimConfig,
@@ -208,7 +213,9 @@ impl ProxmoxSim {
             (None, None)
         };
         let scheme = if config.tls { "https" } else { "http" };
+        let clock = SimClock::new();
         let mut cluster = Cluster::new(
+            clock.clone(),
             config.task_duration,
             TaskQuirks {
                 exitstatus_lag: config.exitstatus_lag,
@@ -218,8 +225,9 @@ impl ProxmoxSim {
         cluster.shutdown_timeout_cap = config.shutdown_timeout_cap;
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
+            clock: clock.clone(),
             cluster: Mutex::new(cluster),
-            auth: Mutex::new(auth::Auth::new(config.ticket_ttl)),
+            auth: Mutex::new(auth::Auth::new(config.ticket_ttl, clock)),
             config,
             log: Mutex::new(Vec::new()),
             faults: Faults::default(),
@@ -293,6 +301,17 @@ impl ProxmoxSim {
         self.inner.shutdown.send_replace(true);
     }
 
+    /// The clock every timed behaviour reads (tasks, lock waits, tickets).
+    pub fn clock(&self) -> &SimClock {
+        &self.inner.clock
+    }
+
+    /// Moves the simulator's clock forward by `by`, as if that much time had passed: a task started
+    /// `task_duration` ago has ended at the next request, a ticket older than `ticket_ttl` is refused.
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.clock.advance(by);
+    }
+
     /// Every request so far as `(method, path?query, status)`.
     pub fn request_log(&self) -> Vec<(String, String, u16)> {
         self.inner.log_lock().clone()
@@ -304,7 +323,7 @@ impl ProxmoxSim {
 
     fn with_cluster<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
         let mut cluster = self.inner.cluster_lock();
-        cluster.advance(Instant::now());
+        cluster.advance();
         f(&mut cluster)
     }
 

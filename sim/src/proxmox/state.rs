@@ -3,9 +3,12 @@
 //! lock clearing) are applied lazily by [`Cluster::advance`] whenever the state is looked at.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use crate::clock::SimClock;
 
 /// An API error as Proxmox VE sends it: the status, the message (status line reason and body
 /// `message`), and per-parameter `errors` for 400 "Parameter verification failed."
@@ -273,6 +276,8 @@ pub struct TaskQuirks {
 /// The whole simulated cluster.
 #[derive(Debug)]
 pub struct Cluster {
+    /// What task ends and lock waits are measured on; tests advance it.
+    pub clock: SimClock,
     pub nodes: BTreeMap<String, bool>,
     pub guests: BTreeMap<u32, Guest>,
     pub storages: BTreeMap<String, Storage>,
@@ -301,7 +306,7 @@ fn bool01(value: bool) -> Value {
 }
 
 impl Cluster {
-    pub fn new(task_duration: Duration, quirks: TaskQuirks) -> Self {
+    pub fn new(clock: SimClock, task_duration: Duration, quirks: TaskQuirks) -> Self {
         let mut storages = BTreeMap::new();
         for (id, plugin, content, shared) in [
             ("local", "dir", "iso,vztmpl,backup", false),
@@ -317,6 +322,7 @@ impl Cluster {
             storages.insert(id.to_string(), storage);
         }
         Cluster {
+            clock,
             nodes: [("pve1".to_string(), true), ("pve2".to_string(), true)]
                 .into_iter()
                 .collect(),
@@ -346,8 +352,9 @@ impl Cluster {
         }
     }
 
-    /// Applies every time-based effect due by `now`, in the order they fall due.
-    pub fn advance(&mut self, now: Instant) {
+    /// Applies every time-based effect due by the clock's now, in the order they fall due.
+    pub fn advance(&mut self) {
+        let now = self.clock.now();
         loop {
             let due = self
                 .tasks
@@ -362,6 +369,7 @@ impl Cluster {
 
     /// Ends a task now; `interrupted` overrides its outcome with that failure.
     fn finish_task(&mut self, upid: &str, interrupted: Option<&str>) {
+        let now = self.clock.now();
         let Some(task) = self.tasks.get_mut(upid) else {
             return;
         };
@@ -369,8 +377,7 @@ impl Cluster {
         if let Some(text) = interrupted {
             task.failure = Some(text.to_string());
             task.effect = Effect::None;
-            task.ends_at = Instant::now();
-            let now = Instant::now();
+            task.ends_at = now;
             task.exitstatus_hidden_until = task.exitstatus_hidden_until.min(now);
         }
         let line = match &task.failure {
@@ -449,7 +456,7 @@ impl Cluster {
             "UPID:{node}:{pid:08X}:{pstart:08X}:{:08X}:{task_type}:{id}:{user}:",
             u32::try_from(starttime).unwrap_or(u32::MAX)
         );
-        let now = Instant::now();
+        let now = self.clock.now();
         let ends_at = now + duration;
         let failure = match id
             .parse::<u32>()
@@ -674,7 +681,7 @@ impl Cluster {
         if !upid.starts_with("UPID:") || upid.split(':').count() != 9 {
             return Err(ApiError::param("upid", "unable to parse worker upid"));
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let task = self
             .tasks
             .get(upid)
@@ -1188,7 +1195,7 @@ mod tests {
 
     #[test]
     fn a_finished_task_applies_its_effect_once() {
-        let mut cluster = Cluster::new(Duration::ZERO, TaskQuirks::default());
+        let mut cluster = Cluster::new(SimClock::new(), Duration::ZERO, TaskQuirks::default());
         let mut params = BTreeMap::new();
         params.insert("vmid".to_string(), "100".to_string());
         params.insert("scsi0".to_string(), "local-lvm:4".to_string());
@@ -1196,7 +1203,7 @@ mod tests {
         cluster
             .create("pve1", GuestType::Qemu, &params, "root@pam")
             .unwrap();
-        cluster.advance(Instant::now());
+        cluster.advance();
         assert!(cluster.guests[&100].running);
         assert_eq!(cluster.volumes.len(), 1);
         let err = cluster
