@@ -72,14 +72,12 @@ async fn attached_volumes_and_volumes_with_snapshots_refuse_delete() {
     let (_, deleting) = client.get(&format!("{V}/snapshots/{snapshot}")).await;
     assert_eq!(deleting["snapshot"]["status"], "deleting");
     client
-        .wait_for_status(&format!("{V}/snapshots/{snapshot}"), 404)
+        .get_after_deletes(&format!("{V}/snapshots/{snapshot}"))
         .await;
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 202);
     let (_, deleting) = client.get(&format!("{V}/volumes/{volume}")).await;
     assert_eq!(deleting["volume"]["status"], "deleting");
-    let gone = client
-        .wait_for_status(&format!("{V}/volumes/{volume}"), 404)
-        .await;
+    let gone = client.get_after_deletes(&format!("{V}/volumes/{volume}")).await;
     assert_eq!(
         gone["itemNotFound"]["message"],
         format!("Volume {volume} could not be found.")
@@ -93,15 +91,9 @@ async fn a_failing_delete_ends_in_error_deleting() {
     let volume = sim.create_volume("v", 1, &[]).unwrap();
     assert!(sim.fail_volume_delete(&volume));
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 202);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while sim.volume_status(&volume).as_deref() != Some("error_deleting") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            sim.volume_status(&volume)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert_eq!(sim.volume_status(&volume).as_deref(), Some("deleting"));
+    sim.advance_clock(client::DELETE_DELAY);
+    assert_eq!(sim.volume_status(&volume).as_deref(), Some("error_deleting"));
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 400);
 }
 

@@ -69,9 +69,7 @@ async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
         204,
         "a repeated DELETE is accepted"
     );
-    let gone = client
-        .wait_for_status(&format!("{C}/servers/{server}"), 404)
-        .await;
+    let gone = client.get_after_deletes(&format!("{C}/servers/{server}")).await;
     assert_eq!(
         gone["itemNotFound"]["message"],
         format!("Instance {server} could not be found.")
@@ -137,9 +135,7 @@ async fn a_locked_server_refuses_delete_until_unlocked() {
         202
     );
     assert_eq!(client.delete(&format!("{C}/servers/{server}")).await.0, 204);
-    client
-        .wait_for_status(&format!("{C}/servers/{server}"), 404)
-        .await;
+    client.get_after_deletes(&format!("{C}/servers/{server}")).await;
 }
 
 #[tokio::test]
@@ -282,7 +278,7 @@ async fn keypairs_and_server_groups_have_novas_shapes() {
     assert_eq!(group["server_group"]["policy"], "anti-affinity");
     assert_eq!(client.delete(&format!("{C}/servers/{server_id}")).await.0, 204);
     client
-        .wait_for_status(&format!("{C}/servers/{server_id}"), 404)
+        .get_after_deletes(&format!("{C}/servers/{server_id}"))
         .await;
     let (_, group) = client.get(&format!("{C}/os-server-groups/{group_id}")).await;
     assert_eq!(
@@ -318,11 +314,7 @@ struct Seen {
 /// not listed and answers 404 to another DELETE.
 #[tokio::test]
 async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports_before() {
-    let sim = client::start_with(cloud_janitor_sim::openstack::SimConfig {
-        server_delete_delay: std::time::Duration::from_millis(1500),
-        ..cloud_janitor_sim::openstack::SimConfig::default()
-    })
-    .await;
+    let sim = client::start().await;
     let client = Client::demo(&sim).await;
     let (network, _) = network_with_subnet(&client, "n", 41).await;
     let kept = client
@@ -344,8 +336,11 @@ async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports
 
     assert_eq!(client.delete(&format!("{C}/servers/{server}")).await.0, 204);
     let mut seen: Vec<Seen> = Vec::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    // Looks at the server at these tenths of the delete's delay, until it answers 404.
+    let mut tenths_passed = 0;
+    for tenths in [0, 3, 5, 6, 7, 9, 10] {
+        sim.advance_clock(client::DELETE_DELAY * (tenths - tenths_passed) / 10);
+        tenths_passed = tenths;
         let (status, body) = client.get(&format!("{C}/servers/{server}")).await;
         let (_, list) = client.get(&format!("{C}/servers")).await;
         seen.push(Seen {
@@ -381,9 +376,8 @@ async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports
             let (again, _) = client.delete(&format!("{C}/servers/{server}")).await;
             assert_eq!(again, 404, "a DELETED server is not there to delete");
         }
-        assert!(tokio::time::Instant::now() < deadline, "{seen:#?}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+    assert_eq!(seen.last().map(|s| s.status), Some(404), "{seen:#?}");
     let phase = |s: &Seen| match (s.status, s.server_status.as_str()) {
         (404, _) => 2,
         (200, "DELETED") => 1,

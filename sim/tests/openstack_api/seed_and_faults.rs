@@ -4,6 +4,7 @@ use cloud_janitor_sim::faults::FaultRule;
 use serde_json::{json, Value};
 
 use crate::client::{self, Client};
+use crate::support::wait_until_refused;
 
 #[tokio::test]
 async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_them() {
@@ -129,18 +130,8 @@ async fn shutdown_stops_serving() {
     let url = format!("{}/identity/v3", sim.url());
     assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
     sim.shutdown();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let fresh = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        if fresh.get(&url).send().await.is_err() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still serving");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The listener closes on the server's task, in real time.
+    wait_until_refused(&url).await;
 }
 
 /// The DELETE path of one seeded resource.
@@ -191,14 +182,12 @@ async fn deleting_every_tagged_resource_until_nothing_moves_leaves_exactly_the_e
         if accepted.is_empty() {
             break;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while accepted.iter().any(|(kind, id)| sim.exists(kind, id)) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "asynchronous deletes did not finish"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        sim.advance_clock(client::DELETE_DELAY);
+        let unfinished: Vec<_> = accepted
+            .iter()
+            .filter(|(kind, id)| sim.exists(kind, id))
+            .collect();
+        assert!(unfinished.is_empty(), "deletes did not finish: {unfinished:?}");
     }
     let mut left: Vec<(&str, String)> = tagged
         .into_iter()
