@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{unix_now, ApiError};
+use super::errors::ApiError;
+use super::state::unix_now;
 use crate::clock::SimClock;
 
 /// Who a request authenticated as.
