@@ -10,7 +10,7 @@ use super::neutron::{
 };
 use super::nova::{Nic, ServerSpec};
 use super::seed::{self, Seeded};
-use super::state::{Cloud, Ctx, Network};
+use super::state::{Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet};
 use super::OpenStackSim;
 
 /// A seeding or inspection helper refused the request, as the API would have.
@@ -147,7 +147,7 @@ impl OpenStackSim {
     /// Creates a network in project `demo`; returns its id.
     pub fn create_network(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
         let req = NetworkReq::named(name, strings(tags));
-        self.as_demo("create network", |cloud, ctx| cloud.create_network(ctx, req))
+        self.as_demo("create network", |cloud, ctx| cloud.create::<Network>(ctx, req))
     }
 
     /// Creates a subnet (DHCP on, gateway `.1`), which gives the network its DHCP port.
@@ -159,14 +159,14 @@ impl OpenStackSim {
         tags: &[&str],
     ) -> Result<String, SimError> {
         let req = SubnetReq::new(network_id, name, cidr, strings(tags));
-        self.as_demo("create subnet", |cloud, ctx| cloud.create_subnet(ctx, req))
+        self.as_demo("create subnet", |cloud, ctx| cloud.create::<Subnet>(ctx, req))
     }
 
     /// Creates a security group (with Neutron's two egress rules).
     pub fn create_security_group(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
         let req = SecurityGroupReq::named(name, strings(tags));
         self.as_demo("create security group", |cloud, ctx| {
-            cloud.create_security_group(ctx, req)
+            cloud.create::<SecurityGroup>(ctx, req)
         })
     }
 
@@ -179,7 +179,7 @@ impl OpenStackSim {
     ) -> Result<String, SimError> {
         let req = RuleReq::ingress_from_anywhere(group_id, protocol, port);
         self.as_demo("create security group rule", |cloud, ctx| {
-            cloud.create_security_group_rule(ctx, req)
+            cloud.create::<SecurityGroupRule>(ctx, req)
         })
     }
 
@@ -194,7 +194,7 @@ impl OpenStackSim {
     ) -> Result<String, SimError> {
         let groups = (!security_group_ids.is_empty()).then(|| strings(security_group_ids));
         let req = PortReq::new(network_id, name, groups, strings(tags));
-        self.as_demo("create port", |cloud, ctx| cloud.create_port(ctx, req))
+        self.as_demo("create port", |cloud, ctx| cloud.create::<Port>(ctx, req))
     }
 
     /// Creates a router, with a gateway on `external_network_id` when given.
@@ -205,7 +205,7 @@ impl OpenStackSim {
         tags: &[&str],
     ) -> Result<String, SimError> {
         let req = RouterReq::new(name, external_network_id, strings(tags));
-        self.as_demo("create router", |cloud, ctx| cloud.create_router(ctx, req))
+        self.as_demo("create router", |cloud, ctx| cloud.create::<Router>(ctx, req))
     }
 
     /// Adds a router interface on the subnet's gateway address; returns the interface port's id.
@@ -226,7 +226,7 @@ impl OpenStackSim {
     pub fn create_floating_ip(&self, port_id: Option<&str>, tags: &[&str]) -> Result<String, SimError> {
         let req = FloatingIpReq::new(&self.public_network_id(), port_id, strings(tags));
         self.as_demo("create floating IP", |cloud, ctx| {
-            cloud.create_floating_ip(ctx, req)
+            cloud.create::<FloatingIp>(ctx, req)
         })
     }
 

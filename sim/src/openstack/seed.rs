@@ -9,7 +9,10 @@ use super::neutron::{
     FloatingIpReq, Interface, NetworkReq, PortReq, RouterReq, RuleReq, SecurityGroupReq, SubnetReq,
 };
 use super::nova::{Nic, ServerSpec};
-use super::state::{Cloud, Ctx, Network, DEMO_PROJECT_ID, OTHER_PROJECT_ID};
+use super::state::{
+    Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet, DEMO_PROJECT_ID,
+    OTHER_PROJECT_ID,
+};
 
 /// The tag every CI resource carries; each also carries `job-<n>`. Volumes and snapshots, which have
 /// no tags, carry metadata `ci-job=true` and `job=job-<n>` instead.
@@ -169,12 +172,12 @@ pub(crate) fn ensure_public_network(cloud: &mut Cloud) -> Result<(String, String
                 external: true,
                 ..NetworkReq::named("public", Vec::new())
             };
-            let network = cloud.create_network(&admin, req)?;
+            let network = cloud.create::<Network>(&admin, req)?;
             let req = SubnetReq {
                 enable_dhcp: Some(false),
                 ..SubnetReq::new(&network, "public-subnet", "172.24.4.0/24", Vec::new())
             };
-            let subnet = cloud.create_subnet(&admin, req)?;
+            let subnet = cloud.create::<Subnet>(&admin, req)?;
             Ok((network, subnet))
         },
     )
@@ -192,9 +195,9 @@ pub(crate) fn ensure_shared_network(cloud: &mut Cloud) -> Result<(String, String
                 ..NetworkReq::named("shared", Vec::new())
             };
             req.standard.project_id = Some(OTHER_PROJECT_ID.into());
-            let network = cloud.create_network(&Ctx::admin(), req)?;
+            let network = cloud.create::<Network>(&Ctx::admin(), req)?;
             let req = SubnetReq::new(&network, "shared-subnet", "10.250.0.0/24", Vec::new());
-            let subnet = cloud.create_subnet(&Ctx::other(), req)?;
+            let subnet = cloud.create::<Subnet>(&Ctx::other(), req)?;
             Ok((network, subnet))
         },
     )
@@ -208,9 +211,9 @@ fn network_with_subnet(
     cidr: &str,
     tags: Vec<String>,
 ) -> Result<(String, String), ApiError> {
-    let network = cloud.create_network(ctx, NetworkReq::named(&format!("{prefix}-net"), tags.clone()))?;
+    let network = cloud.create::<Network>(ctx, NetworkReq::named(&format!("{prefix}-net"), tags.clone()))?;
     let req = SubnetReq::new(&network, &format!("{prefix}-subnet"), cidr, tags);
-    let subnet = cloud.create_subnet(ctx, req)?;
+    let subnet = cloud.create::<Subnet>(ctx, req)?;
     Ok((network, subnet))
 }
 
@@ -230,7 +233,7 @@ impl JobNetwork {
         let cidr = format!("10.{n}.0.0/24");
         let (network, subnet) = network_with_subnet(cloud, ctx, &prefix, &cidr, tags(&job))?;
         let req = SecurityGroupReq::named(&format!("{prefix}-sg"), tags(&job));
-        let group = cloud.create_security_group(ctx, req)?;
+        let group = cloud.create::<SecurityGroup>(ctx, req)?;
         Ok(JobNetwork {
             job,
             prefix,
@@ -249,7 +252,7 @@ impl JobNetwork {
             Some(vec![self.group.clone()]),
             tags(&self.job),
         );
-        cloud.create_port(ctx, req)
+        cloud.create::<Port>(ctx, req)
     }
 }
 
@@ -257,9 +260,10 @@ impl JobNetwork {
 fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<SeededJob, ApiError> {
     let base = JobNetwork::create(cloud, ctx, n)?;
     for (protocol, port) in [("tcp", Some(22)), ("icmp", None)] {
-        cloud.create_security_group_rule(ctx, RuleReq::ingress_from_anywhere(&base.group, protocol, port))?;
+        cloud
+            .create::<SecurityGroupRule>(ctx, RuleReq::ingress_from_anywhere(&base.group, protocol, port))?;
     }
-    let router = cloud.create_router(
+    let router = cloud.create::<Router>(
         ctx,
         RouterReq::new(&format!("{}-router", base.prefix), Some(public), tags(&base.job)),
     )?;
@@ -298,7 +302,7 @@ fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<Seed
         .map(|s| s.nova_created_ports.clone())
         .unwrap_or_default();
     let floating_ip =
-        cloud.create_floating_ip(ctx, FloatingIpReq::new(public, Some(&vm_port), tags(&job)))?;
+        cloud.create::<FloatingIp>(ctx, FloatingIpReq::new(public, Some(&vm_port), tags(&job)))?;
     let volume = |name: &str| VolumeSpec::new(&format!("{prefix}-{name}"), 1, ci_metadata(&job));
     let volume_a = cloud.create_volume(ctx, volume("vol-a"))?;
     let snapshot = cloud.create_snapshot(
@@ -362,7 +366,7 @@ pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
 
     // Untagged resources of the same project, one of them holding the tagged ci-job-3-sg.
     let (keep_network, keep_subnet) = network_with_subnet(cloud, &demo, "keep", "10.99.0.0/24", Vec::new())?;
-    let keep_port = cloud.create_port(
+    let keep_port = cloud.create::<Port>(
         &demo,
         PortReq::new(&keep_network, "keep-port", Some(vec![group.clone()]), Vec::new()),
     )?;

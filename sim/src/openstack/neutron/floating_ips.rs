@@ -59,7 +59,66 @@ impl Resource for FloatingIp {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: FloatingIpReq) -> Result<String, ApiError> {
-        cloud.create_floating_ip(ctx, req)
+        let project_id = req.standard.owner(ctx)?;
+        match cloud.networks.get(&req.floating_network_id) {
+            Some(network) if network.external => {}
+            Some(_) => {
+                return Err(bad_request(format!(
+                    "Bad floatingip request: Network {} is not a valid external network.",
+                    req.floating_network_id
+                )))
+            }
+            None => {
+                return Err(<crate::openstack::state::Network as Resource>::not_found(
+                    &req.floating_network_id,
+                ))
+            }
+        }
+        let target = match &req.port_id {
+            Some(port_id) => Some(cloud.floating_ip_target(ctx, None, &req.floating_network_id, port_id)?),
+            None => None,
+        };
+        let subnet_id = cloud
+            .first_subnet(&req.floating_network_id)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| {
+                conflict(
+                    "IpAddressGenerationFailure",
+                    format!(
+                        "No more IP addresses available on network {}.",
+                        req.floating_network_id
+                    ),
+                )
+            })?;
+        let address = cloud.allocate_ip(&subnet_id, None)?;
+        let own_port_id = new_id();
+        let mut own_port = cloud.new_port(
+            &own_port_id,
+            &req.floating_network_id,
+            "",
+            vec![(subnet_id, address.clone())],
+        );
+        own_port.device_owner = OWNER_FLOATING_IP.into();
+        let (fixed_ip_address, router_id) =
+            target.map_or((None, None), |(ip, router)| (Some(ip), Some(router)));
+        let tags = req.standard.tags();
+        let id = cloud.insert_new(|id, now| FloatingIp {
+            id,
+            description: req.standard.description,
+            project_id,
+            floating_network_id: req.floating_network_id,
+            floating_ip_address: address,
+            own_port_id: own_port_id.clone(),
+            port_id: req.port_id,
+            fixed_ip_address,
+            router_id,
+            tags,
+            created: now,
+            updated: now,
+        });
+        own_port.device_id.clone_from(&id);
+        cloud.ports.insert(own_port_id, own_port);
+        Ok(id)
     }
 
     fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
@@ -134,69 +193,6 @@ impl Cloud {
                 ),
             )),
         }
-    }
-
-    pub(crate) fn create_floating_ip(&mut self, ctx: &Ctx, req: FloatingIpReq) -> Result<String, ApiError> {
-        let project_id = req.standard.owner(ctx)?;
-        match self.networks.get(&req.floating_network_id) {
-            Some(network) if network.external => {}
-            Some(_) => {
-                return Err(bad_request(format!(
-                    "Bad floatingip request: Network {} is not a valid external network.",
-                    req.floating_network_id
-                )))
-            }
-            None => {
-                return Err(<crate::openstack::state::Network as Resource>::not_found(
-                    &req.floating_network_id,
-                ))
-            }
-        }
-        let target = match &req.port_id {
-            Some(port_id) => Some(self.floating_ip_target(ctx, None, &req.floating_network_id, port_id)?),
-            None => None,
-        };
-        let subnet_id = self
-            .first_subnet(&req.floating_network_id)
-            .map(|s| s.id.clone())
-            .ok_or_else(|| {
-                conflict(
-                    "IpAddressGenerationFailure",
-                    format!(
-                        "No more IP addresses available on network {}.",
-                        req.floating_network_id
-                    ),
-                )
-            })?;
-        let address = self.allocate_ip(&subnet_id, None)?;
-        let own_port_id = new_id();
-        let mut own_port = self.new_port(
-            &own_port_id,
-            &req.floating_network_id,
-            "",
-            vec![(subnet_id, address.clone())],
-        );
-        own_port.device_owner = OWNER_FLOATING_IP.into();
-        let (fixed_ip_address, router_id) =
-            target.map_or((None, None), |(ip, router)| (Some(ip), Some(router)));
-        let tags = req.standard.tags();
-        let id = self.insert_new(|id, now| FloatingIp {
-            id,
-            description: req.standard.description,
-            project_id,
-            floating_network_id: req.floating_network_id,
-            floating_ip_address: address,
-            own_port_id: own_port_id.clone(),
-            port_id: req.port_id,
-            fixed_ip_address,
-            router_id,
-            tags,
-            created: now,
-            updated: now,
-        });
-        own_port.device_id.clone_from(&id);
-        self.ports.insert(own_port_id, own_port);
-        Ok(id)
     }
 
     /// Associates the floating IP with a port (`Some`) or disassociates it (`None`).

@@ -132,6 +132,13 @@ impl Changes {
         }
     }
 
+    /// Sets the name and description the body has, and stamps the update.
+    pub fn rename(&self, name: &mut String, description: &mut String, updated: &mut DateTime<Utc>) {
+        self.set_text("name", name);
+        self.set_text("description", description);
+        *updated = Utc::now();
+    }
+
     /// Sets `field` to the boolean attribute `key`, when the body has one.
     pub fn set_bool(&self, key: &str, field: &mut bool) {
         if let Some(value) = self.0.get(key).and_then(Value::as_bool) {
@@ -161,6 +168,11 @@ fn body_of<T: DeserializeOwned>(body: &Value, key: &str) -> Result<T, ApiError> 
 }
 
 impl Cloud {
+    /// Creates an `R` as the API's POST does; returns its id.
+    pub(crate) fn create<R: Resource>(&mut self, ctx: &Ctx, req: R::Create) -> Result<String, ApiError> {
+        R::create(self, ctx, req)
+    }
+
     /// Whether the caller can see the `R` with this id.
     pub(crate) fn visible<R: Resource>(&self, ctx: &Ctx, id: &str) -> bool {
         R::table(self).get(id).is_some_and(|r| r.visible(self, ctx))

@@ -36,6 +36,13 @@ impl Network {
     }
 }
 
+impl Cloud {
+    /// Whether the network exists and passes `test` (what its subnets' and ports' rules ask of it).
+    pub(super) fn network_is(&self, network_id: &str, test: impl FnOnce(&Network) -> bool) -> bool {
+        self.networks.get(network_id).is_some_and(test)
+    }
+}
+
 impl Resource for Network {
     const NOT_FOUND: (&'static str, &'static str) = ("NetworkNotFound", "Network {id} could not be found.");
     const SINGULAR: &'static str = "network";
@@ -72,35 +79,13 @@ impl Resource for Network {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: NetworkReq) -> Result<String, ApiError> {
-        cloud.create_network(ctx, req)
-    }
-
-    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
-        let network = cloud.record_mut::<Network>(id)?;
-        if !ctx.owns(&network.project_id) {
-            return Err(ApiError::neutron_policy("update_network"));
-        }
-        changes.set_text("name", &mut network.name);
-        changes.set_text("description", &mut network.description);
-        changes.set_bool("admin_state_up", &mut network.admin_state_up);
-        network.updated = chrono::Utc::now();
-        Ok(())
-    }
-
-    fn delete(cloud: &mut Cloud, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
-        cloud.delete_network(ctx, id)
-    }
-}
-
-impl Cloud {
-    pub(crate) fn create_network(&mut self, ctx: &Ctx, req: NetworkReq) -> Result<String, ApiError> {
         let project_id = req.standard.owner(ctx)?;
         if (req.shared || req.external) && !ctx.admin {
             return Err(ApiError::neutron_policy("create_network:shared"));
         }
-        self.ensure_default_security_group(&project_id);
+        cloud.ensure_default_security_group(&project_id);
         let tags = req.standard.tags();
-        Ok(self.insert_new(|id, now| Network {
+        Ok(cloud.insert_new(|id, now| Network {
             id,
             name: req.standard.name,
             description: req.standard.description,
@@ -114,14 +99,24 @@ impl Cloud {
         }))
     }
 
+    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
+        let network = cloud.record_mut::<Network>(id)?;
+        if !ctx.owns(&network.project_id) {
+            return Err(ApiError::neutron_policy("update_network"));
+        }
+        changes.set_bool("admin_state_up", &mut network.admin_state_up);
+        changes.rename(&mut network.name, &mut network.description, &mut network.updated);
+        Ok(())
+    }
+
     /// Deletes the network with its subnets and DHCP ports; any other port keeps it in use.
-    fn delete_network(&mut self, ctx: &Ctx, network_id: &str) -> Result<(), ApiError> {
-        self.visible_or_404::<Network>(ctx, network_id)?;
-        let network = self.record::<Network>(network_id)?;
+    fn delete(cloud: &mut Cloud, ctx: &Ctx, network_id: &str) -> Result<(), ApiError> {
+        cloud.visible_or_404::<Network>(ctx, network_id)?;
+        let network = cloud.record::<Network>(network_id)?;
         if !ctx.owns(&network.project_id) {
             return Err(ApiError::neutron_policy("delete_network"));
         }
-        if self
+        if cloud
             .ports
             .values()
             .any(|p| p.network_id == network_id && p.device_owner != OWNER_DHCP)
@@ -134,9 +129,11 @@ impl Cloud {
                 ),
             ));
         }
-        self.ports.retain(|_, p| p.network_id != network_id);
-        self.subnets.retain(|_, s| s.network_id != network_id);
-        self.networks.remove(network_id);
+        cloud.ports.retain(|_, p| p.network_id != network_id);
+        cloud.subnets.retain(|_, s| s.network_id != network_id);
+        cloud.networks.remove(network_id);
         Ok(())
     }
 }
+
+impl Cloud {}

@@ -72,11 +72,7 @@ impl Resource for Port {
 
     /// Members also see every port on the networks they own.
     fn visible(&self, cloud: &Cloud, ctx: &Ctx) -> bool {
-        ctx.owns(&self.project_id)
-            || cloud
-                .networks
-                .get(&self.network_id)
-                .is_some_and(|n| ctx.owns(&n.project_id))
+        ctx.owns(&self.project_id) || cloud.network_is(&self.network_id, |n| ctx.owns(&n.project_id))
     }
 
     fn render(&self, _cloud: &Cloud) -> Value {
@@ -102,7 +98,45 @@ impl Resource for Port {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: PortReq) -> Result<String, ApiError> {
-        cloud.create_port(ctx, req)
+        cloud.visible_or_404::<Network>(ctx, &req.network_id)?;
+        let project_id = req.standard.owner(ctx)?;
+        if let Some(groups) = &req.security_groups {
+            cloud.check_security_groups(ctx, groups)?;
+        }
+        // Like Neutron: without fixed_ips, one address from the network's first subnet.
+        let requested = req.fixed_ips.unwrap_or_else(|| {
+            cloud
+                .first_subnet(&req.network_id)
+                .map(|s| {
+                    vec![FixedIpReq {
+                        subnet_id: Some(s.id.clone()),
+                        ip_address: None,
+                    }]
+                })
+                .unwrap_or_default()
+        });
+        let mut fixed_ips = Vec::new();
+        for wanted in &requested {
+            let subnet_id = cloud.fixed_ip_subnet(&req.network_id, wanted)?;
+            let ip = cloud.allocate_ip(&subnet_id, wanted.ip_address.as_deref())?;
+            fixed_ips.push((subnet_id, ip));
+        }
+        let security_groups = match req.security_groups {
+            Some(groups) => groups,
+            None if req.device_owner.starts_with("network:") => Vec::new(),
+            None => vec![cloud.ensure_default_security_group(&project_id)],
+        };
+        let id = new_id();
+        let mut port = cloud.new_port(&id, &req.network_id, &project_id, fixed_ips);
+        port.tags = req.standard.tags();
+        port.name = req.standard.name;
+        port.description = req.standard.description;
+        port.device_id = req.device_id;
+        port.device_owner = req.device_owner;
+        port.security_groups = security_groups;
+        port.admin_state_up = req.admin_state_up.unwrap_or(true);
+        cloud.ports.insert(id.clone(), port);
+        Ok(id)
     }
 
     fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
@@ -115,17 +149,35 @@ impl Resource for Port {
             }
         }
         let port = cloud.record_mut::<Port>(id)?;
-        changes.set_text("name", &mut port.name);
-        changes.set_text("description", &mut port.description);
         changes.set_text("device_id", &mut port.device_id);
         changes.set_text("device_owner", &mut port.device_owner);
         changes.set_bool("admin_state_up", &mut port.admin_state_up);
-        port.updated = Utc::now();
+        changes.rename(&mut port.name, &mut port.description, &mut port.updated);
         Ok(())
     }
 
-    fn delete(cloud: &mut Cloud, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
-        cloud.delete_port(ctx, id)
+    /// Deletes a port a user may delete: not a router's or a floating IP's, and (for members) not one
+    /// Nova bound to a server.
+    fn delete(cloud: &mut Cloud, ctx: &Ctx, port_id: &str) -> Result<(), ApiError> {
+        cloud.visible_or_404::<Port>(ctx, port_id)?;
+        let owner = cloud.record::<Port>(port_id)?.device_owner.as_str();
+        let service_port = owner.starts_with(OWNER_ROUTER_INTERFACE)
+            || owner == OWNER_ROUTER_GATEWAY
+            || owner == OWNER_FLOATING_IP;
+        if service_port {
+            return Err(conflict(
+                "ServicePortInUse",
+                format!(
+                    "Port {port_id} cannot be deleted directly via the port API: has device owner {owner}."
+                ),
+            ));
+        }
+        // Under the default policy only Nova (a service user) and admins delete a port bound to a server.
+        if owner.starts_with("compute:") && !ctx.admin {
+            return Err(ApiError::neutron_policy("delete_port"));
+        }
+        cloud.remove_port(port_id);
+        Ok(())
     }
 }
 
@@ -166,47 +218,6 @@ impl Cloud {
         }
     }
 
-    pub(crate) fn create_port(&mut self, ctx: &Ctx, req: PortReq) -> Result<String, ApiError> {
-        self.visible_or_404::<Network>(ctx, &req.network_id)?;
-        let project_id = req.standard.owner(ctx)?;
-        if let Some(groups) = &req.security_groups {
-            self.check_security_groups(ctx, groups)?;
-        }
-        // Like Neutron: without fixed_ips, one address from the network's first subnet.
-        let requested = req.fixed_ips.unwrap_or_else(|| {
-            self.first_subnet(&req.network_id)
-                .map(|s| {
-                    vec![FixedIpReq {
-                        subnet_id: Some(s.id.clone()),
-                        ip_address: None,
-                    }]
-                })
-                .unwrap_or_default()
-        });
-        let mut fixed_ips = Vec::new();
-        for wanted in &requested {
-            let subnet_id = self.fixed_ip_subnet(&req.network_id, wanted)?;
-            let ip = self.allocate_ip(&subnet_id, wanted.ip_address.as_deref())?;
-            fixed_ips.push((subnet_id, ip));
-        }
-        let security_groups = match req.security_groups {
-            Some(groups) => groups,
-            None if req.device_owner.starts_with("network:") => Vec::new(),
-            None => vec![self.ensure_default_security_group(&project_id)],
-        };
-        let id = new_id();
-        let mut port = self.new_port(&id, &req.network_id, &project_id, fixed_ips);
-        port.tags = req.standard.tags();
-        port.name = req.standard.name;
-        port.description = req.standard.description;
-        port.device_id = req.device_id;
-        port.device_owner = req.device_owner;
-        port.security_groups = security_groups;
-        port.admin_state_up = req.admin_state_up.unwrap_or(true);
-        self.ports.insert(id.clone(), port);
-        Ok(id)
-    }
-
     /// The subnet of the network a requested fixed IP names, or the one its address lies in.
     fn fixed_ip_subnet(&self, network_id: &str, wanted: &FixedIpReq) -> Result<String, ApiError> {
         let subnet_id = match (&wanted.subnet_id, &wanted.ip_address) {
@@ -239,30 +250,6 @@ impl Cloud {
             )));
         }
         Ok(subnet_id)
-    }
-
-    /// Deletes a port a user may delete: not a router's or a floating IP's, and (for members) not one
-    /// Nova bound to a server.
-    fn delete_port(&mut self, ctx: &Ctx, port_id: &str) -> Result<(), ApiError> {
-        self.visible_or_404::<Port>(ctx, port_id)?;
-        let owner = self.record::<Port>(port_id)?.device_owner.as_str();
-        let service_port = owner.starts_with(OWNER_ROUTER_INTERFACE)
-            || owner == OWNER_ROUTER_GATEWAY
-            || owner == OWNER_FLOATING_IP;
-        if service_port {
-            return Err(conflict(
-                "ServicePortInUse",
-                format!(
-                    "Port {port_id} cannot be deleted directly via the port API: has device owner {owner}."
-                ),
-            ));
-        }
-        // Under the default policy only Nova (a service user) and admins delete a port bound to a server.
-        if owner.starts_with("compute:") && !ctx.admin {
-            return Err(ApiError::neutron_policy("delete_port"));
-        }
-        self.remove_port(port_id);
-        Ok(())
     }
 
     /// Removes a port without policy checks, disassociating any floating IP on it.

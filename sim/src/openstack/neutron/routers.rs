@@ -79,38 +79,13 @@ impl Resource for Router {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: RouterReq) -> Result<String, ApiError> {
-        cloud.create_router(ctx, req)
-    }
-
-    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
-        if let Some(gateway) = changes.get("external_gateway_info") {
-            let network_id = gateway
-                .get("network_id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            cloud.set_router_gateway(ctx, id, network_id.as_deref())?;
-        }
-        let router = cloud.record_mut::<Router>(id)?;
-        changes.set_text("name", &mut router.name);
-        changes.set_text("description", &mut router.description);
-        router.updated = Utc::now();
-        Ok(())
-    }
-
-    fn delete(cloud: &mut Cloud, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
-        cloud.delete_router(ctx, id)
-    }
-}
-
-impl Cloud {
-    pub(crate) fn create_router(&mut self, ctx: &Ctx, req: RouterReq) -> Result<String, ApiError> {
         let project_id = req.standard.owner(ctx)?;
         let gateway_network = req.external_gateway_info.and_then(|g| g.network_id);
         if let Some(network_id) = &gateway_network {
-            self.check_external(network_id)?;
+            cloud.check_external(network_id)?;
         }
         let tags = req.standard.tags();
-        let id = self.insert_new(|id, now| Router {
+        let id = cloud.insert_new(|id, now| Router {
             id,
             name: req.standard.name,
             description: req.standard.description,
@@ -122,11 +97,42 @@ impl Cloud {
             updated: now,
         });
         if let Some(network_id) = gateway_network {
-            self.set_router_gateway(ctx, &id, Some(&network_id))?;
+            cloud.set_router_gateway(ctx, &id, Some(&network_id))?;
         }
         Ok(id)
     }
 
+    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
+        if let Some(gateway) = changes.get("external_gateway_info") {
+            let network_id = gateway
+                .get("network_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            cloud.set_router_gateway(ctx, id, network_id.as_deref())?;
+        }
+        let router = cloud.record_mut::<Router>(id)?;
+        changes.rename(&mut router.name, &mut router.description, &mut router.updated);
+        Ok(())
+    }
+
+    /// Deletes a router without interfaces, with its gateway port.
+    fn delete(cloud: &mut Cloud, ctx: &Ctx, router_id: &str) -> Result<(), ApiError> {
+        cloud.visible_or_404::<Router>(ctx, router_id)?;
+        if cloud.router_interfaces(router_id).next().is_some() {
+            return Err(conflict(
+                "RouterInUse",
+                format!("Router {router_id} still has ports"),
+            ));
+        }
+        if let Some((_, gateway_port)) = cloud.routers.get(router_id).and_then(|r| r.gateway.clone()) {
+            cloud.ports.remove(&gateway_port);
+        }
+        cloud.routers.remove(router_id);
+        Ok(())
+    }
+}
+
+impl Cloud {
     /// `Ok` for an external network; a 400 for another network, its 404 for none.
     pub(super) fn check_external(&self, network_id: &str) -> Result<(), ApiError> {
         match self.networks.get(network_id) {
@@ -338,22 +344,6 @@ impl Cloud {
         let body = self.interface_body(router_id, &port_id);
         self.ports.remove(&port_id);
         Ok(body)
-    }
-
-    /// Deletes a router without interfaces, with its gateway port.
-    fn delete_router(&mut self, ctx: &Ctx, router_id: &str) -> Result<(), ApiError> {
-        self.visible_or_404::<Router>(ctx, router_id)?;
-        if self.router_interfaces(router_id).next().is_some() {
-            return Err(conflict(
-                "RouterInUse",
-                format!("Router {router_id} still has ports"),
-            ));
-        }
-        if let Some((_, gateway_port)) = self.routers.get(router_id).and_then(|r| r.gateway.clone()) {
-            self.ports.remove(&gateway_port);
-        }
-        self.routers.remove(router_id);
-        Ok(())
     }
 }
 

@@ -92,14 +92,20 @@ impl Resource for SecurityGroup {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: SecurityGroupReq) -> Result<String, ApiError> {
-        cloud.create_security_group(ctx, req)
+        let project_id = req.standard.owner(ctx)?;
+        cloud.ensure_default_security_group(&project_id);
+        if req.standard.name == "default" {
+            return Err(conflict(
+                "SecurityGroupDefaultAlreadyExists",
+                "Default security group already exists.",
+            ));
+        }
+        Ok(cloud.insert_group(&project_id, req.standard))
     }
 
     fn update(cloud: &mut Cloud, _ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
         let group = cloud.record_mut::<SecurityGroup>(id)?;
-        changes.set_text("name", &mut group.name);
-        changes.set_text("description", &mut group.description);
-        group.updated = Utc::now();
+        changes.rename(&mut group.name, &mut group.description, &mut group.updated);
         Ok(())
     }
 
@@ -163,7 +169,47 @@ impl Resource for SecurityGroupRule {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: RuleReq) -> Result<String, ApiError> {
-        cloud.create_security_group_rule(ctx, req)
+        cloud.visible_or_404::<SecurityGroup>(ctx, &req.security_group_id)?;
+        if !matches!(req.direction.as_str(), "ingress" | "egress") {
+            return Err(bad_request(format!(
+                "Invalid input for direction. Reason: {} is not in valid_values.",
+                req.direction
+            )));
+        }
+        if let Some(remote) = &req.remote_group_id {
+            cloud.visible_or_404::<SecurityGroup>(ctx, remote)?;
+        }
+        let project_id = cloud
+            .security_groups
+            .get(&req.security_group_id)
+            .map_or_else(|| ctx.project_id.clone(), |g| g.project_id.clone());
+        let protocol = match req.protocol {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if p.is_empty() || p == "any" => None,
+            Some(Value::String(p)) => Some(p),
+            Some(other) => Some(other.to_string()),
+        };
+        let rule = SecurityGroupRule {
+            protocol,
+            port_range_min: req.port_range_min,
+            port_range_max: req.port_range_max,
+            remote_ip_prefix: req.remote_ip_prefix,
+            remote_group_id: req.remote_group_id,
+            description: req.standard.description,
+            ..SecurityGroupRule::any(
+                &req.security_group_id,
+                &project_id,
+                &req.direction,
+                req.ethertype.as_deref().unwrap_or("IPv4"),
+            )
+        };
+        if let Some(existing) = cloud.security_group_rules.values().find(|r| r.same_as(&rule)) {
+            return Err(conflict(
+                "SecurityGroupRuleExists",
+                format!("Security group rule already exists. Rule id is {}.", existing.id),
+            ));
+        }
+        Ok(cloud.insert_rule(rule))
     }
 
     fn update(_cloud: &mut Cloud, _ctx: &Ctx, _id: &str, _changes: &Changes) -> Result<(), ApiError> {
@@ -291,65 +337,5 @@ impl Cloud {
             });
         }
         group_id
-    }
-
-    pub(crate) fn create_security_group(
-        &mut self,
-        ctx: &Ctx,
-        req: SecurityGroupReq,
-    ) -> Result<String, ApiError> {
-        let project_id = req.standard.owner(ctx)?;
-        self.ensure_default_security_group(&project_id);
-        if req.standard.name == "default" {
-            return Err(conflict(
-                "SecurityGroupDefaultAlreadyExists",
-                "Default security group already exists.",
-            ));
-        }
-        Ok(self.insert_group(&project_id, req.standard))
-    }
-
-    pub(crate) fn create_security_group_rule(&mut self, ctx: &Ctx, req: RuleReq) -> Result<String, ApiError> {
-        self.visible_or_404::<SecurityGroup>(ctx, &req.security_group_id)?;
-        if !matches!(req.direction.as_str(), "ingress" | "egress") {
-            return Err(bad_request(format!(
-                "Invalid input for direction. Reason: {} is not in valid_values.",
-                req.direction
-            )));
-        }
-        if let Some(remote) = &req.remote_group_id {
-            self.visible_or_404::<SecurityGroup>(ctx, remote)?;
-        }
-        let project_id = self
-            .security_groups
-            .get(&req.security_group_id)
-            .map_or_else(|| ctx.project_id.clone(), |g| g.project_id.clone());
-        let protocol = match req.protocol {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) if p.is_empty() || p == "any" => None,
-            Some(Value::String(p)) => Some(p),
-            Some(other) => Some(other.to_string()),
-        };
-        let rule = SecurityGroupRule {
-            protocol,
-            port_range_min: req.port_range_min,
-            port_range_max: req.port_range_max,
-            remote_ip_prefix: req.remote_ip_prefix,
-            remote_group_id: req.remote_group_id,
-            description: req.standard.description,
-            ..SecurityGroupRule::any(
-                &req.security_group_id,
-                &project_id,
-                &req.direction,
-                req.ethertype.as_deref().unwrap_or("IPv4"),
-            )
-        };
-        if let Some(existing) = self.security_group_rules.values().find(|r| r.same_as(&rule)) {
-            return Err(conflict(
-                "SecurityGroupRuleExists",
-                format!("Security group rule already exists. Rule id is {}.", existing.id),
-            ));
-        }
-        Ok(self.insert_rule(rule))
     }
 }

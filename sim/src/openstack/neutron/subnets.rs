@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use chrono::Utc;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
@@ -49,11 +48,7 @@ impl Resource for Subnet {
 
     /// Members also see the subnets of the networks they see (shared and external ones).
     fn visible(&self, cloud: &Cloud, ctx: &Ctx) -> bool {
-        ctx.owns(&self.project_id)
-            || cloud
-                .networks
-                .get(&self.network_id)
-                .is_some_and(|n| n.visible_to(ctx))
+        ctx.owns(&self.project_id) || cloud.network_is(&self.network_id, |n| n.visible_to(ctx))
     }
 
     fn render(&self, cloud: &Cloud) -> Value {
@@ -78,29 +73,8 @@ impl Resource for Subnet {
     }
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, req: SubnetReq) -> Result<String, ApiError> {
-        cloud.create_subnet(ctx, req)
-    }
-
-    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
-        let subnet = cloud.record_mut::<Subnet>(id)?;
-        if !ctx.owns(&subnet.project_id) {
-            return Err(ApiError::neutron_policy("update_subnet"));
-        }
-        changes.set_text("name", &mut subnet.name);
-        changes.set_text("description", &mut subnet.description);
-        subnet.updated = Utc::now();
-        Ok(())
-    }
-
-    fn delete(cloud: &mut Cloud, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
-        cloud.delete_subnet(ctx, id)
-    }
-}
-
-impl Cloud {
-    pub(crate) fn create_subnet(&mut self, ctx: &Ctx, req: SubnetReq) -> Result<String, ApiError> {
-        self.visible_or_404::<Network>(ctx, &req.network_id)?;
-        let network_project = self.record::<Network>(&req.network_id)?.project_id.clone();
+        cloud.visible_or_404::<Network>(ctx, &req.network_id)?;
+        let network_project = cloud.record::<Network>(&req.network_id)?.project_id.clone();
         if !ctx.owns(&network_project) {
             return Err(ApiError::neutron_policy("create_subnet"));
         }
@@ -126,7 +100,7 @@ impl Cloud {
         let enable_dhcp = req.enable_dhcp.unwrap_or(true);
         let network_id = req.network_id.clone();
         let tags = req.standard.tags();
-        let id = self.insert_new(|id, now| Subnet {
+        let id = cloud.insert_new(|id, now| Subnet {
             id,
             name: req.standard.name,
             description: req.standard.description,
@@ -141,12 +115,56 @@ impl Cloud {
             created: now,
             updated: now,
         });
-        if enable_dhcp && self.dhcp_agent {
-            self.add_dhcp_address(&network_id, &id, &network_project)?;
+        if enable_dhcp && cloud.dhcp_agent {
+            cloud.add_dhcp_address(&network_id, &id, &network_project)?;
         }
         Ok(id)
     }
 
+    fn update(cloud: &mut Cloud, ctx: &Ctx, id: &str, changes: &Changes) -> Result<(), ApiError> {
+        let subnet = cloud.record_mut::<Subnet>(id)?;
+        if !ctx.owns(&subnet.project_id) {
+            return Err(ApiError::neutron_policy("update_subnet"));
+        }
+        changes.rename(&mut subnet.name, &mut subnet.description, &mut subnet.updated);
+        Ok(())
+    }
+
+    /// Deletes the subnet, taking its address off the network's DHCP port; any other allocation keeps
+    /// it in use.
+    fn delete(cloud: &mut Cloud, ctx: &Ctx, subnet_id: &str) -> Result<(), ApiError> {
+        cloud.visible_or_404::<Subnet>(ctx, subnet_id)?;
+        let subnet = cloud.record::<Subnet>(subnet_id)?;
+        let owns_network = cloud.network_is(&subnet.network_id, |n| ctx.owns(&n.project_id));
+        if !ctx.owns(&subnet.project_id) && !owns_network {
+            return Err(ApiError::neutron_policy("delete_subnet"));
+        }
+        let uses = |p: &Port| p.fixed_ips.iter().any(|(s, _)| s == subnet_id);
+        if cloud
+            .ports
+            .values()
+            .any(|p| uses(p) && p.device_owner != OWNER_DHCP)
+        {
+            return Err(conflict(
+                "SubnetInUse",
+                format!(
+                    "Unable to complete operation on subnet {subnet_id}: One or more ports have an IP allocation \
+                     from this subnet."
+                ),
+            ));
+        }
+        for port in cloud.ports.values_mut().filter(|p| p.device_owner == OWNER_DHCP) {
+            port.fixed_ips.retain(|(s, _)| s != subnet_id);
+        }
+        cloud
+            .ports
+            .retain(|_, p| p.device_owner != OWNER_DHCP || !p.fixed_ips.is_empty());
+        cloud.subnets.remove(subnet_id);
+        Ok(())
+    }
+}
+
+impl Cloud {
     /// Gives the network's DHCP port an address on a new DHCP subnet, creating the port (owned by the
     /// network's project, as the DHCP agent does) when it is the network's first. Only with a DHCP
     /// agent ([`crate::openstack::SimConfig::dhcp_agent`]): without one Neutron makes no DHCP port.
@@ -232,42 +250,6 @@ impl Cloud {
             .collect();
         subnets.sort_by_key(|s| (s.ip_version, s.created));
         subnets.first().copied()
-    }
-
-    /// Deletes the subnet, taking its address off the network's DHCP port; any other allocation keeps
-    /// it in use.
-    fn delete_subnet(&mut self, ctx: &Ctx, subnet_id: &str) -> Result<(), ApiError> {
-        self.visible_or_404::<Subnet>(ctx, subnet_id)?;
-        let subnet = self.record::<Subnet>(subnet_id)?;
-        let network_project = self
-            .networks
-            .get(&subnet.network_id)
-            .map(|n| n.project_id.as_str())
-            .unwrap_or("");
-        if !ctx.owns(&subnet.project_id) && !ctx.owns(network_project) {
-            return Err(ApiError::neutron_policy("delete_subnet"));
-        }
-        let uses = |p: &Port| p.fixed_ips.iter().any(|(s, _)| s == subnet_id);
-        if self
-            .ports
-            .values()
-            .any(|p| uses(p) && p.device_owner != OWNER_DHCP)
-        {
-            return Err(conflict(
-                "SubnetInUse",
-                format!(
-                    "Unable to complete operation on subnet {subnet_id}: One or more ports have an IP allocation \
-                     from this subnet."
-                ),
-            ));
-        }
-        for port in self.ports.values_mut().filter(|p| p.device_owner == OWNER_DHCP) {
-            port.fixed_ips.retain(|(s, _)| s != subnet_id);
-        }
-        self.ports
-            .retain(|_, p| p.device_owner != OWNER_DHCP || !p.fixed_ips.is_empty());
-        self.subnets.remove(subnet_id);
-        Ok(())
     }
 }
 

@@ -152,7 +152,7 @@ impl Cloud {
             let port_id = match nic {
                 Nic::Port(port_id) => port_id.clone(),
                 Nic::Network(network_id) => {
-                    let port_id = self.create_port(
+                    let port_id = self.create::<Port>(
                         ctx,
                         PortReq {
                             network_id: network_id.clone(),
