@@ -28,6 +28,13 @@ pub async fn start() -> OpenStackSim {
     .await
 }
 
+/// A [`start`]ed simulator and a client logged in as `demo`.
+pub async fn demo() -> (OpenStackSim, Client) {
+    let sim = start().await;
+    let client = Client::demo(&sim).await;
+    (sim, client)
+}
+
 pub async fn start_with(config: SimConfig) -> OpenStackSim {
     OpenStackSim::start("127.0.0.1:0".parse().unwrap(), config)
         .await
@@ -129,6 +136,32 @@ impl Client {
         assert_eq!(status, 404, "{path} still answers: {body}");
         body
     }
+}
+
+/// The items of the list `body[list]`.
+pub fn items<'a>(body: &'a Value, list: &str) -> &'a [Value] {
+    body[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list} is not a list in {body}"))
+}
+
+/// The text attribute `field` of every item of the list `body[list]`, in order.
+pub fn strings(body: &Value, list: &str, field: &str) -> Vec<String> {
+    items(body, list)
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} in {item}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// `strings`, sorted.
+pub fn sorted(mut strings: Vec<String>) -> Vec<String> {
+    strings.sort();
+    strings
 }
 
 /// The NeutronError type of a body.

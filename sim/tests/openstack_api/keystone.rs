@@ -157,8 +157,7 @@ async fn version_documents_answer_without_a_token() {
 
 #[tokio::test]
 async fn unknown_paths_answer_404_in_each_services_shape() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let (status, body) = client.get("/compute/v2.1/os-hypervisors-nope").await;
     assert_eq!(status, 404);
     assert_eq!(body["itemNotFound"]["code"], 404);
