@@ -16,24 +16,8 @@ shift || true
 case "$MODE" in sim|real|all) ;; *) echo "usage: $0 sim|real|all [pytest args...]" >&2; exit 64 ;; esac
 BASE=${E2E_BASE:-/tmp/real-openstack}
 VENV=$ROOT/tests/e2e/.venv
-
-T0=$EPOCHREALTIME
-TIMINGS=()
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-# The functions phase runs stop at their first failure by `|| return` (errexit is off inside `||`).
-phase() { # NAME COMMAND...: runs COMMAND, records how long it took
-  local name=$1 t=$EPOCHREALTIME rc=0; shift
-  echo "::: $name"
-  "$@" || rc=$?
-  TIMINGS+=("$(printf '%-28s %7ss%s' "$name" "$(since "$t")" "$([ $rc = 0 ] || echo "  (exit $rc)")")")
-  return $rc
-}
-print_timings() {
-  echo "::: timings"
-  local line
-  for line in "${TIMINGS[@]}"; do echo "    $line"; done
-  echo "    $(printf '%-28s %7ss' total "$(since "$T0")")"
-}
+# shellcheck source=.ci/lib.sh
+. "$ROOT/.ci/lib.sh"
 
 install_system_packages() {
   local need=()
@@ -47,15 +31,6 @@ install_system_packages() {
 install_test_venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || return
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/e2e/requirements.txt"
-}
-
-build_janitor() {
-  if [ -n "${JANITOR_BIN:-}" ]; then
-    [ -x "$JANITOR_BIN" ] || { echo "JANITOR_BIN=$JANITOR_BIN is not executable" >&2; return 1; }
-    return 0
-  fi
-  cargo build --quiet --bin cloud-janitor || return
-  export JANITOR_BIN=$ROOT/target/debug/cloud-janitor
 }
 
 run_pytest() { # TARGET [ARGS...]

@@ -12,26 +12,14 @@ cd "$ROOT"
 VENV=$ROOT/tests/e2e/.venv-proxmox
 # Pinned so a CI run tests the same client as the last one.
 PACKAGES=(pytest==9.2.0 pytest-timeout==2.4.0 proxmoxer==2.3.0 requests==2.34.2)
-
-T0=$EPOCHREALTIME
-TIMINGS=()
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-phase() { # NAME COMMAND...: runs COMMAND, records how long it took
-  local name=$1 t=$EPOCHREALTIME rc=0; shift
-  echo "::: $name"
-  "$@" || rc=$?
-  TIMINGS+=("$(printf '%-28s %7ss%s' "$name" "$(since "$t")" "$([ $rc = 0 ] || echo "  (exit $rc)")")")
-  return $rc
-}
-print_timings() {
+# shellcheck source=.ci/lib.sh
+. "$ROOT/.ci/lib.sh"
+on_exit() {
   local rc=$?
-  echo "::: timings"
-  local line
-  for line in "${TIMINGS[@]}"; do echo "    $line"; done
-  echo "    $(printf '%-28s %7ss' total "$(since "$T0")")"
+  print_timings
   exit $rc
 }
-trap print_timings EXIT
+trap on_exit EXIT
 
 install_system_packages() {
   python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
@@ -44,16 +32,6 @@ install_test_venv() {
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PACKAGES[@]}" || return
   # The test module skips itself without proxmoxer; here that would be a silent pass.
   "$VENV/bin/python" -c 'import proxmoxer, requests, pytest_timeout'
-}
-
-build_janitor() {
-  if [ -n "${JANITOR_BIN:-}" ]; then
-    [ -x "$JANITOR_BIN" ] || { echo "JANITOR_BIN=$JANITOR_BIN is not executable" >&2; return 1; }
-    return 0
-  fi
-  # Also when the binary exists: cargo rebuilds only what changed, so a stale binary is never tested.
-  cargo build --quiet --bin cloud-janitor || return
-  export JANITOR_BIN=$ROOT/target/debug/cloud-janitor
 }
 
 # conftest.py belongs to the OpenStack tests (openstacksdk, not in this venv): --noconftest.

@@ -1,11 +1,13 @@
 //! Simulated cloud APIs (OpenStack and Proxmox VE) served over real HTTP on 127.0.0.1.
 //!
 //! # Layout
+//! - `clock`: the simulated clock both simulators read, which tests advance instead of sleeping.
 //! - `faults`: per-path fault and latency injection shared by both simulators.
 //! - `openstack`: Keystone v3, Nova, Neutron and Cinder.
 //! - `proxmox`: the Proxmox VE API (`/api2/json`).
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod faults;
 pub mod openstack;
 pub mod proxmox;

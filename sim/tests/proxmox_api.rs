@@ -1,35 +1,69 @@
 //! The simulated Proxmox VE speaks the real API's wire format: envelopes, 0/1 booleans, error texts
-//! in the status line and the body, auth, tasks, offline nodes and injected faults.
+//! in the status line and the body, auth, tasks, offline nodes and injected faults. Tasks are moved on
+//! with `advance_clock`, never waited for.
+
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use cloud_janitor_sim::faults::FaultRule;
 use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
+use reqwest::RequestBuilder;
 use serde_json::Value;
 
-async fn start() -> (ProxmoxSim, reqwest::Client, String) {
-    let sim = ProxmoxSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), ProxmoxSimConfig::default())
+/// How long the tasks of a [`start`]ed simulator run: far longer than any test, so a task runs until
+/// the test advances the clock by this much.
+const TASK_DURATION: Duration = Duration::from_secs(60);
+
+/// A simulator and a client that authenticates with its API token.
+struct Pve {
+    sim: ProxmoxSim,
+    http: reqwest::Client,
+    auth: String,
+}
+
+async fn start() -> Pve {
+    let config = ProxmoxSimConfig {
+        task_duration: TASK_DURATION,
+        ..ProxmoxSimConfig::default()
+    };
+    let sim = ProxmoxSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
         .unwrap();
     let auth = format!("PVEAPIToken={}={}", sim.token_id(), sim.token_secret());
-    (sim, reqwest::Client::new(), auth)
+    Pve {
+        sim,
+        http: reqwest::Client::new(),
+        auth,
+    }
+}
+
+impl Pve {
+    /// `path` under the API's URL (`/version`).
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.url())
+    }
+
+    /// Sends the request as is; returns the status and the body (`null` when it is not JSON).
+    async fn send(&self, request: RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` with the API token.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let request = self.http.get(self.url(path));
+        self.send(request.header("Authorization", &self.auth)).await
+    }
 }
 
 #[tokio::test]
 async fn envelopes_booleans_and_error_texts() {
-    let (sim, http, auth) = start().await;
-    let seeded = sim.seed_ci_leftovers();
-    let url = sim.url();
-    let resources: Value = http
-        .get(format!("{url}/cluster/resources?type=vm"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pve = start().await;
+    let seeded = pve.sim.seed_ci_leftovers();
+    let (_, resources) = pve.get("/cluster/resources?type=vm").await;
     let template = resources["data"]
         .as_array()
         .unwrap()
@@ -39,154 +73,77 @@ async fn envelopes_booleans_and_error_texts() {
     assert_eq!(template["template"], 1);
     assert_eq!(template["tags"], "ci-janitor-test;job-4711");
 
-    let response = http
-        .delete(format!("{url}/nodes/pve1/qemu/101?purge=1"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 500);
-    let body: Value = response.json().await.unwrap();
+    let delete = pve.http.delete(pve.url("/nodes/pve1/qemu/101?purge=1"));
+    let (status, body) = pve.send(delete.header("Authorization", &pve.auth)).await;
+    assert_eq!(status, 500);
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["message"], "VM 101 is running - destroy failed\n");
 
-    let missing = http
-        .get(format!("{url}/nodes/pve1/qemu/4242/status/current"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = missing.json().await.unwrap();
+    let (_, body) = pve.get("/nodes/pve1/qemu/4242/status/current").await;
     assert_eq!(
         body["message"],
         "Configuration file 'nodes/pve1/qemu-server/4242.conf' does not exist\n"
     );
 
-    let task = http
-        .get(format!(
-            "{url}/nodes/pve1/tasks/UPID:pve1:00000001:00000002:00000003:qmstop:1:root@pam:/status"
-        ))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(task.status().as_u16(), 400);
-    let body: Value = task.json().await.unwrap();
+    let (status, body) = pve
+        .get("/nodes/pve1/tasks/UPID:pve1:00000001:00000002:00000003:qmstop:1:root@pam:/status")
+        .await;
+    assert_eq!(status, 400);
     assert_eq!(body["errors"]["upid"], "no such task");
 }
 
 #[tokio::test]
 async fn tasks_end_with_an_exit_status_on_their_node() {
-    let (sim, http, auth) = start().await;
-    sim.seed_ci_leftovers();
-    let url = sim.url();
-    let started: Value = http
-        .post(format!("{url}/nodes/pve2/qemu/102/status/stop"))
-        .header("Authorization", &auth)
-        .form(&[("overrule-shutdown", "1")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pve = start().await;
+    pve.sim.seed_ci_leftovers();
+    let stop = pve.http.post(pve.url("/nodes/pve2/qemu/102/status/stop"));
+    let (_, started) = pve
+        .send(
+            stop.header("Authorization", &pve.auth)
+                .form(&[("overrule-shutdown", "1")]),
+        )
+        .await;
     let upid = started["data"].as_str().unwrap().to_string();
     assert!(upid.starts_with("UPID:pve2:") && upid.contains(":qmstop:102:root@pam!janitor:"));
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = http
-            .get(format!("{url}/nodes/pve2/tasks/{upid}/status"))
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["data"]["status"] == "stopped" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let status_path = format!("/nodes/pve2/tasks/{upid}/status");
+    let (_, running) = pve.get(&status_path).await;
+    assert_eq!(running["data"]["status"], "running");
+    assert!(running["data"].get("exitstatus").is_none());
+    assert!(pve.sim.is_running(102));
+
+    pve.sim.advance_clock(TASK_DURATION);
+    let (_, status) = pve.get(&status_path).await;
+    assert_eq!(status["data"]["status"], "stopped");
     assert_eq!(status["data"]["exitstatus"], "OK");
-    assert!(!sim.is_running(102));
+    assert!(!pve.sim.is_running(102));
 }
 
 #[tokio::test]
 async fn auth_offline_nodes_and_faults() {
-    let (sim, http, auth) = start().await;
-    let url = sim.url();
-    assert_eq!(
-        http.get(format!("{url}/version"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        401
-    );
-    let login: Value = http
-        .post(format!("{url}/access/ticket"))
-        .form(&[("username", sim.user()), ("password", sim.password())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pve = start().await;
+    let (status, _) = pve.send(pve.http.get(pve.url("/version"))).await;
+    assert_eq!(status, 401);
+    let login = pve.http.post(pve.url("/access/ticket"));
+    let (_, login) = pve
+        .send(login.form(&[("username", pve.sim.user()), ("password", pve.sim.password())]))
+        .await;
     let cookie = format!("PVEAuthCookie={}", login["data"]["ticket"].as_str().unwrap());
-    assert_eq!(
-        http.get(format!("{url}/version"))
-            .header("Cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    let no_csrf = http
-        .post(format!("{url}/pools"))
-        .header("Cookie", &cookie)
-        .form(&[("poolid", "ci")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_csrf.status().as_u16(), 401);
+    let by_ticket = pve.http.get(pve.url("/version")).header("Cookie", &cookie);
+    assert_eq!(pve.send(by_ticket).await.0, 200);
+    let no_csrf = pve.http.post(pve.url("/pools")).header("Cookie", &cookie);
+    assert_eq!(pve.send(no_csrf.form(&[("poolid", "ci")])).await.0, 401);
 
-    sim.set_node_online("pve2", false);
-    let offline = http
-        .get(format!("{url}/nodes/pve2/qemu"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(offline.status().as_u16(), 595);
+    pve.sim.set_node_online("pve2", false);
+    assert_eq!(pve.get("/nodes/pve2/qemu").await.0, 595);
 
-    sim.faults().add(FaultRule::status("GET", "/version", 503, 1));
-    assert_eq!(
-        http.get(format!("{url}/version"))
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        503
-    );
-    assert_eq!(
-        http.get(format!("{url}/version"))
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert!(sim
+    pve.sim.faults().add(FaultRule::status("GET", "/version", 503, 1));
+    assert_eq!(pve.get("/version").await.0, 503);
+    assert_eq!(pve.get("/version").await.0, 200);
+    assert!(pve
+        .sim
         .request_log()
         .iter()
         .any(|(m, p, s)| m == "GET" && p.ends_with("/version") && *s == 503));
-    sim.shutdown();
+    pve.sim.shutdown();
+    support::wait_until_refused(&pve.url("/version")).await;
 }

@@ -39,6 +39,11 @@ impl ApiError {
         }
     }
 
+    /// Neutron's 404 for a resource of a kind (`NetworkNotFound`) that is not there.
+    pub fn neutron_not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError::neutron(StatusCode::NOT_FOUND, kind, message)
+    }
+
     pub fn nova(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             service: Service::Nova,
@@ -132,6 +137,18 @@ impl ApiError {
             }
         }
     }
+}
+
+/// A request body as JSON, or the service's 400 for a malformed one.
+pub fn parse_json(service: Service, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match service {
+            Service::Keystone => "Invalid JSON body",
+            Service::Neutron => "Malformed JSON",
+            Service::Nova | Service::Cinder => "Malformed request body",
+        };
+        ApiError::bad_request(service, format!("{what}: {e}"))
+    })
 }
 
 /// The top-level key Nova's and Cinder's fault wrappers choose for a status.

@@ -12,14 +12,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
-use super::errors::{ApiError, Service};
+use super::errors::{parse_json, ApiError, Service};
 use super::state::{
-    Ctx, Token, ADMIN_PROJECT_ID, ADMIN_USER_ID, DEMO_PROJECT_ID, DEMO_USER_ID, DOMAIN_ID, OTHER_PROJECT_ID,
-    OTHER_USER_ID,
+    Cloud, Ctx, Token, ADMIN_PROJECT_ID, ADMIN_USER_ID, DEMO_PROJECT_ID, DEMO_USER_ID, DOMAIN_ID,
+    OTHER_PROJECT_ID, OTHER_USER_ID,
 };
-use super::Inner;
+use super::{version_routes, Inner};
 
 pub(crate) const APP_CRED_ID: &str = "4c1f0a2e8b6d4f7a9c3e5b1d7f9a2c40";
 pub(crate) const APP_CRED_NAME: &str = "cloud-janitor";
@@ -67,12 +66,8 @@ fn user_by_id(user_id: &str) -> Option<&'static User> {
 }
 
 pub(crate) fn routes(app: Arc<Inner>) -> Router {
-    Router::new()
+    version_routes("/identity", versions, "/identity/v3", version)
         .route("/", get(versions))
-        .route("/identity", get(versions))
-        .route("/identity/", get(versions))
-        .route("/identity/v3", get(version))
-        .route("/identity/v3/", get(version))
         .route(
             "/identity/v3/auth/tokens",
             get(validate).head(validate).post(issue).delete(revoke),
@@ -177,8 +172,7 @@ fn find_user(given: &Value) -> Option<&'static User> {
 }
 
 async fn issue(State(app): State<Arc<Inner>>, body: Bytes) -> Result<Response, ApiError> {
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(Service::Keystone, format!("Invalid JSON body: {e}")))?;
+    let body = parse_json(Service::Keystone, &body)?;
     let auth = body
         .get("auth")
         .ok_or_else(|| ApiError::bad_request(Service::Keystone, "'auth' is a required property"))?;
@@ -189,7 +183,7 @@ async fn issue(State(app): State<Arc<Inner>>, body: Bytes) -> Result<Response, A
     let ttl = chrono::Duration::from_std(cloud.token_ttl).unwrap_or(chrono::Duration::hours(1));
     let token = Token {
         ctx,
-        issued: Instant::now(),
+        issued: cloud.clock.now(),
         issued_at,
         expires_at: issued_at + ttl,
         methods,
@@ -200,8 +194,8 @@ async fn issue(State(app): State<Arc<Inner>>, body: Bytes) -> Result<Response, A
     Ok(with_subject_token(StatusCode::CREATED, &token_id, body))
 }
 
-async fn validate(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let cloud = app.cloud();
+/// The `X-Subject-Token` of a request about a token, when its `X-Auth-Token` is valid; 401 when not.
+fn subject_token(cloud: &Cloud, headers: &HeaderMap) -> Result<String, ApiError> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -212,7 +206,12 @@ async fn validate(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<R
     cloud
         .valid_token(&header("x-auth-token"))
         .ok_or_else(ApiError::unauthorized)?;
-    let subject = header("x-subject-token");
+    Ok(header("x-subject-token"))
+}
+
+async fn validate(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let cloud = app.cloud();
+    let subject = subject_token(&cloud, &headers)?;
     let token = cloud.valid_token(&subject).ok_or_else(|| {
         ApiError::keystone(
             StatusCode::NOT_FOUND,
@@ -229,17 +228,7 @@ async fn validate(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<R
 
 async fn revoke(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
     let mut cloud = app.cloud();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    cloud
-        .valid_token(&header("x-auth-token"))
-        .ok_or_else(ApiError::unauthorized)?;
-    let subject = header("x-subject-token");
+    let subject = subject_token(&cloud, &headers)?;
     match cloud.tokens.remove(&subject) {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::keystone(
@@ -346,12 +335,12 @@ fn catalog(url: &str, project_id: &str) -> Value {
     ])
 }
 
-impl super::state::Cloud {
+impl Cloud {
     /// The token's caller while the token is known and younger than `token_ttl`.
     pub(crate) fn valid_token(&self, token_id: &str) -> Option<&Token> {
         self.tokens
             .get(token_id)
-            .filter(|t| t.issued.elapsed() < self.token_ttl)
+            .filter(|t| self.clock.since(t.issued) < self.token_ttl)
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use serde_json::{json, Value};
+
 use super::errors::{ApiError, Service};
 
 /// The query string as `(key, value)` pairs, repeated keys kept in order.
@@ -53,6 +55,23 @@ pub(crate) fn limit(params: &[(String, String)], service: Service) -> Result<Opt
     }
 }
 
+/// The two forms of a Nova or Cinder list: ids and names only, or every attribute (`.../detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    Brief,
+    Detail,
+}
+
+impl View {
+    /// What the list's URL ends with after the collection.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            View::Brief => "",
+            View::Detail => "/detail",
+        }
+    }
+}
+
 /// One page of an already filtered and sorted list.
 #[derive(Debug)]
 pub(crate) struct Page<T> {
@@ -80,6 +99,56 @@ pub(crate) fn paginate<T>(
         items: rest.into_iter().take(limit).collect(),
         more,
     })
+}
+
+/// `[{"rel": "next", "href": ...}]`, the `*_links` of a page that others may follow.
+pub(crate) fn next_links(
+    url: &str,
+    path: &str,
+    params: &[(String, String)],
+    limit: usize,
+    marker: &str,
+) -> Value {
+    json!([{"rel": "next", "href": next_link(url, path, params, limit, marker)}])
+}
+
+/// One page of `items` (already filtered and sorted, each with its id), as Nova and Cinder answer it:
+/// `{key: [...]}`, plus `{key}_links` when the page is full (even if nothing follows). `max_limit`
+/// is the default and the largest `limit` (`None`: no default, no cap); `marker_missing` is the
+/// service's error for a marker not in the list.
+pub(crate) fn page_body(
+    page: PageOf<'_>,
+    items: Vec<(String, Value)>,
+    params: &[(String, String)],
+    marker_missing: impl FnOnce(&str) -> ApiError,
+) -> Result<Value, ApiError> {
+    let asked = limit(params, page.service)?;
+    let limit = match page.max_limit {
+        Some(max) => Some(asked.unwrap_or(max).min(max)),
+        None => asked,
+    };
+    let marker = param(params, "marker");
+    let cut = paginate(items, |(id, _)| id.as_str(), limit, marker)
+        .ok_or_else(|| marker_missing(marker.unwrap_or("")))?;
+    let last = cut.items.last().map(|(id, _)| id.clone());
+    let full = limit.is_some_and(|l| cut.items.len() == l);
+    let mut body = json!({ page.key: cut.items.into_iter().map(|(_, v)| v).collect::<Vec<_>>() });
+    if let (Some(limit), true, Some(last)) = (limit, full, last) {
+        body[format!("{}_links", page.key)] = next_links(page.url, page.path, params, limit, &last);
+    }
+    Ok(body)
+}
+
+/// Where a page of [`page_body`] comes from and how its service pages.
+pub(crate) struct PageOf<'a> {
+    /// The simulator's URL and the list's path, for the next link.
+    pub url: &'a str,
+    pub path: &'a str,
+    /// The body key of the list (`servers`).
+    pub key: &'a str,
+    /// Whose 400 a bad `limit` gets.
+    pub service: Service,
+    pub max_limit: Option<usize>,
 }
 
 /// A next link: `path` with the query's other parameters, `limit` and `marker` set.

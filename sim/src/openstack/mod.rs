@@ -26,7 +26,8 @@
 //! - Servers are `ACTIVE` and volumes `available` at once (real: 3-4 s and 1 s), so there is no
 //!   `BUILD` phase and no 409 "Cannot 'update tag' instance ... in vm_state building"; images and
 //!   flavors are not checked.
-//! - Deletes move on by the clock, exactly: a server shows `ACTIVE`/`deleting` until 70 % of
+//! - Deletes move on by the simulator's clock ([`crate::clock::SimClock`], which tests move with
+//!   [`OpenStackSim::advance_clock`]), exactly: a server shows `ACTIVE`/`deleting` until 70 % of
 //!   `server_delete_delay` (its volumes turn `available` at 50 %), then `DELETED` (its own ports gone,
 //!   given ones unbound) until the full delay, then 404. Real Nova takes 1.0-1.3 s in all and drops
 //!   the ports anywhere from a little before `DELETED` to just after the 404. Volumes and snapshots
@@ -46,8 +47,20 @@
 //! - A member's DELETE of any port with `device_owner` `compute:*` answers 403.
 //! - Unknown URLs answer 404 without checking the token; Cinder accepts any volume microversion.
 //! - No quotas, no subnet overlap checks, no Cinder `cascade` delete or attachments API.
+//!
+//! # Layout
+//! - this module: [`SimConfig`], starting and stopping [`OpenStackSim`], its clock and request log,
+//!   and one router for every service.
+//! - `direct`: building and inspecting the cloud without HTTP ([`OpenStackSim::create_server`],
+//!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those.
+//! - `state`: the in-memory cloud every service acts on, its identities and records.
+//! - `keystone`, `nova`, `neutron`, `cinder`: one module per service, each its model and its URLs.
+//! - `call`, `errors`, `listing`, `tags`: what the services share: the authenticated caller, error
+//!   bodies in each service's shape, list filters and pages, and the tag URLs.
 
+mod call;
 mod cinder;
+mod direct;
 mod errors;
 mod keystone;
 mod listing;
@@ -55,24 +68,28 @@ mod neutron;
 mod nova;
 mod seed;
 mod state;
+mod tags;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::Uri;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
+use crate::clock::SimClock;
 use crate::faults::{self, Faults};
 use errors::{ApiError, Service};
-use state::{Cloud, Ctx};
+use state::Cloud;
 
+pub use direct::{NewServer, SimError};
 pub use seed::{Seeded, SeededJob, Survivors, CI_TAG};
 
 /// Timings of the simulated cloud.
@@ -102,25 +119,6 @@ impl Default for SimConfig {
     }
 }
 
-/// A seeding or inspection helper refused the request, as the API would have.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("simulated OpenStack refused to {action}: {status} {message}")]
-pub struct SimError {
-    pub action: &'static str,
-    pub status: u16,
-    pub message: String,
-}
-
-impl SimError {
-    fn from_api(action: &'static str, error: ApiError) -> Self {
-        SimError {
-            action,
-            status: error.status.as_u16(),
-            message: error.message,
-        }
-    }
-}
-
 /// One served request: method, path with query, and answer status.
 pub type LoggedRequest = (String, String, u16);
 
@@ -129,6 +127,8 @@ pub type LoggedRequest = (String, String, u16);
 pub(crate) struct Inner {
     /// `http://127.0.0.1:PORT`, the base of every link and catalog URL.
     pub(crate) url: String,
+    /// The clock the cloud reads too; kept here so advancing it needs no lock.
+    clock: SimClock,
     cloud: Mutex<Cloud>,
     faults: Faults,
     log: Mutex<Vec<LoggedRequest>>,
@@ -140,29 +140,14 @@ impl Inner {
     pub(crate) fn cloud(&self) -> MutexGuard<'_, Cloud> {
         // A handler that panicked left the cloud consistent enough for a simulator; keep serving.
         let mut cloud = self.cloud.lock().unwrap_or_else(PoisonError::into_inner);
-        cloud.reap(Instant::now());
+        let now = self.clock.now();
+        cloud.reap(now);
         cloud
     }
 
     fn log(&self) -> MutexGuard<'_, Vec<LoggedRequest>> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A server to boot with [`OpenStackSim::create_server`].
-#[derive(Debug, Clone, Default)]
-pub struct NewServer<'a> {
-    pub name: &'a str,
-    /// Pre-created ports to plug in; Nova unbinds them when the server is deleted.
-    pub ports: &'a [&'a str],
-    /// Networks to plug into; Nova creates a port on each and deletes it with the server.
-    pub networks: &'a [&'a str],
-    /// Nova tags.
-    pub tags: &'a [&'a str],
-    pub key_name: Option<&'a str>,
-    pub server_group: Option<&'a str>,
-    /// Security group names for the ports Nova creates (`default` when empty).
-    pub security_groups: &'a [&'a str],
 }
 
 /// A cheap, cloneable handle to a running simulator.
@@ -179,7 +164,9 @@ impl OpenStackSim {
     pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<OpenStackSim> {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
+        let clock = SimClock::new();
         let mut cloud = Cloud::new(
+            clock.clone(),
             config.server_delete_delay,
             config.volume_delete_delay,
             config.token_ttl,
@@ -192,6 +179,7 @@ impl OpenStackSim {
         cloud.ensure_default_security_group(state::DEMO_PROJECT_ID);
         let inner = Arc::new(Inner {
             url: format!("http://{address}"),
+            clock,
             cloud: Mutex::new(cloud),
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
@@ -251,27 +239,15 @@ impl OpenStackSim {
         self.inner.shutdown.notify_one();
     }
 
-    /// Creates the leftovers of three interrupted CI jobs and the resources that must survive them,
-    /// all three hours old. See [`Seeded`] for the topology and the expected cleanup outcome. Calling
-    /// it again adds three more jobs (`job-4` to `job-6`).
-    pub fn seed_ci_leftovers(&self) -> Seeded {
-        // Invariant: the seeder only sends requests it builds against resources it just made (the
-        // HTTP test `seeded_leftovers_are_visible_through_the_api...` seeds twice), so a refusal is a
-        // simulator bug.
-        #[allow(clippy::expect_used)]
-        seed::seed_ci_leftovers(&mut self.inner.cloud()).expect("the simulator refused its own seed")
+    /// The clock every timed behaviour reads (deletes, token expiry).
+    pub fn clock(&self) -> &SimClock {
+        &self.inner.clock
     }
 
-    /// Whether a resource exists (still `deleting` counts). Kinds: `server`, `port`, `network`,
-    /// `subnet`, `router`, `floating_ip`, `security_group`, `security_group_rule`, `volume`,
-    /// `volume_snapshot`, `keypair` (by name), `server_group`.
-    pub fn exists(&self, kind: &str, id: &str) -> bool {
-        self.inner.cloud().exists(kind, id)
-    }
-
-    /// How many resources of a kind exist in all projects (see [`OpenStackSim::exists`]).
-    pub fn count(&self, kind: &str) -> usize {
-        self.inner.cloud().count(kind)
+    /// Moves the simulator's clock forward by `by`, as if that much time had passed: a server deleted
+    /// `server_delete_delay` ago answers 404 at the next request, a token older than `token_ttl` 401.
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.clock.advance(by);
     }
 
     /// Every request served so far, faults included, in order.
@@ -283,302 +259,22 @@ impl OpenStackSim {
     pub fn clear_request_log(&self) {
         self.inner.log().clear();
     }
-
-    /// The id of the network `shared` of project `other`.
-    pub fn shared_network_id(&self) -> String {
-        let cloud = self.inner.cloud();
-        cloud
-            .networks
-            .values()
-            .find(|n| n.shared && n.name == "shared")
-            .map(|n| n.id.clone())
-            .unwrap_or_default()
-    }
-
-    /// A server's status (`ACTIVE`, `SHUTOFF`, `DELETED` shortly before it is gone).
-    pub fn server_status(&self, server_id: &str) -> Option<String> {
-        self.inner
-            .cloud()
-            .servers
-            .get(server_id)
-            .map(|s| s.status.clone())
-    }
-
-    /// The id of the external network `public`.
-    pub fn public_network_id(&self) -> String {
-        let cloud = self.inner.cloud();
-        cloud
-            .networks
-            .values()
-            .find(|n| n.external && n.name == "public")
-            .map(|n| n.id.clone())
-            .unwrap_or_default()
-    }
-
-    /// Runs one operation as user `demo` in project `demo`.
-    fn as_demo<T>(
-        &self,
-        action: &'static str,
-        operation: impl FnOnce(&mut Cloud, &Ctx) -> Result<T, ApiError>,
-    ) -> Result<T, SimError> {
-        operation(&mut self.inner.cloud(), &Ctx::demo()).map_err(|e| SimError::from_api(action, e))
-    }
-
-    /// Creates a network in project `demo`; returns its id.
-    pub fn create_network(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
-        let req = neutron::NetworkReq {
-            name: name.into(),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create network", |cloud, ctx| cloud.create_network(ctx, req))
-    }
-
-    /// Creates a subnet (DHCP on, gateway `.1`), which gives the network its DHCP port.
-    pub fn create_subnet(
-        &self,
-        network_id: &str,
-        name: &str,
-        cidr: &str,
-        tags: &[&str],
-    ) -> Result<String, SimError> {
-        let req = neutron::SubnetReq {
-            name: name.into(),
-            network_id: network_id.into(),
-            cidr: Some(cidr.into()),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create subnet", |cloud, ctx| cloud.create_subnet(ctx, req))
-    }
-
-    /// Creates a security group (with Neutron's two egress rules).
-    pub fn create_security_group(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
-        let req = neutron::SecurityGroupReq {
-            name: name.into(),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create security group", |cloud, ctx| {
-            cloud.create_security_group(ctx, req)
-        })
-    }
-
-    /// Adds an ingress rule for `protocol` (and `port`, when given) from anywhere.
-    pub fn add_security_group_rule(
-        &self,
-        group_id: &str,
-        protocol: &str,
-        port: Option<u16>,
-    ) -> Result<String, SimError> {
-        let req = neutron::RuleReq {
-            security_group_id: group_id.into(),
-            direction: "ingress".into(),
-            protocol: Some(protocol.into()),
-            port_range_min: port,
-            port_range_max: port,
-            remote_ip_prefix: Some("0.0.0.0/0".into()),
-            ..Default::default()
-        };
-        self.as_demo("create security group rule", |cloud, ctx| {
-            cloud.create_security_group_rule(ctx, req)
-        })
-    }
-
-    /// Creates an unbound port with an address on the network's first subnet; no security groups
-    /// given means the project's `default` group.
-    pub fn create_port(
-        &self,
-        network_id: &str,
-        name: &str,
-        security_group_ids: &[&str],
-        tags: &[&str],
-    ) -> Result<String, SimError> {
-        let req = neutron::PortReq {
-            name: name.into(),
-            network_id: network_id.into(),
-            security_groups: (!security_group_ids.is_empty()).then(|| strings(security_group_ids)),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create port", |cloud, ctx| cloud.create_port(ctx, req))
-    }
-
-    /// Creates a router, with a gateway on `external_network_id` when given.
-    pub fn create_router(
-        &self,
-        name: &str,
-        external_network_id: Option<&str>,
-        tags: &[&str],
-    ) -> Result<String, SimError> {
-        let req = neutron::RouterReq {
-            name: name.into(),
-            external_gateway_info: external_network_id.map(|n| neutron::GatewayReq {
-                network_id: Some(n.into()),
-            }),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create router", |cloud, ctx| cloud.create_router(ctx, req))
-    }
-
-    /// Adds a router interface on the subnet's gateway address; returns the interface port's id.
-    pub fn add_router_interface(&self, router_id: &str, subnet_id: &str) -> Result<String, SimError> {
-        let interface = neutron::Interface::Subnet(subnet_id.into());
-        let body = self.as_demo("add router interface", |cloud, ctx| {
-            cloud.add_router_interface(ctx, router_id, interface)
-        })?;
-        Ok(body
-            .get("port_id")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    /// Allocates a floating IP on `public`, associated with `port_id` when given (which needs a
-    /// router joining the port's subnet to `public`).
-    pub fn create_floating_ip(&self, port_id: Option<&str>, tags: &[&str]) -> Result<String, SimError> {
-        let req = neutron::FloatingIpReq {
-            floating_network_id: self.public_network_id(),
-            port_id: port_id.map(str::to_string),
-            tags: strings(tags),
-            ..Default::default()
-        };
-        self.as_demo("create floating IP", |cloud, ctx| {
-            cloud.create_floating_ip(ctx, req)
-        })
-    }
-
-    /// Boots a server (ACTIVE at once); returns its id.
-    pub fn create_server(&self, server: NewServer<'_>) -> Result<String, SimError> {
-        let mut nics: Vec<nova::Nic> = server
-            .ports
-            .iter()
-            .map(|p| nova::Nic::Port((*p).into()))
-            .collect();
-        nics.extend(server.networks.iter().map(|n| nova::Nic::Network((*n).into())));
-        let spec = nova::ServerSpec {
-            name: server.name.into(),
-            image_ref: "cirros-0.6.2".into(),
-            flavor_ref: "1".into(),
-            nics,
-            key_name: server.key_name.map(str::to_string),
-            security_groups: strings(server.security_groups),
-            tags: strings(server.tags),
-            group: server.server_group.map(str::to_string),
-            ..Default::default()
-        };
-        self.as_demo("create server", |cloud, ctx| cloud.create_server(ctx, spec))
-    }
-
-    /// Locks or unlocks a server; a locked server's DELETE by a member answers 409.
-    pub fn set_server_locked(&self, server_id: &str, locked: bool) -> Result<(), SimError> {
-        self.as_demo("lock server", |cloud, ctx| {
-            cloud.set_server_lock(ctx, server_id, locked, None)
-        })
-    }
-
-    /// Creates a keypair for user `demo`; returns its name.
-    pub fn create_keypair(&self, name: &str) -> Result<String, SimError> {
-        self.as_demo("create keypair", |cloud, ctx| {
-            cloud.create_keypair(ctx, name, None).map(|k| k.name)
-        })
-    }
-
-    /// Creates a server group with `policy` (`affinity`, `anti-affinity`, ...); returns its id.
-    pub fn create_server_group(&self, name: &str, policy: &str) -> Result<String, SimError> {
-        self.as_demo("create server group", |cloud, ctx| {
-            cloud.create_server_group(ctx, name, policy)
-        })
-    }
-
-    /// Creates an `available` volume of `size_gb` with metadata; returns its id.
-    pub fn create_volume(
-        &self,
-        name: &str,
-        size_gb: u64,
-        metadata: &[(&str, &str)],
-    ) -> Result<String, SimError> {
-        let spec = cinder::VolumeSpec {
-            name: name.into(),
-            size: size_gb,
-            metadata: map(metadata),
-            ..Default::default()
-        };
-        self.as_demo("create volume", |cloud, ctx| cloud.create_volume(ctx, spec))
-    }
-
-    /// Attaches a volume to a server, as Nova's `os-volume_attachments` does.
-    pub fn attach_volume(&self, server_id: &str, volume_id: &str) -> Result<(), SimError> {
-        self.as_demo("attach volume", |cloud, ctx| {
-            cloud.attach_volume(ctx, server_id, volume_id).map(|_| ())
-        })
-    }
-
-    /// Snapshots an `available` volume; returns the snapshot's id.
-    pub fn create_snapshot(
-        &self,
-        volume_id: &str,
-        name: &str,
-        metadata: &[(&str, &str)],
-    ) -> Result<String, SimError> {
-        let spec = cinder::SnapshotSpec {
-            volume_id: volume_id.into(),
-            name: name.into(),
-            metadata: map(metadata),
-            ..Default::default()
-        };
-        self.as_demo("create snapshot", |cloud, ctx| cloud.create_snapshot(ctx, spec))
-    }
-
-    /// Makes the volume's next delete end in `error_deleting` instead of 404; false if no such volume.
-    pub fn fail_volume_delete(&self, volume_id: &str) -> bool {
-        let mut cloud = self.inner.cloud();
-        cloud
-            .volumes
-            .get_mut(volume_id)
-            .map(|v| v.fail_delete = true)
-            .is_some()
-    }
-
-    /// A port's `(device_id, device_owner)`, empty strings when unbound.
-    pub fn port_binding(&self, port_id: &str) -> Option<(String, String)> {
-        let cloud = self.inner.cloud();
-        cloud
-            .ports
-            .get(port_id)
-            .map(|p| (p.device_id.clone(), p.device_owner.clone()))
-    }
-
-    /// A volume's status (`available`, `in-use`, `deleting`, `error_deleting`).
-    pub fn volume_status(&self, volume_id: &str) -> Option<String> {
-        self.inner
-            .cloud()
-            .volumes
-            .get(volume_id)
-            .map(|v| v.status.clone())
-    }
-
-    /// A server's task state (`Some("deleting")` from its DELETE until it turns `DELETED`, at 70 % of
-    /// `server_delete_delay`; `None` then, until it is gone).
-    pub fn server_task_state(&self, server_id: &str) -> Option<Option<String>> {
-        self.inner
-            .cloud()
-            .servers
-            .get(server_id)
-            .map(|s| s.task_state.clone())
-    }
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_string()).collect()
-}
-
-fn map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect()
+/// A service's version documents, which answer without a token: `{root}` and `{root}/` list its
+/// versions, `{api}` and `{api}/` describe the one it serves.
+pub(crate) fn version_routes<V, T, W, U>(root: &str, versions: V, api: &str, version: W) -> Router<Arc<Inner>>
+where
+    V: Handler<T, Arc<Inner>>,
+    T: 'static,
+    W: Handler<U, Arc<Inner>>,
+    U: 'static,
+{
+    Router::new()
+        .route(root, get(versions.clone()))
+        .route(&format!("{root}/"), get(versions))
+        .route(api, get(version.clone()))
+        .route(&format!("{api}/"), get(version))
 }
 
 /// Every service's routes on one router: requests are logged, then faults are applied, then the

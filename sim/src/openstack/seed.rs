@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use super::cinder::{SnapshotSpec, VolumeSpec};
 use super::errors::ApiError;
 use super::neutron::{
-    FloatingIpReq, GatewayReq, Interface, NetworkReq, PortReq, RouterReq, RuleReq, SecurityGroupReq,
-    SubnetReq,
+    FloatingIpReq, Interface, NetworkReq, PortReq, RouterReq, RuleReq, SecurityGroupReq, SubnetReq,
 };
 use super::nova::{Nic, ServerSpec};
-use super::state::{Cloud, Ctx, DEMO_PROJECT_ID, OTHER_PROJECT_ID};
+use super::state::{
+    Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet, DEMO_PROJECT_ID,
+    OTHER_PROJECT_ID,
+};
 
 /// The tag every CI resource carries; each also carries `job-<n>`. Volumes and snapshots, which have
 /// no tags, carry metadata `ci-job=true` and `job=job-<n>` instead.
@@ -142,74 +144,66 @@ fn ci_metadata(job: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The network `which` picks with its first subnet, made by `create` the first time.
+fn ensure_network(
+    cloud: &mut Cloud,
+    which: impl Fn(&Network) -> bool,
+    create: impl FnOnce(&mut Cloud) -> Result<(String, String), ApiError>,
+) -> Result<(String, String), ApiError> {
+    let Some(network) = cloud.networks.values().find(|n| which(n)) else {
+        return create(cloud);
+    };
+    let subnet = cloud
+        .subnets
+        .values()
+        .find(|s| s.network_id == network.id)
+        .map(|s| s.id.clone());
+    Ok((network.id.clone(), subnet.unwrap_or_default()))
+}
+
 /// The external network `public` with its subnet, created once (as DevStack does) by admin.
 pub(crate) fn ensure_public_network(cloud: &mut Cloud) -> Result<(String, String), ApiError> {
-    if let Some(network) = cloud.networks.values().find(|n| n.external && n.name == "public") {
-        let subnet = cloud
-            .subnets
-            .values()
-            .find(|s| s.network_id == network.id)
-            .map(|s| s.id.clone());
-        return Ok((network.id.clone(), subnet.unwrap_or_default()));
-    }
-    let admin = Ctx::admin();
-    let network = cloud.create_network(
-        &admin,
-        NetworkReq {
-            name: "public".into(),
-            external: true,
-            ..NetworkReq::default()
+    ensure_network(
+        cloud,
+        |n| n.external && n.name == "public",
+        |cloud| {
+            let admin = Ctx::admin();
+            let req = NetworkReq {
+                external: true,
+                ..NetworkReq::named("public", Vec::new())
+            };
+            let network = cloud.create::<Network>(&admin, req)?;
+            let req = SubnetReq {
+                enable_dhcp: Some(false),
+                ..SubnetReq::new(&network, "public-subnet", "172.24.4.0/24", Vec::new())
+            };
+            let subnet = cloud.create::<Subnet>(&admin, req)?;
+            Ok((network, subnet))
         },
-    )?;
-    let subnet = cloud.create_subnet(
-        &admin,
-        SubnetReq {
-            name: "public-subnet".into(),
-            network_id: network.clone(),
-            cidr: Some("172.24.4.0/24".into()),
-            enable_dhcp: Some(false),
-            ..SubnetReq::default()
-        },
-    )?;
-    Ok((network, subnet))
+    )
 }
 
 /// The network `shared` (10.250.0.0/24) that project `other` owns and shares with every project,
 /// created once, as on the real test stack: members see it and may put ports on it, but not delete it.
 pub(crate) fn ensure_shared_network(cloud: &mut Cloud) -> Result<(String, String), ApiError> {
-    if let Some(network) = cloud
-        .networks
-        .values()
-        .find(|n| n.shared && n.name == "shared" && n.project_id == OTHER_PROJECT_ID)
-    {
-        let subnet = cloud
-            .subnets
-            .values()
-            .find(|s| s.network_id == network.id)
-            .map(|s| s.id.clone());
-        return Ok((network.id.clone(), subnet.unwrap_or_default()));
-    }
-    let network = cloud.create_network(
-        &Ctx::admin(),
-        NetworkReq {
-            name: "shared".into(),
-            shared: true,
-            project_id: Some(OTHER_PROJECT_ID.into()),
-            ..NetworkReq::default()
+    ensure_network(
+        cloud,
+        |n| n.shared && n.name == "shared" && n.project_id == OTHER_PROJECT_ID,
+        |cloud| {
+            let mut req = NetworkReq {
+                shared: true,
+                ..NetworkReq::named("shared", Vec::new())
+            };
+            req.standard.project_id = Some(OTHER_PROJECT_ID.into());
+            let network = cloud.create::<Network>(&Ctx::admin(), req)?;
+            let req = SubnetReq::new(&network, "shared-subnet", "10.250.0.0/24", Vec::new());
+            let subnet = cloud.create::<Subnet>(&Ctx::other(), req)?;
+            Ok((network, subnet))
         },
-    )?;
-    let subnet = cloud.create_subnet(
-        &Ctx::other(),
-        SubnetReq {
-            name: "shared-subnet".into(),
-            network_id: network.clone(),
-            cidr: Some("10.250.0.0/24".into()),
-            ..SubnetReq::default()
-        },
-    )?;
-    Ok((network, subnet))
+    )
 }
 
+/// A network `{prefix}-net` with one subnet `{prefix}-subnet` of `cidr`, both carrying `tags`.
 fn network_with_subnet(
     cloud: &mut Cloud,
     ctx: &Ctx,
@@ -217,104 +211,74 @@ fn network_with_subnet(
     cidr: &str,
     tags: Vec<String>,
 ) -> Result<(String, String), ApiError> {
-    let network = cloud.create_network(
-        ctx,
-        NetworkReq {
-            name: format!("{prefix}-net"),
-            tags: tags.clone(),
-            ..NetworkReq::default()
-        },
-    )?;
-    let subnet = cloud.create_subnet(
-        ctx,
-        SubnetReq {
-            name: format!("{prefix}-subnet"),
-            network_id: network.clone(),
-            cidr: Some(cidr.into()),
-            tags,
-            ..SubnetReq::default()
-        },
-    )?;
+    let network = cloud.create::<Network>(ctx, NetworkReq::named(&format!("{prefix}-net"), tags.clone()))?;
+    let req = SubnetReq::new(&network, &format!("{prefix}-subnet"), cidr, tags);
+    let subnet = cloud.create::<Subnet>(ctx, req)?;
     Ok((network, subnet))
 }
 
-fn port(
-    cloud: &mut Cloud,
-    ctx: &Ctx,
-    name: &str,
-    network: &str,
-    group: &str,
-    tags: Vec<String>,
-) -> Result<String, ApiError> {
-    cloud.create_port(
-        ctx,
-        PortReq {
-            name: name.into(),
-            network_id: network.into(),
-            security_groups: Some(vec![group.to_string()]),
-            tags,
-            ..PortReq::default()
-        },
-    )
+/// The network, subnet and security group every job starts with, named `ci-job-<n>-...`.
+struct JobNetwork {
+    job: String,
+    prefix: String,
+    network: String,
+    subnet: String,
+    group: String,
+}
+
+impl JobNetwork {
+    fn create(cloud: &mut Cloud, ctx: &Ctx, n: usize) -> Result<JobNetwork, ApiError> {
+        let job = format!("job-{n}");
+        let prefix = format!("ci-job-{n}");
+        let cidr = format!("10.{n}.0.0/24");
+        let (network, subnet) = network_with_subnet(cloud, ctx, &prefix, &cidr, tags(&job))?;
+        let req = SecurityGroupReq::named(&format!("{prefix}-sg"), tags(&job));
+        let group = cloud.create::<SecurityGroup>(ctx, req)?;
+        Ok(JobNetwork {
+            job,
+            prefix,
+            network,
+            subnet,
+            group,
+        })
+    }
+
+    /// The job's tagged port `ci-job-<n>-port` on its network, in its group.
+    fn port(&self, cloud: &mut Cloud, ctx: &Ctx) -> Result<String, ApiError> {
+        let name = format!("{}-port", self.prefix);
+        let req = PortReq::new(
+            &self.network,
+            &name,
+            Some(vec![self.group.clone()]),
+            tags(&self.job),
+        );
+        cloud.create::<Port>(ctx, req)
+    }
 }
 
 /// A job that ran to the end before it was killed: see [`SeededJob`].
 fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<SeededJob, ApiError> {
-    let job = format!("job-{n}");
-    let prefix = format!("ci-job-{n}");
-    let (network, subnet) = network_with_subnet(cloud, ctx, &prefix, &format!("10.{n}.0.0/24"), tags(&job))?;
-    let group = cloud.create_security_group(
-        ctx,
-        SecurityGroupReq {
-            name: format!("{prefix}-sg"),
-            tags: tags(&job),
-            ..SecurityGroupReq::default()
-        },
-    )?;
+    let base = JobNetwork::create(cloud, ctx, n)?;
     for (protocol, port) in [("tcp", Some(22)), ("icmp", None)] {
-        cloud.create_security_group_rule(
-            ctx,
-            RuleReq {
-                security_group_id: group.clone(),
-                direction: "ingress".into(),
-                protocol: Some(protocol.into()),
-                port_range_min: port,
-                port_range_max: port,
-                remote_ip_prefix: Some("0.0.0.0/0".into()),
-                ..RuleReq::default()
-            },
-        )?;
+        cloud
+            .create::<SecurityGroupRule>(ctx, RuleReq::ingress_from_anywhere(&base.group, protocol, port))?;
     }
-    let router = cloud.create_router(
+    let router = cloud.create::<Router>(
         ctx,
-        RouterReq {
-            name: format!("{prefix}-router"),
-            external_gateway_info: Some(GatewayReq {
-                network_id: Some(public.into()),
-            }),
-            tags: tags(&job),
-            ..RouterReq::default()
-        },
+        RouterReq::new(&format!("{}-router", base.prefix), Some(public), tags(&base.job)),
     )?;
-    cloud.add_router_interface(ctx, &router, Interface::Subnet(subnet.clone()))?;
-    let vm_port = port(
-        cloud,
-        ctx,
-        &format!("{prefix}-port"),
-        &network,
-        &group,
-        tags(&job),
-    )?;
+    cloud.add_router_interface(ctx, &router, Interface::Subnet(base.subnet.clone()))?;
+    let vm_port = base.port(cloud, ctx)?;
+    let JobNetwork {
+        job,
+        prefix,
+        network,
+        subnet,
+        group,
+    } = base;
     let keypair = cloud.create_keypair(ctx, &format!("{prefix}-key"), None)?.name;
     let server_group = cloud.create_server_group(ctx, &format!("{prefix}-group"), "anti-affinity")?;
-    let boot = |name: &str, nic: Nic| ServerSpec {
-        name: format!("{prefix}-{name}"),
-        image_ref: "cirros-0.6.2".into(),
-        flavor_ref: "1".into(),
-        nics: vec![nic],
-        tags: tags(&job),
-        ..ServerSpec::default()
-    };
+    let boot = |name: &str, nic: Nic| ServerSpec::new(&format!("{prefix}-{name}"), vec![nic], tags(&job));
     // vm-a boots on the pre-created port, with the job's keypair, in the job's server group.
     let vm_a = cloud.create_server(
         ctx,
@@ -337,42 +301,15 @@ fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<Seed
         .get(&vm_b)
         .map(|s| s.nova_created_ports.clone())
         .unwrap_or_default();
-    let floating_ip = cloud.create_floating_ip(
-        ctx,
-        FloatingIpReq {
-            floating_network_id: public.into(),
-            port_id: Some(vm_port.clone()),
-            tags: tags(&job),
-            ..FloatingIpReq::default()
-        },
-    )?;
-    let volume_a = cloud.create_volume(
-        ctx,
-        VolumeSpec {
-            name: format!("{prefix}-vol-a"),
-            size: 1,
-            metadata: ci_metadata(&job),
-            ..VolumeSpec::default()
-        },
-    )?;
+    let floating_ip =
+        cloud.create::<FloatingIp>(ctx, FloatingIpReq::new(public, Some(&vm_port), tags(&job)))?;
+    let volume = |name: &str| VolumeSpec::new(&format!("{prefix}-{name}"), 1, ci_metadata(&job));
+    let volume_a = cloud.create_volume(ctx, volume("vol-a"))?;
     let snapshot = cloud.create_snapshot(
         ctx,
-        SnapshotSpec {
-            volume_id: volume_a.clone(),
-            name: format!("{prefix}-snap"),
-            metadata: ci_metadata(&job),
-            ..SnapshotSpec::default()
-        },
+        SnapshotSpec::new(&volume_a, &format!("{prefix}-snap"), ci_metadata(&job)),
     )?;
-    let volume_b = cloud.create_volume(
-        ctx,
-        VolumeSpec {
-            name: format!("{prefix}-vol-b"),
-            size: 1,
-            metadata: ci_metadata(&job),
-            ..VolumeSpec::default()
-        },
-    )?;
+    let volume_b = cloud.create_volume(ctx, volume("vol-b"))?;
     cloud.attach_volume(ctx, &vm_a, &volume_a)?;
     cloud.attach_volume(ctx, &vm_b, &volume_b)?;
     Ok(SeededJob {
@@ -415,60 +352,34 @@ pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
     cloud.set_server_lock(&demo, &locked_server, true, Some("held for debugging".into()))?;
 
     // The third job was killed right after creating its network, group and one port.
-    let n = first + 2;
-    let job = format!("job-{n}");
-    let prefix = format!("ci-job-{n}");
-    let (network, subnet) =
-        network_with_subnet(cloud, &demo, &prefix, &format!("10.{n}.0.0/24"), tags(&job))?;
-    let group_req = SecurityGroupReq {
-        name: format!("{prefix}-sg"),
-        tags: tags(&job),
-        ..SecurityGroupReq::default()
-    };
-    let group = cloud.create_security_group(&demo, group_req)?;
-    let job_port = port(
-        cloud,
-        &demo,
-        &format!("{prefix}-port"),
-        &network,
-        &group,
-        tags(&job),
-    )?;
+    let killed = JobNetwork::create(cloud, &demo, first + 2)?;
+    let killed_port = killed.port(cloud, &demo)?;
+    let group = killed.group.clone();
     jobs.push(SeededJob {
-        job,
-        network,
-        subnet,
-        security_group: group.clone(),
-        ports: vec![job_port],
+        job: killed.job,
+        network: killed.network,
+        subnet: killed.subnet,
+        security_group: killed.group,
+        ports: vec![killed_port],
         ..SeededJob::default()
     });
 
     // Untagged resources of the same project, one of them holding the tagged ci-job-3-sg.
     let (keep_network, keep_subnet) = network_with_subnet(cloud, &demo, "keep", "10.99.0.0/24", Vec::new())?;
-    let keep_port = port(cloud, &demo, "keep-port", &keep_network, &group, Vec::new())?;
+    let keep_port = cloud.create::<Port>(
+        &demo,
+        PortReq::new(&keep_network, "keep-port", Some(vec![group.clone()]), Vec::new()),
+    )?;
     let keep_server = cloud.create_server(
         &demo,
-        ServerSpec {
-            name: "keep-vm".into(),
-            image_ref: "cirros-0.6.2".into(),
-            flavor_ref: "1".into(),
-            nics: vec![Nic::Network(keep_network.clone())],
-            ..ServerSpec::default()
-        },
+        ServerSpec::new("keep-vm", vec![Nic::Network(keep_network.clone())], Vec::new()),
     )?;
     let server_port = cloud
         .servers
         .get(&keep_server)
         .and_then(|s| s.port_ids.first().cloned())
         .unwrap_or_default();
-    let keep_volume = cloud.create_volume(
-        &demo,
-        VolumeSpec {
-            name: "keep-vol".into(),
-            size: 1,
-            ..VolumeSpec::default()
-        },
-    )?;
+    let keep_volume = cloud.create_volume(&demo, VolumeSpec::new("keep-vol", 1, BTreeMap::new()))?;
 
     cloud.backdate(chrono::Duration::hours(3));
     Ok(Seeded {

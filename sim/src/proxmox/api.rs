@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::auth::{percent_decode, Caller};
-use super::state::{ApiError, Cluster, Ending, GuestType};
+use super::errors::ApiError;
+use super::state::{Cluster, Effect, Ending, GuestRef, GuestType};
 use super::Inner;
 
 /// Records `(method, path?query, status)` of every request, injected faults included.
@@ -169,7 +170,7 @@ async fn route(
     }
 
     let mut cluster = inner.cluster_lock();
-    cluster.advance(Instant::now());
+    cluster.advance();
     dispatch(&mut cluster, &caller, method, &segs, params).map_err(|err| match err {
         e if e.status == 501 => not_implemented(method, segments),
         e => e,
@@ -177,15 +178,15 @@ async fn route(
 }
 
 async fn wait_for_lock_file(inner: &Arc<Inner>, vmid: u32) -> Result<(), ApiError> {
-    let deadline = Instant::now() + inner.config.lock_wait;
+    let deadline = inner.clock.now() + inner.config.lock_wait;
     loop {
         {
             let mut cluster = inner.cluster_lock();
-            cluster.advance(Instant::now());
+            cluster.advance();
             if !cluster.holds_lock_file(vmid) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if inner.clock.now() >= deadline {
                 return Err(cluster.lock_timeout_error(vmid));
             }
         }
@@ -202,7 +203,6 @@ fn dispatch(
 ) -> Result<Value, ApiError> {
     let get = method == Method::GET;
     let post = method == Method::POST;
-    let put = method == Method::PUT;
     let delete = method == Method::DELETE;
     let user = caller.user.as_str();
     let upid = |text: String| Ok(Value::String(text));
@@ -226,78 +226,12 @@ fn dispatch(
         }
         ["nodes", node, kind, vmid, rest @ ..] if GuestType::parse(kind).is_some() => {
             let guest_type = GuestType::parse(kind).ok_or_else(|| ApiError::bare(501, ""))?;
-            let vmid = parse_vmid(vmid)?;
-            match rest {
-                [] if get => {
-                    cluster.check_node(node)?;
-                    cluster.guest(node, guest_type, vmid)?;
-                    Ok(json!([{"subdir": "config"}, {"subdir": "status"}]))
-                }
-                [] if delete => upid(cluster.destroy(
-                    node,
-                    guest_type,
-                    vmid,
-                    user,
-                    flag(params, "purge"),
-                    flag(params, "destroy-unreferenced-disks"),
-                )?),
-                ["config"] if get => cluster.get_config(node, guest_type, vmid),
-                ["config"] if put => {
-                    cluster.update_config(node, guest_type, vmid, params)?;
-                    Ok(Value::Null)
-                }
-                ["config"] if post && guest_type == GuestType::Qemu => {
-                    cluster.update_config(node, guest_type, vmid, params)?;
-                    let effect = super::state::Effect::None;
-                    upid(cluster.start_task(
-                        node,
-                        "qmconfig",
-                        &vmid.to_string(),
-                        user,
-                        Ending {
-                            after: Duration::ZERO,
-                            failure: None,
-                            effect,
-                        },
-                    ))
-                }
-                ["status", "current"] if get => cluster.status_current(node, guest_type, vmid),
-                ["status", "stop"] if post => {
-                    upid(cluster.stop(node, guest_type, vmid, user, flag(params, "overrule-shutdown"))?)
-                }
-                ["status", "shutdown"] if post => {
-                    let seconds = params
-                        .get("timeout")
-                        .and_then(|t| t.parse::<u64>().ok())
-                        .unwrap_or(180);
-                    let timeout = Duration::from_secs(seconds).min(cluster.shutdown_timeout_cap);
-                    let force = flag(params, "forceStop") || flag(params, "force");
-                    upid(cluster.shutdown(node, guest_type, vmid, user, timeout, force)?)
-                }
-                ["status", "start"] if post => {
-                    cluster.check_node(node)?;
-                    cluster.guest(node, guest_type, vmid)?;
-                    let effect = super::state::Effect::Start(vmid);
-                    let task_type = if guest_type == GuestType::Qemu {
-                        "qmstart"
-                    } else {
-                        "vzstart"
-                    };
-                    let duration = cluster.task_duration;
-                    upid(cluster.start_task(
-                        node,
-                        task_type,
-                        &vmid.to_string(),
-                        user,
-                        Ending {
-                            after: duration,
-                            failure: None,
-                            effect,
-                        },
-                    ))
-                }
-                _ => Err(ApiError::bare(501, "")),
-            }
+            let at = GuestRef {
+                node,
+                guest_type,
+                vmid: parse_vmid(vmid)?,
+            };
+            guest_call(cluster, at, method, rest, params, user)
         }
         ["nodes", node, "tasks", upid_text, "status"] if get => cluster.task_status(node, upid_text),
         ["nodes", node, "tasks", upid_text, "log"] if get => cluster.task_log(node, upid_text),
@@ -346,6 +280,64 @@ fn dispatch(
                 })
                 .collect();
             Ok(json!({"comment": comment, "members": members}))
+        }
+        _ => Err(ApiError::bare(501, "")),
+    }
+}
+
+/// The calls on one guest, `/nodes/{node}/{type}/{vmid}/...` (`rest` is what follows the vmid).
+fn guest_call(
+    cluster: &mut Cluster,
+    at: GuestRef<'_>,
+    method: &Method,
+    rest: &[&str],
+    params: &BTreeMap<String, String>,
+    user: &str,
+) -> Result<Value, ApiError> {
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let upid = |text: String| Ok(Value::String(text));
+    match rest {
+        [] if get => {
+            cluster.reachable_guest(at)?;
+            Ok(json!([{"subdir": "config"}, {"subdir": "status"}]))
+        }
+        [] if method == Method::DELETE => upid(cluster.destroy(
+            at,
+            user,
+            flag(params, "purge"),
+            flag(params, "destroy-unreferenced-disks"),
+        )?),
+        ["config"] if get => cluster.get_config(at),
+        ["config"] if method == Method::PUT => {
+            cluster.update_config(at, params)?;
+            Ok(Value::Null)
+        }
+        ["config"] if post && at.guest_type == GuestType::Qemu => {
+            cluster.update_config(at, params)?;
+            let ending = Ending {
+                after: Duration::ZERO,
+                failure: None,
+                effect: Effect::None,
+            };
+            upid(cluster.guest_task(at, "qmconfig", user, ending))
+        }
+        ["status", "current"] if get => cluster.status_current(at),
+        ["status", "stop"] if post => upid(cluster.stop(at, user, flag(params, "overrule-shutdown"))?),
+        ["status", "shutdown"] if post => {
+            let seconds = params
+                .get("timeout")
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(180);
+            let timeout = Duration::from_secs(seconds).min(cluster.shutdown_timeout_cap);
+            let force = flag(params, "forceStop") || flag(params, "force");
+            upid(cluster.shutdown(at, user, timeout, force)?)
+        }
+        ["status", "start"] if post => {
+            cluster.reachable_guest(at)?;
+            let task_type = format!("{}start", at.guest_type.task_prefix());
+            let ending = cluster.ending(None, Effect::Start(at.vmid));
+            upid(cluster.guest_task(at, &task_type, user, ending))
         }
         _ => Err(ApiError::bare(501, "")),
     }

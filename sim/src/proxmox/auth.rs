@@ -3,9 +3,13 @@
 //! on every write.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::state::{unix_now, ApiError};
+use tokio::time::Instant;
+
+use super::errors::ApiError;
+use super::state::unix_now;
+use crate::clock::SimClock;
 
 /// Who a request authenticated as.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,17 +33,20 @@ pub struct Auth {
     pub token_id: String,
     pub token_secret: String,
     pub ticket_ttl: Duration,
+    /// What ticket ages are measured on.
+    clock: SimClock,
     tickets: BTreeMap<String, Ticket>,
 }
 
 impl Auth {
-    pub fn new(ticket_ttl: Duration) -> Self {
+    pub fn new(ticket_ttl: Duration, clock: SimClock) -> Self {
         Auth {
             user: "root@pam".to_string(),
             password: uuid::Uuid::new_v4().simple().to_string(),
             token_id: "root@pam!janitor".to_string(),
             token_secret: uuid::Uuid::new_v4().to_string(),
             ticket_ttl,
+            clock,
             tickets: BTreeMap::new(),
         }
     }
@@ -56,13 +63,16 @@ impl Auth {
             uuid::Uuid::new_v4().simple()
         );
         let csrf = format!("{:08X}:{}", unix_now(), uuid::Uuid::new_v4().simple());
-        self.tickets.retain(|_, t| t.issued.elapsed() < self.ticket_ttl);
+        let now = self.clock.now();
+        let ttl = self.ticket_ttl;
+        self.tickets
+            .retain(|_, t| now.saturating_duration_since(t.issued) < ttl);
         self.tickets.insert(
             ticket.clone(),
             Ticket {
                 user: username.to_string(),
                 csrf: csrf.clone(),
-                issued: Instant::now(),
+                issued: now,
             },
         );
         Ok(serde_json::json!({
@@ -74,7 +84,7 @@ impl Auth {
     fn valid_ticket(&self, ticket: &str) -> Option<&Ticket> {
         self.tickets
             .get(ticket)
-            .filter(|t| t.issued.elapsed() < self.ticket_ttl)
+            .filter(|t| self.clock.since(t.issued) < self.ticket_ttl)
     }
 
     /// Checks a request's credentials; `write` requests authenticated by ticket need the CSRF token.
@@ -143,7 +153,8 @@ mod tests {
 
     #[test]
     fn tickets_expire_and_writes_need_the_csrf_token() {
-        let mut auth = Auth::new(Duration::from_millis(50));
+        let clock = SimClock::new();
+        let mut auth = Auth::new(Duration::from_secs(7200), clock.clone());
         let password = auth.password.clone();
         let data = auth.issue_ticket("root@pam", &password).unwrap();
         let ticket = data["ticket"].as_str().unwrap().to_string();
@@ -155,7 +166,7 @@ mod tests {
             401
         );
         assert!(auth.check(None, Some(&cookie), Some(&csrf), true).is_ok());
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_secs(7200));
         assert_eq!(
             auth.check(None, Some(&cookie), None, false).unwrap_err().message,
             "invalid ticket"
@@ -164,7 +175,7 @@ mod tests {
 
     #[test]
     fn api_tokens_are_checked() {
-        let auth = Auth::new(Duration::from_secs(60));
+        let auth = Auth::new(Duration::from_secs(60), SimClock::new());
         let header = format!("PVEAPIToken={}={}", auth.token_id, auth.token_secret);
         assert_eq!(
             auth.check(Some(&header), None, None, true).unwrap().user,

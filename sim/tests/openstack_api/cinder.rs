@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::client::{self, Client};
+use crate::client;
 
 const V: &str = "/volume/v3/{project}";
 const NOT_DELETABLE: &str = "Invalid volume: Volume status must be available or error or error_restoring or \
@@ -11,8 +11,7 @@ const NOT_DELETABLE: &str = "Invalid volume: Volume status must be available or 
 
 #[tokio::test]
 async fn attached_volumes_and_volumes_with_snapshots_refuse_delete() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let volume = client
         .create(&format!("{V}/volumes"), "volume", json!({"size": 1, "name": "v"}))
         .await;
@@ -72,14 +71,12 @@ async fn attached_volumes_and_volumes_with_snapshots_refuse_delete() {
     let (_, deleting) = client.get(&format!("{V}/snapshots/{snapshot}")).await;
     assert_eq!(deleting["snapshot"]["status"], "deleting");
     client
-        .wait_for_status(&format!("{V}/snapshots/{snapshot}"), 404)
+        .get_after_deletes(&format!("{V}/snapshots/{snapshot}"))
         .await;
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 202);
     let (_, deleting) = client.get(&format!("{V}/volumes/{volume}")).await;
     assert_eq!(deleting["volume"]["status"], "deleting");
-    let gone = client
-        .wait_for_status(&format!("{V}/volumes/{volume}"), 404)
-        .await;
+    let gone = client.get_after_deletes(&format!("{V}/volumes/{volume}")).await;
     assert_eq!(
         gone["itemNotFound"]["message"],
         format!("Volume {volume} could not be found.")
@@ -88,27 +85,19 @@ async fn attached_volumes_and_volumes_with_snapshots_refuse_delete() {
 
 #[tokio::test]
 async fn a_failing_delete_ends_in_error_deleting() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let volume = sim.create_volume("v", 1, &[]).unwrap();
     assert!(sim.fail_volume_delete(&volume));
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 202);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while sim.volume_status(&volume).as_deref() != Some("error_deleting") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            sim.volume_status(&volume)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert_eq!(sim.volume_status(&volume).as_deref(), Some("deleting"));
+    sim.advance_clock(client::DELETE_DELAY);
+    assert_eq!(sim.volume_status(&volume).as_deref(), Some("error_deleting"));
     assert_eq!(client.delete(&format!("{V}/volumes/{volume}")).await.0, 400);
 }
 
 #[tokio::test]
 async fn metadata_filters_and_pages() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let mut tagged = Vec::new();
     for i in 0..3 {
         tagged.push(
@@ -122,23 +111,17 @@ async fn metadata_filters_and_pages() {
             "{V}/volumes/detail?metadata=%7B%22ci-job%22%3A%22true%22%7D"
         ))
         .await;
-    let mut ids: Vec<String> = list["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
+    let ids = client::sorted(client::strings(&list, "volumes", "id"));
     tagged.sort();
     assert_eq!(ids, tagged);
     let (_, python_style) = client
         .get(&format!("{V}/volumes/detail?metadata={{'job':'job-1'}}"))
         .await;
-    assert_eq!(python_style["volumes"].as_array().unwrap().len(), 3);
+    assert_eq!(client::items(&python_style, "volumes").len(), 3);
     assert!(!ids.contains(&untagged));
 
     let (_, first) = client.get(&format!("{V}/volumes/detail?limit=3")).await;
-    assert_eq!(first["volumes"].as_array().unwrap().len(), 3);
+    assert_eq!(client::items(&first, "volumes").len(), 3);
     let next = first["volumes_links"][0]["href"]
         .as_str()
         .unwrap()
@@ -146,7 +129,7 @@ async fn metadata_filters_and_pages() {
         .unwrap()
         .to_string();
     let (_, second) = client.get(&next).await;
-    assert_eq!(second["volumes"].as_array().unwrap().len(), 1);
+    assert_eq!(client::items(&second, "volumes").len(), 1);
     assert!(second.get("volumes_links").is_none());
     let (status, _) = client.get("/volume/v3/someone-else/volumes/detail").await;
     assert_eq!(status, 400, "the URL's project must be the token's");

@@ -15,13 +15,24 @@ pub struct Client {
     pub compute_version: Option<String>,
 }
 
+/// How long the simulators of [`start`] take to delete a server, volume or snapshot: far longer than
+/// any test runs, so a resource shows `deleting` until the test advances the clock by this much.
+pub const DELETE_DELAY: Duration = Duration::from_secs(60);
+
 pub async fn start() -> OpenStackSim {
     start_with(SimConfig {
-        server_delete_delay: Duration::from_millis(150),
-        volume_delete_delay: Duration::from_millis(150),
+        server_delete_delay: DELETE_DELAY,
+        volume_delete_delay: DELETE_DELAY,
         ..SimConfig::default()
     })
     .await
+}
+
+/// A [`start`]ed simulator and a client logged in as `demo`.
+pub async fn demo() -> (OpenStackSim, Client) {
+    let sim = start().await;
+    let client = Client::demo(&sim).await;
+    (sim, client)
 }
 
 pub async fn start_with(config: SimConfig) -> OpenStackSim {
@@ -117,21 +128,40 @@ impl Client {
         answer[key]["id"].as_str().unwrap().to_string()
     }
 
-    /// Polls `path` until it answers `want`, for at most two seconds.
-    pub async fn wait_for_status(&self, path: &str, want: u16) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            let (status, body) = self.get(path).await;
-            if status == want {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{path} still answers {status}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Lets every asynchronous delete of a [`start`]ed simulator finish, then GETs `path`, which must
+    /// answer 404 now; returns the 404's body.
+    pub async fn get_after_deletes(&self, path: &str) -> Value {
+        self.sim.advance_clock(DELETE_DELAY);
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 404, "{path} still answers: {body}");
+        body
     }
+}
+
+/// The items of the list `body[list]`.
+pub fn items<'a>(body: &'a Value, list: &str) -> &'a [Value] {
+    body[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list} is not a list in {body}"))
+}
+
+/// The text attribute `field` of every item of the list `body[list]`, in order.
+pub fn strings(body: &Value, list: &str, field: &str) -> Vec<String> {
+    items(body, list)
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} in {item}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// `strings`, sorted.
+pub fn sorted(mut strings: Vec<String>) -> Vec<String> {
+    strings.sort();
+    strings
 }
 
 /// The NeutronError type of a body.

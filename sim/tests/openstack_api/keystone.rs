@@ -87,8 +87,9 @@ async fn application_credentials_authenticate_by_id_and_by_name() {
 
 #[tokio::test]
 async fn every_service_refuses_missing_unknown_and_expired_tokens() {
+    let token_ttl = Duration::from_secs(600);
     let sim = client::start_with(SimConfig {
-        token_ttl: Duration::from_millis(100),
+        token_ttl,
         ..SimConfig::default()
     })
     .await;
@@ -101,8 +102,8 @@ async fn every_service_refuses_missing_unknown_and_expired_tokens() {
     for path in paths {
         assert_eq!(client.get(path).await.0, 200, "{path}");
     }
-    // Expiry needs time to pass on the server's clock: poll until the token is refused.
-    client.wait_for_status(paths[1], 401).await;
+    // Expiry needs time to pass on the server's clock.
+    sim.advance_clock(token_ttl);
     for path in paths {
         let (status, body) = client.get(path).await;
         assert_eq!(status, 401, "{path}");
@@ -156,8 +157,7 @@ async fn version_documents_answer_without_a_token() {
 
 #[tokio::test]
 async fn unknown_paths_answer_404_in_each_services_shape() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let (status, body) = client.get("/compute/v2.1/os-hypervisors-nope").await;
     assert_eq!(status, 404);
     assert_eq!(body["itemNotFound"]["code"], 404);

@@ -1,5 +1,9 @@
 //! HTTP tests of the simulated OpenStack: a real client (reqwest) against a sim on 127.0.0.1:0.
-//! One test binary, one module per service, so the workspace links it once.
+//! One test binary, one module per service, so the workspace links it once. Asynchronous deletes and
+//! token expiry are moved on with `advance_clock`, never waited for.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod cinder;
 mod client;

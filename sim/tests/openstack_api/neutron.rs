@@ -16,6 +16,14 @@ struct Routed {
     floating_ip: String,
 }
 
+/// A new security group (with Neutron's two egress rules); returns its id.
+async fn security_group(client: &Client, name: &str) -> String {
+    let body = json!({"name": name});
+    client
+        .create(&format!("{N}/security-groups"), "security_group", body)
+        .await
+}
+
 async fn routed(client: &Client) -> Routed {
     let public = client.sim.public_network_id();
     let (network, subnet) = network_with_subnet(client, "routed", 30).await;
@@ -56,8 +64,7 @@ async fn routed(client: &Client) -> Routed {
 
 #[tokio::test]
 async fn router_gateway_interface_and_floating_ip_are_wired_like_neutron() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let r = routed(&client).await;
     let (_, router) = client.get(&format!("{N}/routers/{}", r.router)).await;
     assert_eq!(
@@ -76,30 +83,20 @@ async fn router_gateway_interface_and_floating_ip_are_wired_like_neutron() {
     assert_eq!(iface["port"]["fixed_ips"][0]["ip_address"], "10.30.0.1");
     // Gateway and floating IP ports belong to no project.
     let (_, mine) = client.get(&format!("{N}/ports?fields=device_owner")).await;
-    let owners: Vec<&str> = mine["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["device_owner"].as_str().unwrap())
-        .collect();
+    let owners = client::strings(&mine, "ports", "device_owner");
     assert!(
-        !owners.contains(&"network:router_gateway") && !owners.contains(&"network:floatingip"),
+        !owners
+            .iter()
+            .any(|o| o == "network:router_gateway" || o == "network:floatingip"),
         "{owners:?}"
     );
 }
 
 #[tokio::test]
 async fn in_use_resources_answer_409_with_neutrons_types() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let r = routed(&client).await;
-    let group = client
-        .create(
-            &format!("{N}/security-groups"),
-            "security_group",
-            json!({"name": "sg"}),
-        )
-        .await;
+    let group = security_group(&client, "sg").await;
     let (status, body) = client
         .put(
             &format!("{N}/ports/{}", r.port),
@@ -176,8 +173,7 @@ async fn in_use_resources_answer_409_with_neutrons_types() {
 
 #[tokio::test]
 async fn members_get_403_for_external_networks_and_nova_ports() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let public = sim.public_network_id();
     let (status, body) = client.delete(&format!("{N}/networks/{public}")).await;
     assert_eq!((status, neutron_type(&body)), (403, "PolicyNotAuthorized"));
@@ -215,8 +211,7 @@ async fn members_get_403_for_external_networks_and_nova_ports() {
 
 #[tokio::test]
 async fn deleting_a_port_disassociates_its_floating_ip() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let r = routed(&client).await;
     assert_eq!(client.delete(&format!("{N}/ports/{}", r.port)).await.0, 204);
     let (_, fip) = client.get(&format!("{N}/floatingips/{}", r.floating_ip)).await;
@@ -233,8 +228,7 @@ async fn deleting_a_port_disassociates_its_floating_ip() {
 
 #[tokio::test]
 async fn the_default_security_group_is_created_on_first_use_and_cannot_be_deleted() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let (_, groups) = client.get(&format!("{N}/security-groups?name=default")).await;
     let groups = groups["security_groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1);
@@ -253,8 +247,7 @@ async fn the_default_security_group_is_created_on_first_use_and_cannot_be_delete
 
 #[tokio::test]
 async fn tags_filter_lists_and_pages_link_to_the_next() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let id = client
@@ -281,21 +274,13 @@ async fn tags_filter_lists_and_pages_link_to_the_next() {
         assert_eq!((status, body["tags"].clone()), (200, json!(["ci-job", tag])));
         ids.push(id);
     }
-    let names = |body: &Value| -> Vec<String> {
-        body["networks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let names = |body: &Value| client::strings(body, "networks", "name");
     let (_, even) = client.get(&format!("{N}/networks?tags=ci-job,even")).await;
     assert_eq!(names(&even).len(), 3);
     let (_, any) = client.get(&format!("{N}/networks?tags-any=odd,nothing")).await;
     assert_eq!(names(&any).len(), 2);
     let (_, not) = client.get(&format!("{N}/networks?not-tags=ci-job")).await;
-    let mut not = names(&not);
-    not.sort();
+    let not = client::sorted(names(&not));
     assert_eq!(
         not,
         ["public", "shared"],
@@ -343,16 +328,11 @@ async fn members_see_shared_and_external_networks_but_not_other_projects() {
     let (_, networks) = client
         .get(&format!("{N}/networks?fields=id&fields=project_id"))
         .await;
-    let ids: Vec<&str> = networks["networks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap())
-        .collect();
-    assert!(ids.contains(&seeded.keep.shared_network.as_str()));
-    assert!(ids.contains(&seeded.keep.public_network.as_str()));
+    let ids = client::strings(&networks, "networks", "id");
+    assert!(ids.contains(&seeded.keep.shared_network));
+    assert!(ids.contains(&seeded.keep.public_network));
     let (_, external) = client.get(&format!("{N}/networks?router:external=true")).await;
-    assert_eq!(external["networks"].as_array().unwrap().len(), 1);
+    assert_eq!(client::items(&external, "networks").len(), 1);
     let (_, subnets) = client
         .get(&format!("{N}/subnets?network_id={}", seeded.keep.shared_network))
         .await;
@@ -379,24 +359,16 @@ async fn members_see_shared_and_external_networks_but_not_other_projects() {
     assert_eq!(ports["ports"], json!([]));
 }
 
-/// The port ids of a list body.
+/// The port ids of a list body, sorted.
 fn port_ids(body: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = body["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    client::sorted(client::strings(body, "ports", "id"))
 }
 
 /// As `test_neutron_tags_filters_and_pagination` sees real Neutron (which runs no DHCP agent on the
 /// test stack): all four tag filters work server-side, and a network's ports are the ones created.
 #[tokio::test]
 async fn all_four_tag_filters_select_ports_and_no_dhcp_agent_adds_one() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let (network, _) = network_with_subnet(&client, "tags", 33).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -428,10 +400,7 @@ async fn all_four_tag_filters_select_ports_and_no_dhcp_agent_adds_one() {
         .put(&format!("{N}/ports/{}/tags", ids[2]), json!({"tags": ["job"]}))
         .await;
     let query = |q: &str| format!("{N}/ports?{q}&network_id={network}&fields=id");
-    let sorted = |mut v: Vec<String>| {
-        v.sort();
-        v
-    };
+    let first_and_last = client::sorted(vec![ids[0].clone(), ids[2].clone()]);
     let (_, got) = client.get(&query("tags=job")).await;
     assert_eq!(port_ids(&got), all);
     let (_, got) = client.get(&query("tags=job,other")).await;
@@ -439,23 +408,11 @@ async fn all_four_tag_filters_select_ports_and_no_dhcp_agent_adds_one() {
     let (_, got) = client.get(&query("tags-any=other,nope")).await;
     assert_eq!(port_ids(&got), [ids[1].clone()], "tags-any: one of");
     let (_, got) = client.get(&query("not-tags=other")).await;
-    assert_eq!(
-        port_ids(&got),
-        sorted(vec![ids[0].clone(), ids[2].clone()]),
-        "not-tags"
-    );
+    assert_eq!(port_ids(&got), first_and_last, "not-tags");
     let (_, got) = client.get(&query("not-tags=job,other")).await;
-    assert_eq!(
-        port_ids(&got),
-        sorted(vec![ids[0].clone(), ids[2].clone()]),
-        "not-tags: not all of"
-    );
+    assert_eq!(port_ids(&got), first_and_last, "not-tags: not all of");
     let (_, got) = client.get(&query("not-tags-any=other,nope")).await;
-    assert_eq!(
-        port_ids(&got),
-        sorted(vec![ids[0].clone(), ids[2].clone()]),
-        "not-tags-any: none of"
-    );
+    assert_eq!(port_ids(&got), first_and_last, "not-tags-any: none of");
     let (_, got) = client.get(&query("not-tags-any=nope")).await;
     assert_eq!(port_ids(&got), all);
 }
@@ -499,8 +456,7 @@ async fn a_dhcp_agent_gives_each_network_one_dhcp_port() {
 /// What a member sees of ports, subnets and security group rules, as Neutron 29 shows them.
 #[tokio::test]
 async fn members_see_neutrons_member_view_of_ports_subnets_and_rules() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let admin = Client::admin(&sim).await;
     let (network, subnet) = network_with_subnet(&client, "view", 36).await;
     let port = client
@@ -539,13 +495,7 @@ async fn members_see_neutrons_member_view_of_ports_subnets_and_rules() {
     assert!(own["subnet"].get("segment_id").is_none());
 
     // Rules: `belongs_to_default_sg` everywhere; `standard_attr_id` and `tags` only inside a group.
-    let group = client
-        .create(
-            &format!("{N}/security-groups"),
-            "security_group",
-            json!({"name": "g"}),
-        )
-        .await;
+    let group = security_group(&client, "g").await;
     let (_, rules) = client
         .get(&format!("{N}/security-group-rules?security_group_id={group}"))
         .await;

@@ -15,29 +15,46 @@ async fn boot(client: &Client, name: &str, networks: Value) -> String {
         .await
 }
 
-#[tokio::test]
-async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
-    let (network, _) = network_with_subnet(&client, "n", 40).await;
-    let own_port = client
+/// A server booted on a port made beforehand and on a network, where Nova makes a port of its own.
+struct Booted {
+    network: String,
+    given_port: String,
+    server: String,
+    nova_port: String,
+}
+
+/// Boots `vm` on a new network `10.<n>.0.0/24`, with a port made first and a port Nova makes.
+async fn boot_on_port_and_network(client: &Client, n: u8) -> Booted {
+    let (network, _) = network_with_subnet(client, "n", n).await;
+    let given_port = client
         .create("/network/v2.0/ports", "port", json!({"network_id": network}))
         .await;
-    let server = boot(&client, "vm", json!([{"port": own_port}, {"uuid": network}])).await;
-    let (_, detail) = client.get(&format!("{C}/servers/{server}")).await;
-    assert_eq!(detail["server"]["status"], "ACTIVE");
+    let server = boot(client, "vm", json!([{"port": given_port}, {"uuid": network}])).await;
     let (_, ports) = client
         .get(&format!("/network/v2.0/ports?device_id={server}"))
         .await;
-    let ports = ports["ports"].as_array().unwrap().clone();
-    assert_eq!(ports.len(), 2);
-    let nova_port = ports
-        .iter()
-        .find(|p| p["id"] != Value::String(own_port.clone()))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ports = client::strings(&ports, "ports", "id");
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    let nova_port = ports.into_iter().find(|p| *p != given_port).unwrap();
+    Booted {
+        network,
+        given_port,
+        server,
+        nova_port,
+    }
+}
+
+#[tokio::test]
+async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
+    let (sim, client) = client::demo().await;
+    let Booted {
+        network,
+        given_port: own_port,
+        server,
+        nova_port,
+    } = boot_on_port_and_network(&client, 40).await;
+    let (_, detail) = client.get(&format!("{C}/servers/{server}")).await;
+    assert_eq!(detail["server"]["status"], "ACTIVE");
     assert_eq!(
         sim.port_binding(&own_port),
         Some((server.clone(), "compute:nova".to_string()))
@@ -69,9 +86,7 @@ async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
         204,
         "a repeated DELETE is accepted"
     );
-    let gone = client
-        .wait_for_status(&format!("{C}/servers/{server}"), 404)
-        .await;
+    let gone = client.get_after_deletes(&format!("{C}/servers/{server}")).await;
     assert_eq!(
         gone["itemNotFound"]["message"],
         format!("Instance {server} could not be found.")
@@ -102,8 +117,7 @@ async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
 
 #[tokio::test]
 async fn a_locked_server_refuses_delete_until_unlocked() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let server = boot(&client, "vm", json!("none")).await;
     assert_eq!(
         client
@@ -137,15 +151,12 @@ async fn a_locked_server_refuses_delete_until_unlocked() {
         202
     );
     assert_eq!(client.delete(&format!("{C}/servers/{server}")).await.0, 204);
-    client
-        .wait_for_status(&format!("{C}/servers/{server}"), 404)
-        .await;
+    client.get_after_deletes(&format!("{C}/servers/{server}")).await;
 }
 
 #[tokio::test]
 async fn server_tags_need_microversion_2_26_and_filter_lists() {
-    let sim = client::start().await;
-    let mut client = Client::demo(&sim).await;
+    let (sim, mut client) = client::demo().await;
     let tagged = sim
         .create_server(NewServer {
             name: "a",
@@ -160,14 +171,7 @@ async fn server_tags_need_microversion_2_26_and_filter_lists() {
             ..NewServer::default()
         })
         .unwrap();
-    let ids = |body: &Value| -> Vec<String> {
-        body["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = |body: &Value| client::strings(body, "servers", "id");
     let (_, list) = client.get(&format!("{C}/servers/detail?tags=ci-job")).await;
     assert_eq!(ids(&list), [tagged.as_str()]);
     assert_eq!(list["servers"][0]["tags"], json!(["ci-job", "job-1"]));
@@ -201,8 +205,7 @@ async fn server_tags_need_microversion_2_26_and_filter_lists() {
 
 #[tokio::test]
 async fn server_lists_page_with_servers_links() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(
@@ -218,13 +221,7 @@ async fn server_lists_page_with_servers_links() {
     while let Some(current) = path.take() {
         let (status, page) = client.get(&current).await;
         assert_eq!(status, 200);
-        seen.extend(
-            page["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["id"].as_str().unwrap().to_string()),
-        );
+        seen.extend(client::strings(&page, "servers", "id"));
         path = page["servers_links"][0]["href"]
             .as_str()
             .map(|h| h.strip_prefix(&sim.url()).unwrap().to_string());
@@ -238,13 +235,12 @@ async fn server_lists_page_with_servers_links() {
     assert_eq!(status, 403, "only admins list every project");
     let admin = Client::admin(&sim).await;
     let (_, all) = admin.get(&format!("{C}/servers/detail?all_tenants=1")).await;
-    assert_eq!(all["servers"].as_array().unwrap().len(), 5);
+    assert_eq!(client::items(&all, "servers").len(), 5);
 }
 
 #[tokio::test]
 async fn keypairs_and_server_groups_have_novas_shapes() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (_, client) = client::demo().await;
     let (status, keypair) = client
         .post(
             &format!("{C}/os-keypairs"),
@@ -282,7 +278,7 @@ async fn keypairs_and_server_groups_have_novas_shapes() {
     assert_eq!(group["server_group"]["policy"], "anti-affinity");
     assert_eq!(client.delete(&format!("{C}/servers/{server_id}")).await.0, 204);
     client
-        .wait_for_status(&format!("{C}/servers/{server_id}"), 404)
+        .get_after_deletes(&format!("{C}/servers/{server_id}"))
         .await;
     let (_, group) = client.get(&format!("{C}/os-server-groups/{group_id}")).await;
     assert_eq!(
@@ -318,34 +314,23 @@ struct Seen {
 /// not listed and answers 404 to another DELETE.
 #[tokio::test]
 async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports_before() {
-    let sim = client::start_with(cloud_janitor_sim::openstack::SimConfig {
-        server_delete_delay: std::time::Duration::from_millis(1500),
-        ..cloud_janitor_sim::openstack::SimConfig::default()
-    })
-    .await;
-    let client = Client::demo(&sim).await;
-    let (network, _) = network_with_subnet(&client, "n", 41).await;
-    let kept = client
-        .create("/network/v2.0/ports", "port", json!({"network_id": network}))
-        .await;
-    let server = boot(&client, "vm", json!([{"port": kept}, {"uuid": network}])).await;
-    let (_, ports) = client
-        .get(&format!("/network/v2.0/ports?device_id={server}"))
-        .await;
-    let nova_port = ports["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .find(|p| *p != kept)
-        .unwrap();
+    let (sim, client) = client::demo().await;
+    let Booted {
+        given_port: kept,
+        server,
+        nova_port,
+        ..
+    } = boot_on_port_and_network(&client, 41).await;
     let volume = sim.create_volume("v", 1, &[]).unwrap();
     sim.attach_volume(&server, &volume).unwrap();
 
     assert_eq!(client.delete(&format!("{C}/servers/{server}")).await.0, 204);
     let mut seen: Vec<Seen> = Vec::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    // Looks at the server at these tenths of the delete's delay, until it answers 404.
+    let mut tenths_passed = 0;
+    for tenths in [0, 3, 5, 6, 7, 9, 10] {
+        sim.advance_clock(client::DELETE_DELAY * (tenths - tenths_passed) / 10);
+        tenths_passed = tenths;
         let (status, body) = client.get(&format!("{C}/servers/{server}")).await;
         let (_, list) = client.get(&format!("{C}/servers")).await;
         seen.push(Seen {
@@ -355,11 +340,7 @@ async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports
             volume: sim.volume_status(&volume).unwrap(),
             nova_port: sim.exists("port", &nova_port),
             kept_port_bound: sim.port_binding(&kept).unwrap().0 == server,
-            listed: list["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["id"] == json!(server)),
+            listed: client::strings(&list, "servers", "id").contains(&server),
         });
         if status == 404 {
             assert_eq!(
@@ -381,9 +362,8 @@ async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports
             let (again, _) = client.delete(&format!("{C}/servers/{server}")).await;
             assert_eq!(again, 404, "a DELETED server is not there to delete");
         }
-        assert!(tokio::time::Instant::now() < deadline, "{seen:#?}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+    assert_eq!(seen.last().map(|s| s.status), Some(404), "{seen:#?}");
     let phase = |s: &Seen| match (s.status, s.server_status.as_str()) {
         (404, _) => 2,
         (200, "DELETED") => 1,
@@ -414,8 +394,7 @@ async fn delete_shows_deleting_then_deleted_then_404_and_frees_volumes_and_ports
 /// attributes; 2.96 adds `pinned_availability_zone`.
 #[tokio::test]
 async fn server_attributes_follow_the_role_and_microversion() {
-    let sim = client::start().await;
-    let mut client = Client::demo(&sim).await;
+    let (sim, mut client) = client::demo().await;
     let mut admin = Client::admin(&sim).await;
     let server = sim
         .create_server(NewServer {
@@ -454,8 +433,7 @@ async fn server_attributes_follow_the_role_and_microversion() {
 /// needs `public_key`.
 #[tokio::test]
 async fn microversions_reach_2_96_and_keypairs_need_a_public_key_from_2_92() {
-    let sim = client::start().await;
-    let mut client = Client::demo(&sim).await;
+    let (_, mut client) = client::demo().await;
     let (_, version) = client.get(C).await;
     assert_eq!(version["version"]["version"], "2.96");
     client.compute_version = Some("2.96".into());

@@ -4,6 +4,7 @@ use cloud_janitor_sim::faults::FaultRule;
 use serde_json::{json, Value};
 
 use crate::client::{self, Client};
+use crate::support::wait_until_refused;
 
 #[tokio::test]
 async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_them() {
@@ -15,13 +16,13 @@ async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_t
     }
     let client = Client::demo(&sim).await;
     let (_, networks) = client.get("/network/v2.0/networks?tags=ci-job").await;
-    assert_eq!(networks["networks"].as_array().unwrap().len(), 3);
+    assert_eq!(client::items(&networks, "networks").len(), 3);
     let created = networks["networks"][0]["created_at"].as_str().unwrap();
     let age = chrono::Utc::now() - created.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     assert!(age > chrono::Duration::hours(2), "leftovers are a few hours old");
 
     let (_, servers) = client.get("/compute/v2.1/servers/detail?tags=ci-job").await;
-    let servers = servers["servers"].as_array().unwrap();
+    let servers = client::items(&servers, "servers");
     assert_eq!(servers.len(), 4);
     let locked: Vec<&Value> = servers.iter().filter(|s| s["locked"] == json!(true)).collect();
     assert_eq!(locked.len(), 1);
@@ -32,7 +33,7 @@ async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_t
     let (_, volumes) = client
         .get("/volume/v3/{project}/volumes/detail?metadata={\"ci-job\":\"true\"}")
         .await;
-    assert_eq!(volumes["volumes"].as_array().unwrap().len(), 4);
+    assert_eq!(client::items(&volumes, "volumes").len(), 4);
     let (_, keypairs) = client.get("/compute/v2.1/os-keypairs").await;
     assert!(keypairs["keypairs"]
         .as_array()
@@ -59,11 +60,7 @@ async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_t
         403
     );
     let (_, tagged_ports) = client.get("/network/v2.0/ports?tags=ci-job&fields=id").await;
-    assert!(!tagged_ports["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["id"] == json!(nova_port)));
+    assert!(!client::strings(&tagged_ports, "ports", "id").contains(nova_port));
 
     // Seeding twice numbers the jobs on rather than colliding.
     let again = sim.seed_ci_leftovers();
@@ -72,8 +69,7 @@ async fn seeded_leftovers_are_visible_through_the_api_as_the_janitor_will_list_t
 
 #[tokio::test]
 async fn injected_faults_answer_before_the_api_and_are_logged() {
-    let sim = client::start().await;
-    let client = Client::demo(&sim).await;
+    let (sim, client) = client::demo().await;
     sim.faults()
         .add(FaultRule::status("GET", "/network/v2.0/networks", 503, 1));
     let (status, _) = client.get("/network/v2.0/networks").await;
@@ -129,18 +125,8 @@ async fn shutdown_stops_serving() {
     let url = format!("{}/identity/v3", sim.url());
     assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
     sim.shutdown();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let fresh = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        if fresh.get(&url).send().await.is_err() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still serving");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The listener closes on the server's task, in real time.
+    wait_until_refused(&url).await;
 }
 
 /// The DELETE path of one seeded resource.
@@ -173,7 +159,7 @@ async fn deleting_every_tagged_resource_until_nothing_moves_leaves_exactly_the_e
                         "/network/v2.0/ports?device_id={id}&device_owner=network:router_interface"
                     ))
                     .await;
-                for port in ports["ports"].as_array().unwrap() {
+                for port in client::items(&ports, "ports") {
                     let body = json!({"port_id": port["id"]});
                     client
                         .put(
@@ -191,14 +177,12 @@ async fn deleting_every_tagged_resource_until_nothing_moves_leaves_exactly_the_e
         if accepted.is_empty() {
             break;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while accepted.iter().any(|(kind, id)| sim.exists(kind, id)) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "asynchronous deletes did not finish"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        sim.advance_clock(client::DELETE_DELAY);
+        let unfinished: Vec<_> = accepted
+            .iter()
+            .filter(|(kind, id)| sim.exists(kind, id))
+            .collect();
+        assert!(unfinished.is_empty(), "deletes did not finish: {unfinished:?}");
     }
     let mut left: Vec<(&str, String)> = tagged
         .into_iter()
