@@ -1,6 +1,8 @@
 //! The simulated Proxmox VE speaks the real API's wire format: envelopes, 0/1 booleans, error texts
 //! in the status line and the body, auth, tasks, offline nodes and injected faults. Tasks are moved on
 //! with `advance_clock`, never waited for.
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
