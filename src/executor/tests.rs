@@ -1,0 +1,448 @@
+//! The executor against a scripted provider: order, requeues, isolation of failures, polling,
+//! bounds and cancellation, all on a paused clock.
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[key.clone()]` reads better in fixtures
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::model::{Kind, Resource, ResourceKey};
+use crate::selection::Verdict;
+
+type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
+
+/// A provider that plays back scripted answers per resource id, and records calls. Once a script
+/// runs out, observe answers Gone after a delete and Ready before; delete answers Completed.
+#[derive(Default)]
+struct Scripted {
+    observe: Script<Result<Observed, ErrorClass>>,
+    delete: Script<Result<DeleteOutcome, ErrorClass>>,
+    calls: Mutex<Vec<String>>,
+    deleted: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Scripted {
+    fn on_observe(self, id: &str, answers: Vec<Result<Observed, ErrorClass>>) -> Self {
+        self.observe
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), answers.into());
+        self
+    }
+    fn on_delete(self, id: &str, answers: Vec<Result<DeleteOutcome, ErrorClass>>) -> Self {
+        self.delete.lock().unwrap().insert(id.to_string(), answers.into());
+        self
+    }
+    fn error(class: ErrorClass) -> ProviderError {
+        ProviderError::Api {
+            class,
+            method: "DELETE".into(),
+            url: "http://sim/x".into(),
+            status: 409,
+            message: "scripted".into(),
+        }
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    fn cloud(&self) -> &str {
+        "ci"
+    }
+    fn provider_type(&self) -> &'static str {
+        "scripted"
+    }
+    async fn discover(&self) -> Result<Vec<Resource>, ProviderError> {
+        Ok(Vec::new())
+    }
+    async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError> {
+        let id = &resource.key.id;
+        self.calls.lock().unwrap().push(format!("observe {id}"));
+        let scripted = self
+            .observe
+            .lock()
+            .unwrap()
+            .get_mut(id)
+            .and_then(VecDeque::pop_front);
+        match scripted {
+            Some(answer) => answer.map_err(Self::error),
+            None if self.deleted.lock().unwrap().contains(id) => Ok(Observed::Gone),
+            None => Ok(Observed::Ready),
+        }
+    }
+    async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
+        let id = &resource.key.id;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.calls.lock().unwrap().push(format!("delete {id}"));
+        let scripted = self
+            .delete
+            .lock()
+            .unwrap()
+            .get_mut(id)
+            .and_then(VecDeque::pop_front);
+        let answer = scripted.unwrap_or(Ok(DeleteOutcome::Completed));
+        if answer.is_ok() {
+            self.deleted.lock().unwrap().push(id.clone());
+        }
+        answer.map_err(Self::error)
+    }
+}
+
+fn key(kind: Kind, id: &str) -> ResourceKey {
+    ResourceKey::new("ci", kind, id)
+}
+
+fn res(kind: Kind, id: &str, references: &[ResourceKey]) -> Resource {
+    let mut r = Resource::new(key(kind, id), id);
+    r.references = references.to_vec();
+    r
+}
+
+fn all_selected(resources: Vec<Resource>) -> Plan {
+    let verdicts = resources.iter().map(|_| Verdict::Selected).collect();
+    Plan::build(resources, verdicts)
+}
+
+fn settings() -> ExecutorSettings {
+    ExecutorSettings {
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+        },
+        global_concurrency: 8,
+        per_cloud_concurrency: 4,
+        busy_timeout: Duration::from_secs(60),
+        delete_timeout: Duration::from_secs(120),
+        poll_interval: Duration::from_secs(1),
+        max_deletes: 100,
+        deadline: Instant::now() + Duration::from_secs(3600),
+    }
+}
+
+/// Every event of a run, and each resource's outcome by id.
+struct Run {
+    outcomes: HashMap<String, Outcome>,
+    events: Vec<Event>,
+}
+
+impl Run {
+    fn requeues(&self, id: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::Requeued { key, .. } if key.id == id))
+            .count()
+    }
+
+    fn finished(&self, kind: Kind, label: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::Finished { key, outcome, .. }
+                    if key.kind == kind && outcome.label() == label)
+            })
+            .count()
+    }
+}
+
+async fn execute_with(
+    provider: Arc<Scripted>,
+    plan: &Plan,
+    settings: ExecutorSettings,
+    cancel: CancellationToken,
+) -> Run {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let events = events.clone();
+        Arc::new(move |event: &Event| events.lock().unwrap().push(event.clone()))
+    };
+    let providers: HashMap<String, Arc<dyn Provider>> =
+        HashMap::from([("ci".to_string(), provider as Arc<dyn Provider>)]);
+    Executor::new(providers, settings, sink, cancel)
+        .execute(plan)
+        .await;
+    let events = events.lock().unwrap().clone();
+    let outcomes = events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Finished { key, outcome, .. } => Some((key.id.clone(), outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    Run { outcomes, events }
+}
+
+async fn execute(provider: Arc<Scripted>, plan: &Plan, settings: ExecutorSettings) -> Run {
+    execute_with(provider, plan, settings, CancellationToken::new()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_is_requeued_until_the_blocker_clears() {
+    let sg = key(Kind::SecurityGroup, "sg");
+    let plan = all_selected(vec![
+        res(Kind::Port, "port", &[sg.clone()]),
+        res(Kind::SecurityGroup, "sg", &[]),
+    ]);
+    let provider = Arc::new(Scripted::default().on_delete(
+        "sg",
+        vec![
+            Err(ErrorClass::Conflict),
+            Err(ErrorClass::Conflict),
+            Ok(DeleteOutcome::Completed),
+        ],
+    ));
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert_eq!(run.outcomes["sg"], Outcome::Deleted);
+    assert_eq!(run.outcomes["port"], Outcome::Deleted);
+    assert_eq!(run.requeues("sg"), 2);
+    let calls = provider.calls();
+    let port_deleted = calls.iter().position(|c| c == "delete port").unwrap();
+    let first_sg_delete = calls.iter().position(|c| c == "delete sg").unwrap();
+    assert!(
+        port_deleted < first_sg_delete,
+        "the port goes before its security group: {calls:?}"
+    );
+    assert_eq!(calls.iter().filter(|c| *c == "delete sg").count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_branch_blocks_only_what_it_uses() {
+    let (port_a, port_b, net) = (
+        key(Kind::Port, "port-a"),
+        key(Kind::Port, "port-b"),
+        key(Kind::Network, "net-b"),
+    );
+    let mut server_a = res(Kind::Server, "server-a", &[]);
+    server_a.references = vec![port_a.clone()];
+    let mut server_b = res(Kind::Server, "server-b", &[]);
+    server_b.references = vec![port_b.clone()];
+    let plan = all_selected(vec![
+        server_a,
+        res(Kind::Port, "port-a", &[]),
+        server_b,
+        res(Kind::Port, "port-b", &[net.clone()]),
+        res(Kind::Network, "net-b", &[]),
+    ]);
+    let provider = Arc::new(Scripted::default().on_delete("server-a", vec![Err(ErrorClass::Permanent)]));
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert!(matches!(
+        &run.outcomes["server-a"],
+        Outcome::Left(LeftReason::PermanentError { .. })
+    ));
+    assert_eq!(
+        run.outcomes["port-a"],
+        Outcome::Left(LeftReason::Blocked {
+            by: key(Kind::Server, "server-a")
+        })
+    );
+    assert_eq!(run.outcomes["server-b"], Outcome::Deleted);
+    assert_eq!(run.outcomes["port-b"], Outcome::Deleted);
+    assert_eq!(run.outcomes["net-b"], Outcome::Deleted);
+    assert!(!provider.calls().contains(&"delete port-a".to_string()));
+    assert_eq!(run.finished(Kind::Server, "left"), 1);
+    assert_eq!(run.finished(Kind::Server, "deleted"), 1);
+    assert_eq!(run.finished(Kind::Port, "deleted"), 1);
+    // One Finished per actionable node, and the blocked port ends without an attempt.
+    assert_eq!(run.finished(Kind::Port, "left"), 1);
+    assert!(!run
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Attempted { key, .. } if key.id == "port-a")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_delete_with_an_empty_status_is_polled_until_404() {
+    let plan = all_selected(vec![res(Kind::Server, "vm", &[])]);
+    let provider = Arc::new(
+        Scripted::default()
+            .on_observe(
+                "vm",
+                vec![
+                    Ok(Observed::Ready),
+                    Ok(Observed::Busy(String::new())),
+                    Ok(Observed::Busy(String::new())),
+                    Ok(Observed::Busy("deleting".into())),
+                    Ok(Observed::Gone),
+                ],
+            )
+            .on_delete("vm", vec![Ok(DeleteOutcome::Accepted)]),
+    );
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert_eq!(run.outcomes["vm"], Outcome::Deleted);
+    assert_eq!(provider.calls().iter().filter(|c| *c == "observe vm").count(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_delete_that_never_reports_is_left_at_its_deadline_not_counted_done() {
+    let plan = all_selected(vec![res(Kind::Volume, "vol", &[])]);
+    let forever: Vec<_> = std::iter::once(Ok(Observed::Ready))
+        .chain(std::iter::repeat_n(Ok(Observed::Busy(String::new())), 10_000))
+        .collect();
+    let provider = Arc::new(
+        Scripted::default()
+            .on_observe("vol", forever)
+            .on_delete("vol", vec![Ok(DeleteOutcome::Accepted)]),
+    );
+    let started = Instant::now();
+    let mut settings = settings();
+    settings.delete_timeout = Duration::from_secs(30);
+    settings.busy_timeout = Duration::from_secs(20);
+    let run = execute(provider, &plan, settings).await;
+    assert_eq!(
+        run.outcomes["vol"],
+        Outcome::Left(LeftReason::Busy {
+            state: "empty status".into()
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(300),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.finished(Kind::Volume, "deleted"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gone_resource_counts_as_already_gone_and_a_404_on_delete_too() {
+    let plan = all_selected(vec![res(Kind::Port, "a", &[]), res(Kind::Port, "b", &[])]);
+    let provider = Arc::new(
+        Scripted::default()
+            .on_observe("a", vec![Ok(Observed::Gone)])
+            .on_observe("b", vec![Ok(Observed::Ready), Ok(Observed::Gone)])
+            .on_delete("b", vec![Err(ErrorClass::NotFound)]),
+    );
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert_eq!(run.outcomes["a"], Outcome::AlreadyGone);
+    assert_eq!(run.outcomes["b"], Outcome::AlreadyGone);
+    assert!(!provider.calls().contains(&"delete a".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_is_bounded_per_cloud_and_the_delete_cap_holds() {
+    let plan = all_selected(
+        (0..20)
+            .map(|i| res(Kind::Port, &format!("p{i:02}"), &[]))
+            .collect(),
+    );
+    let provider = Arc::new(Scripted::default());
+    let mut settings = settings();
+    settings.per_cloud_concurrency = 3;
+    settings.max_deletes = 12;
+    let run = execute(provider.clone(), &plan, settings).await;
+    assert_eq!(provider.max_in_flight.load(Ordering::SeqCst), 3);
+    let deleted = run.outcomes.values().filter(|o| **o == Outcome::Deleted).count();
+    let capped = run
+        .outcomes
+        .values()
+        .filter(|o| **o == Outcome::Left(LeftReason::DeleteCap))
+        .count();
+    assert_eq!((deleted, capped), (12, 8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_new_starts_after_the_pass_deadline_and_the_rest_is_reported_so() {
+    let net = key(Kind::Network, "net");
+    let plan = all_selected(vec![
+        res(Kind::Port, "port", std::slice::from_ref(&net)),
+        res(Kind::Network, "net", &[]),
+    ]);
+    // The port conflicts until the deadline has passed; the network waits for it and never starts.
+    let provider = Arc::new(Scripted::default().on_delete("port", vec![Err(ErrorClass::Conflict); 50]));
+    let mut settings = settings();
+    settings.deadline = Instant::now() + Duration::from_secs(5);
+    let started = Instant::now();
+    let run = execute(provider.clone(), &plan, settings).await;
+    assert_eq!(run.outcomes["port"], Outcome::Left(LeftReason::PassDeadline));
+    assert_eq!(
+        run.outcomes["net"],
+        Outcome::Left(LeftReason::Blocked {
+            by: key(Kind::Port, "port")
+        })
+    );
+    assert!(
+        started.elapsed() <= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!provider.calls().contains(&"delete net".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_resource_waits_then_is_deleted_and_a_cancelled_pass_starts_nothing() {
+    let plan = all_selected(vec![res(Kind::Server, "locked", &[])]);
+    let provider = Arc::new(Scripted::default().on_observe(
+        "locked",
+        vec![
+            Ok(Observed::Busy("locked".into())),
+            Ok(Observed::Busy("locked".into())),
+            Ok(Observed::Ready),
+        ],
+    ));
+    let run = execute(provider, &plan, settings()).await;
+    assert_eq!(run.outcomes["locked"], Outcome::Deleted);
+
+    let provider = Arc::new(Scripted::default());
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let run = execute_with(provider.clone(), &plan, settings(), cancel).await;
+    assert_eq!(
+        run.outcomes.values().next(),
+        Some(&Outcome::Left(LeftReason::Shutdown))
+    );
+    assert!(provider.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_released_by_its_owner_is_in_use_never_deleted_and_holds_what_it_uses() {
+    // A port Nova created for a server goes with it; here Nova unbinds it instead of removing it.
+    let (server, port, net) = (
+        key(Kind::Server, "vm"),
+        key(Kind::Port, "nova-port"),
+        key(Kind::Network, "net"),
+    );
+    let mut owned = res(Kind::Port, "nova-port", std::slice::from_ref(&net));
+    owned.removal = crate::model::Removal::WithOwner(server.clone());
+    owned.used_by = vec![server.clone()];
+    let verdicts = vec![
+        Verdict::Selected,
+        Verdict::NotMatched("tags_all"),
+        Verdict::Selected,
+    ];
+    let plan = Plan::build(
+        vec![
+            res(Kind::Server, "vm", &[]),
+            owned,
+            res(Kind::Network, "net", &[]),
+        ],
+        verdicts,
+    );
+    assert_eq!(
+        plan.graph[plan.node(&port).unwrap()].disposition,
+        Disposition::AwaitRemoval { owner: server }
+    );
+    // Still there (Ready) after its owner is gone.
+    let provider = Arc::new(Scripted::default().on_observe("nova-port", vec![Ok(Observed::Ready)]));
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert_eq!(run.outcomes["vm"], Outcome::Deleted);
+    assert_eq!(
+        run.outcomes["nova-port"],
+        Outcome::Left(LeftReason::InUse { by: port.clone() })
+    );
+    assert_eq!(run.outcomes["net"], Outcome::Left(LeftReason::InUse { by: port }));
+    let deletes: Vec<_> = provider
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("delete"))
+        .collect();
+    assert_eq!(deletes, ["delete vm"], "only the server is sent a DELETE");
+}
