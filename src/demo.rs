@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_janitor_sim::faults::FaultRule;
-use cloud_janitor_sim::openstack::{OpenStackSim, SimConfig};
+use cloud_janitor_sim::openstack::{OpenStackSim, Seeded, SimConfig};
 use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
 
 use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
@@ -106,6 +106,8 @@ pub fn progress_printer() -> Arc<dyn EventSink> {
 pub struct DemoCloud {
     pub sim: OpenStackSim,
     pub clouds_yaml: PathBuf,
+    /// What the seed made (`None` when started empty): tests check survivors against it.
+    pub seeded: Option<Seeded>,
 }
 
 /// Starts the simulated OpenStack on `listen`, seeds it unless `empty`, and writes its clouds.yaml.
@@ -120,11 +122,13 @@ pub async fn start_openstack(
         ..SimConfig::default()
     };
     let sim = OpenStackSim::start(listen, config).await?;
-    if !empty {
-        sim.seed_ci_leftovers();
-    }
+    let seeded = (!empty).then(|| sim.seed_ci_leftovers());
     write_atomically(&clouds_yaml, &sim.clouds_yaml())?;
-    Ok(DemoCloud { sim, clouds_yaml })
+    Ok(DemoCloud {
+        sim,
+        clouds_yaml,
+        seeded,
+    })
 }
 
 /// The tag the simulated Proxmox VE's CI guests carry.

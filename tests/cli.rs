@@ -1,213 +1,325 @@
-//! The command line as a user meets it: exit codes of `once`, bad-config messages, `plan` deleting
-//! nothing, and the daemon's `/metrics`, `/healthz` and `/readyz` — against the simulated clouds on
-//! 127.0.0.1.
+//! The command line as a user meets it, against the simulated clouds on 127.0.0.1: what `plan`,
+//! `once`, `history` and `healthcheck` print and exit with, bad configs, and the daemon's endpoints,
+//! schedule, signals, config reload and lock.
 // An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod support;
 
-use cloud_janitor::demo::{config_text, start_openstack};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
 
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloud-janitor"));
-    command.env_remove("OS_CLOUD").env("CLOUD_JANITOR_LOG", "warn");
-    command
-}
+use support::{cli, free_port, metric, run, run_blocking, temp_dir, wait_for, write, Cloud, Daemon};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cj-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+/// Waits long enough for a pass of the seeded demo cloud, short enough to end a hung test.
+const PASS_DEADLINE: Duration = Duration::from_secs(60);
 
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn write(path: &Path, content: &str) -> PathBuf {
-    std::fs::write(path, content).unwrap();
-    path.to_path_buf()
-}
-
-/// Runs a blocking command without stalling the simulator's runtime.
-async fn run(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
+/// `busy_timeout` for tests: the locked server is given up on quickly.
+const QUICK_BUSY: (&str, &str) = ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn once_exits_1_with_leftovers_and_names_them_then_0_when_nothing_selected_is_left() {
-    let dir = scratch("once");
-    let cloud = start_openstack("127.0.0.1:0".parse().unwrap(), dir.join("clouds.yaml"), false)
-        .await
-        .unwrap();
-    let seeded_sg = cloud.sim.count("security_group");
-    let config = write(
-        &dir.join("janitor.toml"),
-        &config_text(&cloud.clouds_yaml, "127.0.0.1:0", None),
-    );
-
-    // Plan first: it lists the work and deletes nothing.
-    let mut plan = binary();
-    plan.args(["plan", "--config"])
-        .arg(&config)
-        .args(["--output", "json"]);
-    let output = run(plan).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let nodes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let deletes = nodes
+async fn plan_lists_what_would_go_in_order_and_sends_no_write() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let config = cloud.config("janitor.toml", "");
+    let mut plan = cli();
+    plan.args(["plan", "--output", "json", "--config"]).arg(&config);
+    let run = run(plan).await;
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    let nodes: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    // Router interfaces are planned with their router; their ids are their ports'.
+    let planned: BTreeSet<String> = nodes
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["action"] == "delete")
-        .count();
-    assert!(deletes > 20, "plan lists the leftovers: {deletes}");
-    assert_eq!(
-        cloud.sim.count("security_group"),
-        seeded_sg,
-        "plan deleted nothing"
+        .filter(|n| n["action"] == "delete" && n["kind"] != "router_interface")
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    let tagged: BTreeSet<String> = seeded.tagged().into_iter().map(|(_, id)| id).collect();
+    let held: BTreeSet<String> = seeded.expected_left().into_iter().map(|(_, id)| id).collect();
+    // Everything tagged is planned except what stays; keypairs are planned by name.
+    let missing: Vec<&String> = tagged
+        .difference(&held)
+        .filter(|id| !planned.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "not planned: {missing:?}");
+    assert!(
+        planned.is_subset(&tagged),
+        "planned but not tagged: {:?}",
+        planned.difference(&tagged)
     );
+    assert_eq!(cloud.writes(), Vec::<String>::new(), "plan writes nothing");
+}
 
-    let metrics_file = dir.join("metrics.prom");
-    let mut once = binary();
-    once.args(["once", "--config"])
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_deletes_the_leftovers_names_what_stayed_and_never_writes_to_a_survivor() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let config = cloud.config("janitor.toml", "");
+    let metrics_file = cloud.dir.path().join("metrics.prom");
+    let mut once = cli();
+    once.env(QUICK_BUSY.0, QUICK_BUSY.1)
+        .args(["once", "--config"])
         .arg(&config)
         .arg("--metrics-file")
         .arg(&metrics_file);
-    let output = run(once).await;
-    let (stdout, stderr) = text(&output);
+    let run = run(once).await;
+    assert_eq!(run.code, Some(1), "leftovers remain: {}", run.both());
+
+    // One line carries the group, why it stayed and who holds it.
+    let in_use = run.line_with(&seeded.in_use_security_group);
+    assert!(
+        in_use.contains("in use by port") && in_use.contains("(keep-port)"),
+        "{in_use}"
+    );
+    assert!(run.line_with(&seeded.locked_server).contains("busy: locked"));
+
+    // What a correct cleanup leaves is there; everything else tagged is gone.
+    let left: BTreeSet<String> = seeded.expected_left().into_iter().map(|(_, id)| id).collect();
+    for (kind, id) in seeded.tagged() {
+        let exists = cloud.sim.exists(kind, &id);
+        assert_eq!(exists, left.contains(&id), "{kind} {id}: exists {exists}");
+    }
+    // The survivors were never sent a write, and are still there.
+    for (kind, id) in seeded.survivors() {
+        assert!(cloud.sim.exists(kind, &id), "{kind} {id} survives");
+        assert_eq!(
+            cloud.writes_to(&id),
+            Vec::<String>::new(),
+            "{kind} {id} untouched"
+        );
+    }
+
+    let text = std::fs::read_to_string(&metrics_file).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
+    let servers = seeded
+        .tagged()
+        .iter()
+        .filter(|(kind, _)| *kind == "server")
+        .count() as f64;
     assert_eq!(
-        output.status.code(),
-        Some(1),
-        "leftovers remain: {stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("ci-job-3-sg") && stdout.contains("in use by port"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("busy: locked"),
-        "the locked server is reported: {stdout}"
-    );
-    let metrics = std::fs::read_to_string(&metrics_file).unwrap();
-    assert!(
-        metrics.contains(
-            r#"cloud_janitor_leftover_resources{cloud="sim",kind="security_group",reason="in_use"} 1"#
+        value(
+            "cloud_janitor_deletes_total",
+            &[("cloud", "sim"), ("kind", "server"), ("outcome", "deleted")]
         ),
-        "{metrics}"
+        Some(servers - 1.0),
+        "every server but the locked one"
     );
-    assert!(
-        metrics.contains(r#"cloud_janitor_passes_total{result="leftovers"} 1"#),
-        "{metrics}"
-    );
-    assert!(
-        cloud.sim.exists("security_group", &cloud_in_use_sg(&stdout)),
-        "the in-use group survives"
-    );
-
-    // Narrow the selection to one job whose leftovers can all go: exit 0.
-    let clean = config_text(&cloud.clouds_yaml, "127.0.0.1:0", None)
-        .replace("tags_all = [\"ci-job\"]", "tags_all = [\"ci-job\", \"job-2\"]");
-    let config = write(&dir.join("clean.toml"), &clean);
-    let mut once = binary();
-    once.args(["once", "--config"]).arg(&config);
-    let output = run(once).await;
-    let (stdout, stderr) = text(&output);
     assert_eq!(
-        output.status.code(),
-        Some(0),
-        "nothing of job-2 is left: {stdout}\n{stderr}"
+        value(
+            "cloud_janitor_deletes_total",
+            &[("cloud", "sim"), ("kind", "server"), ("outcome", "failed")]
+        ),
+        Some(1.0),
+        "the locked one"
     );
-    cloud.sim.shutdown();
+    let leftovers = |kind, reason| {
+        value(
+            "cloud_janitor_leftover_resources",
+            &[("cloud", "sim"), ("kind", kind), ("reason", reason)],
+        )
+    };
+    assert_eq!(leftovers("server", "busy"), Some(1.0));
+    assert_eq!(leftovers("security_group", "in_use"), Some(1.0));
+    assert_eq!(leftovers("security_group", "blocked"), Some(1.0));
+    assert_eq!(value("cloud_janitor_cloud_up", &[("cloud", "sim")]), Some(1.0));
+    assert_eq!(
+        value("cloud_janitor_passes_total", &[("result", "leftovers")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("cloud_janitor_passes_total", &[("result", "clean")]),
+        Some(0.0)
+    );
+    assert_eq!(value("cloud_janitor_pass_duration_seconds_count", &[]), Some(1.0));
+    let age = value(
+        "cloud_janitor_oldest_leftover_age_seconds",
+        &[("cloud", "sim"), ("kind", "security_group")],
+    )
+    .unwrap();
+    assert!(age > 0.0, "the group is older than the pass: {age}");
 }
 
-/// Kills the child process if the test ends before it was waited for (a failed assertion).
-struct KillOnDrop(Option<std::process::Child>);
-
-impl KillOnDrop {
-    fn wait(mut self) -> std::process::ExitStatus {
-        self.0.take().unwrap().wait().unwrap()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_0_after_a_pass_that_deleted_everything_it_selected() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let job_2 = &seeded.jobs[1];
+    assert_eq!(job_2.job, "job-2");
+    let config = cloud.config("janitor.toml", "");
+    let mut once = cli();
+    once.env(
+        "CLOUD_JANITOR_CLOUDS__SIM__SELECT__TAGS_ALL",
+        r#"["ci-job", "job-2"]"#,
+    )
+    .env(
+        "CLOUD_JANITOR_CLOUDS__SIM__SELECT__UNTAGGABLE_NAME_PATTERN",
+        "^ci-job-2-",
+    )
+    .args(["once", "--output", "json", "--config"])
+    .arg(&config);
+    let run = run(once).await;
+    assert_eq!(run.code, Some(0), "nothing of job-2 is left: {}", run.both());
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let deleted: BTreeSet<String> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"]["status"] == "deleted")
+        .map(|i| i["key"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected: Vec<(&str, &String)> = job_2.servers.iter().map(|id| ("server", id)).collect();
+    expected.extend(job_2.volumes.iter().map(|id| ("volume", id)));
+    expected.extend([
+        ("network", &job_2.network),
+        ("security_group", &job_2.security_group),
+    ]);
+    for (kind, id) in expected {
+        assert!(deleted.contains(id), "{kind} {id} deleted: {deleted:?}");
+        assert!(!cloud.sim.exists(kind, id), "{kind} {id} gone");
     }
 }
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn cloud_in_use_sg(report: &str) -> String {
-    report
-        .lines()
-        .find(|l| l.contains("ci-job-3-sg"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or_default()
-        .to_string()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_only_deletes_nothing_and_says_what_it_would_delete() {
+    let cloud = Cloud::start(true).await;
+    let config = cloud.config("janitor.toml", "");
+    let metrics_file = cloud.dir.path().join("metrics.prom");
+    let mut once = cli();
+    once.args(["once", "--report-only", "--config"])
+        .arg(&config)
+        .arg("--metrics-file")
+        .arg(&metrics_file);
+    let run = run(once).await;
+    assert_eq!(
+        run.code,
+        Some(1),
+        "held resources are still leftovers: {}",
+        run.both()
+    );
+    let headline = run.stdout.lines().next().unwrap();
+    assert!(
+        headline.contains("(report-only, nothing deleted): ") && headline.contains(" would be deleted"),
+        "{headline}"
+    );
+    assert_eq!(cloud.writes(), Vec::<String>::new(), "report-only writes nothing");
+    // Every tagged server is planned: a lock shows only in the status read right before a delete.
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let servers = seeded
+        .tagged()
+        .iter()
+        .filter(|(kind, _)| *kind == "server")
+        .count() as f64;
+    let text = std::fs::read_to_string(&metrics_file).unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "cloud_janitor_would_delete_resources",
+            &[("cloud", "sim"), ("kind", "server")]
+        ),
+        Some(servers)
+    );
 }
 
 #[test]
-fn once_exits_2_when_the_cloud_cannot_be_reached_or_refuses_the_credentials() {
-    let dir = scratch("unreachable");
-    // Nothing listens on this port: connection refused.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+fn once_and_plan_exit_2_when_the_cloud_cannot_be_reached() {
+    let dir = temp_dir();
     let clouds = write(
-        &dir.join("clouds.yaml"),
-        &format!("clouds:\n  gone:\n    auth: {{auth_url: 'http://127.0.0.1:{port}/v3', username: u, password: p, project_name: x}}\n"),
+        dir.path(),
+        "clouds.yaml",
+        &format!(
+            "clouds:\n  gone:\n    auth: {{auth_url: 'http://127.0.0.1:{}/v3', username: u, password: p, project_name: x}}\n",
+            free_port()
+        ),
     );
     let config = write(
-        &dir.join("janitor.toml"),
+        dir.path(),
+        "janitor.toml",
         &format!(
             "schedule = \"0 * * * * *\"\n[retry]\nmax_attempts = 1\n[[clouds]]\nname = \"gone\"\ntype = \"openstack\"\ncloud = \"gone\"\nclouds_yaml = \"{}\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
             clouds.display()
         ),
     );
-    let output = binary().args(["once", "--config"]).arg(&config).output().unwrap();
-    let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(stdout.contains("cloud gone could not be listed"), "{stdout}");
+    for command in ["once", "plan"] {
+        let mut janitor = cli();
+        janitor.args([command, "--config"]).arg(&config);
+        let run = run_blocking(janitor);
+        assert_eq!(run.code, Some(2), "{command}: {}", run.both());
+        let said = if command == "once" {
+            &run.stdout
+        } else {
+            &run.stderr
+        };
+        assert!(
+            said.contains("cloud gone could not be listed"),
+            "{command}: {}",
+            run.both()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_that_fails_outranks_leftovers_and_the_other_cloud_is_still_cleaned() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let gone = write(
+        cloud.dir.path(),
+        "gone.yaml",
+        &format!(
+            "clouds:\n  gone:\n    auth: {{auth_url: 'http://127.0.0.1:{}/v3', username: u, password: p, project_name: x}}\n",
+            free_port()
+        ),
+    );
+    let second = format!(
+        "\n[[clouds]]\nname = \"gone\"\ntype = \"openstack\"\ncloud = \"gone\"\nclouds_yaml = \"{}\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
+        gone.display()
+    );
+    let config = cloud.config("janitor.toml", "");
+    let text = std::fs::read_to_string(&config).unwrap() + &second;
+    let config = write(cloud.dir.path(), "two-clouds.toml", &text);
+    let mut once = cli();
+    once.env(QUICK_BUSY.0, QUICK_BUSY.1)
+        .env("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "1")
+        .args(["once", "--config"])
+        .arg(&config);
+    let run = run(once).await;
+    assert_eq!(
+        run.code,
+        Some(2),
+        "a failed cloud outranks leftovers: {}",
+        run.both()
+    );
+    assert!(run.stdout.starts_with("pass 1 failed"), "{}", run.both());
+    let job_2 = &seeded.jobs[1];
+    assert!(
+        !cloud.sim.exists("server", &job_2.servers[0]),
+        "the reachable cloud was cleaned"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_exit_2_naming_where_they_came_from() {
-    let dir = scratch("auth");
-    let cloud = start_openstack("127.0.0.1:0".parse().unwrap(), dir.join("clouds.yaml"), true)
-        .await
-        .unwrap();
-    let yaml = std::fs::read_to_string(&cloud.clouds_yaml)
+    let cloud = Cloud::start(false).await;
+    let yaml = std::fs::read_to_string(cloud.clouds_yaml())
         .unwrap()
         .replace("demopass", "wrong");
-    write(&cloud.clouds_yaml, &yaml);
-    let config = write(
-        &dir.join("janitor.toml"),
-        &config_text(&cloud.clouds_yaml, "127.0.0.1:0", None),
-    );
-    let mut once = binary();
+    std::fs::write(cloud.clouds_yaml(), yaml).unwrap();
+    let config = cloud.config("janitor.toml", "");
+    let mut once = cli();
     once.args(["once", "--config"]).arg(&config);
-    let output = run(once).await;
-    let (stdout, _) = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    let run = run(once).await;
+    assert_eq!(run.code, Some(2), "{}", run.both());
+    let line = run.line_with("could not be listed");
     assert!(
-        stdout.contains("authentication") && stdout.contains("clouds.yaml"),
-        "{stdout}"
+        line.contains("authentication") && line.contains(&cloud.clouds_yaml().display().to_string()),
+        "{line}"
     );
-    cloud.sim.shutdown();
 }
 
 #[test]
 fn bad_config_exits_64_naming_the_file_and_the_key() {
-    let dir = scratch("bad");
+    let dir = temp_dir();
     let cases = [
         ("schedule = \"every minute\"\nclouds = []\n", "schedule"),
         ("schedule = \"0 * * * * *\"\nshedule = 1\nclouds = []\n", "shedule"),
@@ -230,165 +342,365 @@ fn bad_config_exits_64_naming_the_file_and_the_key() {
         ("schedule = \"0 * * * * *\"\n[retry]\nmax_attempts = \"many\"\n[[clouds]]\nname = \"a\"\n", "max_attempts"),
     ];
     for (number, (content, expected)) in cases.iter().enumerate() {
-        let path = write(&dir.join(format!("bad-{number}.toml")), content);
-        let output = binary().args(["once", "--config"]).arg(&path).output().unwrap();
-        let (_, stderr) = text(&output);
-        assert_eq!(output.status.code(), Some(64), "case {number}: {stderr}");
+        let path = write(dir.path(), &format!("bad-{number}.toml"), content);
+        let mut once = cli();
+        once.args(["once", "--config"]).arg(&path);
+        let run = run_blocking(once);
+        assert_eq!(run.code, Some(64), "case {number}: {}", run.both());
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("case {number}: no error line: {}", run.both()));
         assert!(
-            stderr.contains(&path.display().to_string()),
-            "case {number} names the file: {stderr}"
-        );
-        assert!(
-            stderr.contains(expected),
-            "case {number} names `{expected}`: {stderr}"
+            line.contains(&path.display().to_string()) && line.contains(expected),
+            "case {number}: one line names the file and `{expected}`: {line}"
         );
     }
-    let missing = binary()
-        .args(["plan", "--config", "/nonexistent/janitor.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(64));
-    assert!(text(&missing)
-        .1
-        .contains("/nonexistent/janitor.toml: no such file"));
+    let mut missing = cli();
+    missing.args(["plan", "--config", "/nonexistent/janitor.toml"]);
+    let run = run_blocking(missing);
+    assert_eq!(run.code, Some(64));
+    assert_eq!(
+        run.stderr.trim(),
+        "error: config /nonexistent/janitor.toml: no such file"
+    );
+}
+
+/// A config with one cloud that points nowhere: `plan` gets past the config to the cloud.
+fn config_pointing_nowhere(dir: &Path) -> std::path::PathBuf {
+    write(
+        dir,
+        "janitor.toml",
+        "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\ncloud = \"none\"\nclouds_yaml = \"/nonexistent\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
+    )
 }
 
 #[test]
 fn an_environment_variable_overrides_a_key_and_is_checked_like_one() {
-    let dir = scratch("env");
-    let path = write(
-        &dir.join("janitor.toml"),
-        "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\ncloud = \"none\"\nclouds_yaml = \"/nonexistent\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
-    );
-    let output = binary()
-        .env("CLOUD_JANITOR_SCHEDULE", "not cron")
+    let dir = temp_dir();
+    let path = config_pointing_nowhere(dir.path());
+    let mut plan = cli();
+    plan.env("CLOUD_JANITOR_SCHEDULE", "not cron")
         .args(["plan", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(64));
+        .arg(&path);
+    let run = run_blocking(plan);
+    assert_eq!(run.code, Some(64));
     assert!(
-        text(&output).1.contains("`not cron` is not a cron expression"),
+        run.stderr.contains("`not cron` is not a cron expression"),
         "{}",
-        text(&output).1
+        run.both()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_serves_health_and_metrics_before_and_after_its_first_pass() {
-    let dir = scratch("daemon");
-    let cloud = start_openstack("127.0.0.1:0".parse().unwrap(), dir.join("clouds.yaml"), false)
-        .await
-        .unwrap();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let config = config_text(&cloud.clouds_yaml, &format!("127.0.0.1:{port}"), None)
-        .replace("*/10 * * * * *", "*/2 * * * * *");
-    let config = write(&dir.join("janitor.toml"), &config);
-    let daemon = KillOnDrop(Some(
-        binary().args(["run", "--config"]).arg(&config).spawn().unwrap(),
-    ));
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut metrics = String::new();
-    while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/metrics")).send().await {
-            metrics = response.text().await.unwrap();
-            // Every result series exists from start-up at 0; wait for the first pass to count.
-            if metrics.contains("cloud_janitor_passes_total{result=\"leftovers\"} 1") {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+#[test]
+fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config_keys() {
+    let dir = temp_dir();
+    let path = config_pointing_nowhere(dir.path());
+    let mut plan = cli();
+    plan.envs([
+        ("CLOUD_JANITOR_SERVICE_HOST", "10.0.0.1"),
+        ("CLOUD_JANITOR_PORT", "tcp://10.0.0.1:9464"),
+        ("CLOUD_JANITOR_PORT_9464_TCP_PORT", "9464"),
+    ])
+    .args(["plan", "--config"])
+    .arg(&path);
+    let run = run_blocking(plan);
+    assert_eq!(run.code, Some(64), "{}", run.both());
+    assert!(!run.stderr.contains("unknown field"), "{}", run.both());
     assert!(
-        metrics.contains("cloud_janitor_passes_total{result=\"leftovers\"}"),
-        "{metrics}"
+        run.stderr.contains("no clouds.yaml found"),
+        "it got past the config keys: {}",
+        run.both()
     );
-    assert!(
-        metrics.contains("cloud_janitor_deletes_total{cloud=\"sim\",kind=\"server\",outcome=\"deleted\"}")
-    );
-    assert!(metrics.contains(
-        "cloud_janitor_leftover_resources{cloud=\"sim\",kind=\"security_group\",reason=\"in_use\"} 1"
-    ));
-    assert!(metrics.contains(
-        "cloud_janitor_api_requests_total{cloud=\"sim\",service=\"network\",status_class=\"2xx\"}"
-    ));
-    assert!(metrics.contains("cloud_janitor_last_pass_success_timestamp_seconds"));
-    // The first pass waits out the locked server (busy_timeout 5 s) while ticks come every 2 s:
-    // those ticks are skipped, never run as a second pass at the same time.
-    let skipped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("cloud_janitor_passes_skipped_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(
-        skipped >= 1.0,
-        "ticks during the pass are skipped and counted: {metrics}"
-    );
-    for endpoint in ["healthz", "readyz"] {
-        let status = client
-            .get(format!("{base}/{endpoint}"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status.as_u16(), 200, "{endpoint}");
-    }
-    // SIGTERM: the daemon finishes and exits 0.
-    let pid = daemon.0.as_ref().unwrap().id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || daemon.wait()).await.unwrap();
-    assert_eq!(status.code(), Some(0));
-    cloud.sim.shutdown();
 }
 
 #[test]
 fn every_example_config_in_config_dir_is_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let config = cloud_janitor::config::Config::load_with_env(&path, Default::default());
-            assert!(config.is_ok(), "{}: {:?}", path.display(), config.err());
-            checked += 1;
+            assert!(config.is_ok(), "{}: {}", path.display(), config.err().unwrap());
+            checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
-    assert!(checked >= 3, "examples found: {checked}");
+    checked.sort();
+    assert_eq!(checked, ["both.toml", "openstack.toml", "proxmox.toml"]);
 }
 
-#[test]
-fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config_keys() {
-    let dir = scratch("k8s-env");
-    let path = write(
-        &dir.join("janitor.toml"),
-        "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\ncloud = \"none\"\nclouds_yaml = \"/nonexistent\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
-    );
-    let env = [
-        ("CLOUD_JANITOR_SERVICE_HOST", "10.0.0.1"),
-        ("CLOUD_JANITOR_PORT", "tcp://10.0.0.1:9464"),
-        ("CLOUD_JANITOR_PORT_9464_TCP_PORT", "9464"),
-    ];
-    let config = cloud_janitor::config::Config::load_with_env(
-        &path,
-        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    );
-    // load_with_env takes the environment as given; the binary filters it the same way.
-    assert!(config.is_err(), "the raw loader sees them as keys");
-    let output = binary()
-        .envs(env)
-        .args(["plan", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = text(&output).1;
-    assert!(!stderr.contains("unknown field"), "{stderr}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let cloud = Cloud::start(false).await;
+    let config = cloud.config("janitor.toml", "");
+    let mut once = cli();
+    once.env("CLOUD_JANITOR_LOG", "info")
+        .env("CLOUD_JANITOR_LOG_FORMAT", "json")
+        .args(["once", "--config"])
+        .arg(&config);
+    let run = run(once).await;
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(!lines.is_empty(), "{}", run.both());
+    for line in lines {
+        let object: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            object["level"].is_string() && object["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
+
+/// Reads a daemon's page; `None` while it does not answer.
+async fn page(base: &str, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("{base}{path}")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_its_pages_skips_ticks_during_a_pass_and_stops_on_sigterm() {
+    let cloud = Cloud::start(true).await;
+    // Every server delete takes 3 s: the first pass outlasts several one-second ticks.
+    cloud.sim.faults().add(cloud_janitor_sim::faults::FaultRule {
+        method: Some("DELETE".into()),
+        ..cloud_janitor_sim::faults::FaultRule::latency("/servers/", Duration::from_secs(3))
+    });
+    let port = free_port();
+    let config = cloud.config("janitor.toml", "");
+    let mut run = cli();
+    run.env(QUICK_BUSY.0, QUICK_BUSY.1)
+        .env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["run", "--config"])
+        .arg(&config);
+    let daemon = Daemon::spawn(run);
+    let base = format!("http://127.0.0.1:{port}");
+
+    // From start-up: health, a landing page and metrics, before any pass.
+    wait_for(PASS_DEADLINE, "the daemon answering", || async {
+        page(&base, "/healthz").await.is_some()
+    })
+    .await;
+    let (status, landing) = page(&base, "/").await.unwrap();
+    assert_eq!(status, 200);
     assert!(
-        stderr.contains("no clouds.yaml found"),
-        "it got past the config keys: {stderr}"
+        landing.contains("href=\"/metrics\"") && landing.contains("href=\"/readyz\""),
+        "{landing}"
+    );
+    let (status, ready) = page(&base, "/readyz").await.unwrap();
+    assert_eq!((status, ready.lines().next()), (200, Some("ready")));
+    assert!(
+        ready.contains("history not persistent: no history_file configured"),
+        "the note says history is not kept: {ready}"
+    );
+
+    wait_for(PASS_DEADLINE, "the first pass counted", || async {
+        page(&base, "/metrics").await.is_some_and(|(_, text)| {
+            metric(&text, "cloud_janitor_passes_total", &[("result", "leftovers")]) == Some(1.0)
+        })
+    })
+    .await;
+    let (_, metrics) = page(&base, "/metrics").await.unwrap();
+    let skipped = metric(&metrics, "cloud_janitor_passes_skipped_total", &[]).unwrap();
+    assert!(
+        skipped >= 2.0,
+        "ticks during the pass are skipped and counted: {skipped}"
+    );
+    assert_eq!(
+        metric(&metrics, "cloud_janitor_cloud_up", &[("cloud", "sim")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "cloud_janitor_leftover_resources",
+            &[("cloud", "sim"), ("kind", "security_group"), ("reason", "in_use")]
+        ),
+        Some(1.0)
+    );
+    assert!(metric(&metrics, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+
+    let mut healthcheck = cli();
+    healthcheck.args(["healthcheck", "--url", &format!("{base}/healthz")]);
+    assert_eq!(run_blocking(healthcheck).code, Some(0));
+
+    // SIGTERM: the daemon finishes the pass in flight and exits 0; the port then stops answering.
+    daemon.signal("TERM");
+    let (status, stderr) = daemon.wait(PASS_DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let mut healthcheck = cli();
+    healthcheck.args(["healthcheck", "--url", &format!("{base}/healthz")]);
+    assert_eq!(
+        run_blocking(healthcheck).code,
+        Some(1),
+        "nothing answers any more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_with_130() {
+    let cloud = Cloud::start(true).await;
+    // Server deletes hang for a minute: the first signal alone would wait for them.
+    cloud.sim.faults().add(cloud_janitor_sim::faults::FaultRule {
+        method: Some("DELETE".into()),
+        ..cloud_janitor_sim::faults::FaultRule::latency("/servers/", Duration::from_secs(60))
+    });
+    let config = cloud.config("janitor.toml", "");
+    let mut run = cli();
+    run.env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .args(["run", "--config"])
+        .arg(&config);
+    let daemon = Daemon::spawn(run);
+    // Floating IPs go in the same first wave as the servers: once one is answered, the server
+    // deletes are in flight.
+    wait_for(PASS_DEADLINE, "a delete in flight", || async {
+        cloud
+            .writes()
+            .iter()
+            .any(|w| w.starts_with("DELETE") && w.contains("/floatingips/"))
+    })
+    .await;
+    daemon.signal("TERM");
+    daemon.signal("TERM");
+    let (status, stderr) = daemon.wait(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(130), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_config_keeps_the_last_good_one_and_says_so_until_it_is_fixed() {
+    let cloud = Cloud::start(false).await;
+    let config = cloud.config("janitor.toml", "");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let port = free_port();
+    let mut run = cli();
+    run.env("CLOUD_JANITOR_SCHEDULE", "0 0 0 1 1 *")
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["run", "--config"])
+        .arg(&config);
+    let daemon = Daemon::spawn(run);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(PASS_DEADLINE, "the daemon ready", || async {
+        page(&base, "/readyz")
+            .await
+            .is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+
+    std::fs::write(&config, good.replace("tags_all", "tags_everything")).unwrap();
+    daemon.signal("HUP");
+    wait_for(PASS_DEADLINE, "the refusal in /readyz", || async {
+        page(&base, "/readyz")
+            .await
+            .is_some_and(|(_, text)| text.contains("was rejected"))
+    })
+    .await;
+    let (_, ready) = page(&base, "/readyz").await.unwrap();
+    assert!(ready.contains("unknown field `tags_everything`"), "{ready}");
+    let (_, metrics) = page(&base, "/metrics").await.unwrap();
+    assert_eq!(metric(&metrics, "cloud_janitor_config_valid", &[]), Some(0.0));
+    assert_eq!(
+        metric(
+            &metrics,
+            "cloud_janitor_config_reloads_total",
+            &[("result", "rejected")]
+        ),
+        Some(1.0)
+    );
+
+    std::fs::write(&config, &good).unwrap();
+    daemon.signal("HUP");
+    wait_for(PASS_DEADLINE, "the fixed config applied", || async {
+        page(&base, "/metrics")
+            .await
+            .is_some_and(|(_, text)| metric(&text, "cloud_janitor_config_valid", &[]) == Some(1.0))
+    })
+    .await;
+    let (_, ready) = page(&base, "/readyz").await.unwrap();
+    assert!(!ready.contains("rejected"), "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_janitor_on_the_same_history_exits_2_naming_the_first() {
+    let cloud = Cloud::start(false).await;
+    let history = cloud.dir.path().join("history.db");
+    let config = cloud.config(
+        "janitor.toml",
+        &format!("history_file = \"{}\"", history.display()),
+    );
+    let port = free_port();
+    let mut run = cli();
+    run.env("CLOUD_JANITOR_SCHEDULE", "0 0 0 1 1 *")
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["run", "--config"])
+        .arg(&config);
+    let daemon = Daemon::spawn(run);
+    wait_for(PASS_DEADLINE, "the daemon ready", || async {
+        page(&format!("http://127.0.0.1:{port}"), "/readyz")
+            .await
+            .is_some()
+    })
+    .await;
+    let mut once = cli();
+    once.args(["once", "--config"]).arg(&config);
+    let second = run_blocking(once);
+    assert_eq!(second.code, Some(2), "{}", second.both());
+    assert!(
+        second
+            .stderr
+            .contains(&format!("held by another janitor (pid {} on ", daemon.pid())),
+        "{}",
+        second.both()
+    );
+    // `plan` and `history` only look: they run beside it.
+    let mut plan = cli();
+    plan.args(["plan", "--config"]).arg(&config);
+    assert_eq!(run_blocking(plan).code, Some(0));
+    let mut history = cli();
+    history.args(["history", "--config"]).arg(&config);
+    let listed = run_blocking(history);
+    assert_eq!(listed.code, Some(0), "{}", listed.both());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let history = cloud.dir.path().join("history.db");
+    let config = cloud.config(
+        "janitor.toml",
+        &format!("history_file = \"{}\"", history.display()),
+    );
+    for _ in 0..2 {
+        let mut once = cli();
+        once.env(QUICK_BUSY.0, QUICK_BUSY.1)
+            .args(["once", "--config"])
+            .arg(&config);
+        assert_eq!(run(once).await.code, Some(1));
+    }
+    let mut show = cli();
+    show.args(["history", "--output", "json", "--config"])
+        .arg(&config)
+        .arg(&seeded.locked_server);
+    let run = run(show).await;
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    let records: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let record = &records[0];
+    assert_eq!(record["id"], seeded.locked_server.as_str());
+    assert_eq!(record["left_streak"], 2, "left in two passes in a row: {record}");
+    assert_eq!(record["last_outcome"], "busy");
+    assert_eq!(record["last_error"], "busy: locked");
+
+    let mut table = cli();
+    table.args(["history", "--config"]).arg(&config);
+    let table = run_blocking(table);
+    let first = table.stdout.lines().nth(1).unwrap();
+    assert!(
+        first.contains("       2  "),
+        "what stayed longest comes first: {}",
+        table.stdout
     );
 }

@@ -162,6 +162,7 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
     let cloud = DemoCloud {
         sim: sim.clone(),
         clouds_yaml,
+        seeded: None,
     };
     let janitor = demo_janitor(&cloud, None, Arc::new(Metrics::new())).unwrap();
     sim.clear_request_log();
@@ -195,6 +196,42 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
         deletes >= deleted && deleted > 20,
         "{deletes} deletes for {deleted} deleted"
     );
+    // Neutron deletes synchronously: each of its resources is read at most once, and every one it
+    // deletes was read right before (the status check), never listed again instead.
+    let neutron = [
+        "ports",
+        "networks",
+        "subnets",
+        "security-groups",
+        "routers",
+        "floatingips",
+    ];
+    let single = |path: &str| -> Option<String> {
+        let rest = path.split("/v2.0/").nth(1)?;
+        let (collection, id) = rest.split_once('/')?;
+        (neutron.contains(&collection) && !id.contains('/') && !id.contains('?')).then(|| id.to_string())
+    };
+    let mut reads: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (position, (method, path, _)) in log.iter().enumerate() {
+        let Some(id) = single(path) else { continue };
+        match method.as_str() {
+            "GET" => *reads.entry(id).or_default() += 1,
+            "DELETE" => assert!(
+                log[..position]
+                    .iter()
+                    .any(|(m, p, _)| m == "GET" && single(p).as_deref() == Some(id.as_str())),
+                "{path} deleted without a status read first"
+            ),
+            _ => {}
+        }
+    }
+    let neutron_deletes = log
+        .iter()
+        .filter(|(m, p, _)| m == "DELETE" && single(p).is_some())
+        .count();
+    assert!(neutron_deletes > 10, "{neutron_deletes}");
+    let reread: Vec<_> = reads.iter().filter(|(_, count)| **count > 1).collect();
+    assert_eq!(reread, Vec::<(&String, &usize)>::new(), "read more than once");
     sim.shutdown();
 }
 

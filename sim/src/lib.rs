@@ -5,9 +5,11 @@
 //! - `faults`: per-path fault and latency injection shared by both simulators.
 //! - `openstack`: Keystone v3, Nova, Neutron and Cinder.
 //! - `proxmox`: the Proxmox VE API (`/api2/json`).
+//! - `wait`: `wait_for`, the one helper tests use to wait for what happens in real time.
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod faults;
 pub mod openstack;
 pub mod proxmox;
+pub mod wait;
