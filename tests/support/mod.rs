@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cloud_janitor::demo::{config_text, start_openstack, start_proxmox, DemoCloud, DemoCluster};
 use cloud_janitor_sim::openstack::OpenStackSim;
+#[allow(unused_imports)] // Not every test binary waits.
 pub use cloud_janitor_sim::wait::wait_for;
 use tempfile::TempDir;
 

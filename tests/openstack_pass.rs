@@ -1,0 +1,171 @@
+//! Whole passes against the simulated OpenStack, in process: a real 409 through the provider is
+//! requeued until it clears, or reported as a conflict once the budget is spent; and the per-pass
+//! metrics over several passes (gauges back to 0 when a leftover goes, kept for a cloud whose pass
+//! failed).
+// An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cloud_janitor::config::Config;
+use cloud_janitor::history::Access;
+use cloud_janitor::metrics::Metrics;
+use cloud_janitor::outcome::{LeftReason, Outcome};
+use cloud_janitor::pass::Janitor;
+use cloud_janitor::report::{PassReport, PassResult, ReportItem};
+use cloud_janitor::setup::build_janitor;
+use cloud_janitor_sim::faults::FaultRule;
+use support::{metric, Cloud};
+use tokio_util::sync::CancellationToken;
+
+/// The janitor for `cloud` as its config describes it, with `env` as the environment (quick waits
+/// and retries by default).
+fn janitor(cloud: &Cloud, env: &[(&str, &str)]) -> (Janitor, Arc<Metrics>) {
+    let path = cloud.config("janitor.toml", "");
+    let mut environment: HashMap<String, String> = HashMap::from([
+        ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT".into(), "300ms".into()),
+        ("CLOUD_JANITOR_RETRY__BASE_DELAY".into(), "20ms".into()),
+        ("CLOUD_JANITOR_RETRY__MAX_DELAY".into(), "100ms".into()),
+    ]);
+    environment.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::load_with_env(&path, environment).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).unwrap();
+    (janitor, metrics)
+}
+
+async fn pass(janitor: &Janitor) -> PassReport {
+    janitor.run_pass(CancellationToken::new(), None).await
+}
+
+fn item<'a>(report: &'a PassReport, id: &str) -> &'a ReportItem {
+    report
+        .items
+        .iter()
+        .find(|i| i.key.id == id)
+        .unwrap_or_else(|| panic!("{id} in the report:\n{}", report.render_table()))
+}
+
+/// Neutron's answer while Nova is still unplugging a port.
+fn security_group_in_use(count: Option<u32>) -> FaultRule {
+    FaultRule {
+        count,
+        body: Some(
+            r#"{"NeutronError": {"type": "SecurityGroupInUse", "message": "Security Group is in use by a port being unplugged.", "detail": ""}}"#
+                .into(),
+        ),
+        ..FaultRule::status("DELETE", "/security-groups/", 409, 0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_409_is_requeued_until_it_clears() {
+    let cloud = Cloud::start(true).await;
+    let group = cloud.demo.seeded.clone().unwrap().jobs[1].security_group.clone();
+    cloud.sim.faults().add(security_group_in_use(Some(2)));
+    let (janitor, metrics) = janitor(&cloud, &[]);
+    let report = pass(&janitor).await;
+    let sg = item(&report, &group);
+    assert_eq!(
+        (&sg.status, sg.requeues),
+        (&Outcome::Deleted, 2),
+        "{}",
+        report.render_table()
+    );
+    assert!(!cloud.sim.exists("security_group", &group));
+    let requeued = metrics
+        .conflicts_requeued_total
+        .with_label_values(&["sim", "security_group"])
+        .get();
+    assert_eq!(requeued, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_that_never_clears_is_reported_as_a_conflict_after_the_retry_budget() {
+    let cloud = Cloud::start(true).await;
+    let group = cloud.demo.seeded.clone().unwrap().jobs[1].security_group.clone();
+    cloud.sim.faults().add(security_group_in_use(None));
+    let (janitor, metrics) = janitor(&cloud, &[("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "3")]);
+    let report = pass(&janitor).await;
+    let sg = item(&report, &group);
+    let Outcome::Left(LeftReason::Conflict { message }) = &sg.status else {
+        panic!("a conflict, not {:?}", sg.status);
+    };
+    assert!(
+        message.contains("HTTP 409") && message.contains("SecurityGroupInUse"),
+        "{message}"
+    );
+    assert_eq!(sg.requeues, 2, "requeued twice, given up on the third");
+    assert_eq!(report.result(), PassResult::Leftovers);
+    assert!(cloud.sim.exists("security_group", &group));
+    let failed = metrics
+        .deletes_total
+        .with_label_values(&["sim", "security_group", "failed"])
+        .get();
+    assert!(failed >= 1, "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_gauges_drop_to_zero_when_the_leftover_goes_and_stay_while_the_cloud_cannot_be_listed() {
+    let cloud = Cloud::start(true).await;
+    let seeded = cloud.demo.seeded.clone().unwrap();
+    let (janitor, metrics) = janitor(&cloud, &[("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "1")]);
+    let gauge = |kind: &str, reason: &str| {
+        metric(
+            &metrics.render(),
+            "cloud_janitor_leftover_resources",
+            &[("cloud", "sim"), ("kind", kind), ("reason", reason)],
+        )
+    };
+
+    // Pass 1: the locked server stays (busy); the group the untagged port uses stays (in use).
+    assert_eq!(pass(&janitor).await.result(), PassResult::Leftovers);
+    assert_eq!(gauge("server", "busy"), Some(1.0));
+    assert_eq!(gauge("security_group", "in_use"), Some(1.0));
+    let oldest = metric(
+        &metrics.render(),
+        "cloud_janitor_oldest_leftover_age_seconds",
+        &[("cloud", "sim"), ("kind", "server")],
+    );
+    assert!(oldest.unwrap() > 0.0, "{oldest:?}");
+
+    // Pass 2: the server is unlocked and goes; its gauge says 0 rather than vanishing.
+    cloud.sim.set_server_locked(&seeded.locked_server, false).unwrap();
+    let second = pass(&janitor).await;
+    assert_eq!(item(&second, &seeded.locked_server).status, Outcome::Deleted);
+    assert_eq!(gauge("server", "busy"), Some(0.0));
+    assert_eq!(
+        metric(
+            &metrics.render(),
+            "cloud_janitor_oldest_leftover_age_seconds",
+            &[("cloud", "sim"), ("kind", "server")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(gauge("security_group", "in_use"), Some(1.0));
+
+    // Pass 3: Neutron cannot list networks; what stayed is unknown, so the gauges keep their values.
+    cloud.sim.faults().add(FaultRule {
+        count: None,
+        ..FaultRule::status("GET", "/v2.0/networks", 500, 0)
+    });
+    let third = pass(&janitor).await;
+    assert_eq!(third.result(), PassResult::Failed);
+    let exposition = metrics.render();
+    assert_eq!(
+        metric(&exposition, "cloud_janitor_cloud_up", &[("cloud", "sim")]),
+        Some(0.0)
+    );
+    assert_eq!(gauge("security_group", "in_use"), Some(1.0));
+    assert_eq!(
+        metric(&exposition, "cloud_janitor_passes_total", &[("result", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&exposition, "cloud_janitor_pass_duration_seconds_count", &[]),
+        Some(3.0)
+    );
+}
