@@ -253,3 +253,21 @@ pub enum DeleteOutcome {
     /// The API accepted the delete and completes it asynchronously: poll until [`Observed::Gone`].
     Accepted,
 }
+
+/// Fixtures the unit tests of the planner, the executor and the report share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Kind, Resource, ResourceKey};
+
+    /// A key in cloud `ci`.
+    pub fn key(kind: Kind, id: &str) -> ResourceKey {
+        ResourceKey::new("ci", kind, id)
+    }
+
+    /// A resource in cloud `ci`, named like its id, using `references`.
+    pub fn res(kind: Kind, id: &str, references: &[ResourceKey]) -> Resource {
+        let mut resource = Resource::new(key(kind, id), id);
+        resource.references = references.to_vec();
+        resource
+    }
+}

@@ -235,17 +235,8 @@ fn topological_order(graph: &DiGraph<PlanNode, ()>) -> Vec<NodeIndex> {
 #[allow(clippy::cloned_ref_to_slice_refs)] // `&[key.clone()]` reads better in fixtures
 mod tests {
     use super::*;
+    use crate::model::fixtures::{key, res};
     use crate::model::Kind;
-
-    fn key(kind: Kind, id: &str) -> ResourceKey {
-        ResourceKey::new("ci", kind, id)
-    }
-
-    fn res(kind: Kind, id: &str, references: &[ResourceKey]) -> Resource {
-        let mut r = Resource::new(key(kind, id), id);
-        r.references = references.to_vec();
-        r
-    }
 
     fn plan(resources: Vec<(Resource, bool)>) -> Plan {
         let verdicts = resources

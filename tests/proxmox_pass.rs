@@ -6,6 +6,8 @@
 // An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -297,13 +299,24 @@ async fn protected_template_locked_and_untagged_guests_survive_and_are_reported_
         table.contains("1 deleted, 0 already gone, 0 left, 6 not selected"),
         "{table}"
     );
+    let exposition = metrics.render();
     assert!(
-        metrics
-            .render()
+        exposition
             .lines()
             .all(|l| !l.starts_with("cloud_janitor_leftover_resources{") || l.ends_with(" 0")),
-        "no leftovers are reported: {}",
-        metrics.render()
+        "no leftovers are reported: {exposition}"
+    );
+    assert_eq!(
+        support::metric(&exposition, "cloud_janitor_passes_total", &[("result", "clean")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        support::metric(
+            &exposition,
+            "cloud_janitor_deletes_total",
+            &[("cloud", "lab"), ("kind", "vm"), ("outcome", "deleted")]
+        ),
+        Some(1.0)
     );
 }
 

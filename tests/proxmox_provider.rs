@@ -24,11 +24,23 @@ async fn sim(config: ProxmoxSimConfig) -> ProxmoxSim {
     ProxmoxSim::start(any_port(), config).await.expect("sim starts")
 }
 
-/// Token settings; the secret goes through a per-test environment variable.
-fn token_settings(sim: &ProxmoxSim, env: &str, extra: serde_json::Value) -> ProxmoxSettings {
-    std::env::set_var(env, sim.token_secret());
+/// A file in cargo's directory for integration tests' files, holding `content`.
+fn secret_file(name: &str, content: &str) -> std::path::PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Token settings, the secret read from a file of its own (tests never touch the process's
+/// environment, which other tests share).
+fn token_settings(sim: &ProxmoxSim, extra: serde_json::Value) -> ProxmoxSettings {
+    let secret = secret_file(
+        &format!("pve-token-{}", sim.url().replace(['/', ':', '.'], "-")),
+        &sim.token_secret(),
+    );
     let mut value = serde_json::json!({
-        "url": sim.url(), "token_id": sim.token_id(), "token_secret_env": env,
+        "url": sim.url(), "token_id": sim.token_id(), "token_secret_file": secret,
         "poll_interval": "20ms", "task_timeout": "5s",
     });
     if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
@@ -62,7 +74,7 @@ async fn find(provider: &ProxmoxProvider, kind: Kind, id: &str) -> Resource {
 async fn default_stop_precedes_destroy_and_no_shutdown_is_sent() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     let vmid = sim.add_guest(GuestSpec::vm(101, "ci-a").tags(&["ci"]).running());
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_STOP", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&provider, Kind::Vm, "101").await;
     assert_eq!(provider.observe(&vm).await.unwrap(), Observed::Ready);
     sim.clear_request_log();
@@ -100,16 +112,28 @@ async fn a_wedged_guest_is_destroyed_with_stop_and_with_graceful_after_its_timeo
         ..GuestSpec::vm(104, "stuck-too").running()
     });
 
-    let stopping = provider(&token_settings(&sim, "PVE_SECRET_WEDGED1", serde_json::json!({})));
+    let stopping = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&stopping, Kind::Vm, "103").await;
-    let started = Instant::now();
+    sim.clear_request_log();
     stopping.delete(&vm).await.expect("stop then destroy");
     assert!(!sim.exists(103));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let sent: Vec<String> = sim
+        .request_log()
+        .into_iter()
+        .filter(|(method, _, _)| method != "GET")
+        .map(|(method, path, _)| format!("{method} {}", path.split('?').next().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "POST /api2/json/nodes/pve1/qemu/103/status/stop",
+            "DELETE /api2/json/nodes/pve1/qemu/103"
+        ],
+        "stopped at once, no shutdown waited for"
+    );
 
     let graceful = provider(&token_settings(
         &sim,
-        "PVE_SECRET_WEDGED2",
         serde_json::json!({"shutdown": "graceful", "shutdown_timeout": "1s"}),
     ));
     let vm = find(&graceful, Kind::Vm, "104").await;
@@ -140,11 +164,7 @@ async fn a_wedged_guest_is_destroyed_with_stop_and_with_graceful_after_its_timeo
 async fn a_healthy_guest_goes_down_gracefully_without_stop() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(120, "fine").running());
-    let graceful = provider(&token_settings(
-        &sim,
-        "PVE_SECRET_GRACEFUL",
-        serde_json::json!({"shutdown": "graceful"}),
-    ));
+    let graceful = provider(&token_settings(&sim, serde_json::json!({"shutdown": "graceful"})));
     let vm = find(&graceful, Kind::Vm, "120").await;
     graceful.delete(&vm).await.expect("deleted");
     assert!(!sim.exists(120));
@@ -162,7 +182,7 @@ async fn a_locked_guest_conflicts_until_its_lock_clears() {
     })
     .await;
     sim.add_guest(GuestSpec::vm(130, "backed-up").running());
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_LOCK", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&provider, Kind::Vm, "130").await;
     assert_eq!(vm.guard, None);
 
@@ -180,7 +200,7 @@ async fn a_locked_guest_conflicts_until_its_lock_clears() {
     assert_eq!(error.class(), ErrorClass::Conflict, "{error}");
     assert!(error.to_string().contains("got timeout"), "{error}");
 
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    sim.advance_clock(Duration::from_millis(400));
     provider.delete(&vm).await.expect("deleted once the lock cleared");
     assert!(!sim.exists(130));
 }
@@ -189,7 +209,7 @@ async fn a_locked_guest_conflicts_until_its_lock_clears() {
 async fn seeded_guards_and_orphans() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     let seeded = sim.seed_ci_leftovers();
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_SEED", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let resources = provider.discover().await.expect("discover");
     let guard = |id: u32| {
         resources
@@ -261,7 +281,7 @@ async fn seeded_guards_and_orphans() {
 async fn a_task_without_exit_status_is_polled_until_it_has_one() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(140, "slow").running());
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_POLL", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&provider, Kind::Vm, "140").await;
     sim.set_task_quirks(TaskQuirks {
         exitstatus_lag: Duration::from_millis(300),
@@ -291,7 +311,6 @@ async fn a_task_that_never_reports_an_exit_status_ends_at_the_deadline() {
     sim.add_guest(GuestSpec::vm(141, "silent"));
     let provider = provider(&token_settings(
         &sim,
-        "PVE_SECRET_DEADLINE",
         serde_json::json!({"task_timeout": "500ms"}),
     ));
     let vm = find(&provider, Kind::Vm, "141").await;
@@ -310,7 +329,7 @@ async fn a_task_that_never_reports_an_exit_status_ends_at_the_deadline() {
 async fn a_failed_task_reports_its_text() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(150, "broken"));
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_FAIL", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&provider, Kind::Vm, "150").await;
     sim.fail_next_task(150, "storage 'local-lvm' is not online");
     let error = provider.delete(&vm).await.expect_err("task failed");
@@ -326,7 +345,7 @@ async fn a_failed_task_reports_its_text() {
 async fn an_offline_node_makes_its_guests_unknown_and_its_requests_transient() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(160, "far").on("pve2").running());
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_OFFLINE", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let vm = find(&provider, Kind::Vm, "160").await;
     sim.set_node_online("pve2", false);
     let offline = find(&provider, Kind::Vm, "160").await;
@@ -349,32 +368,41 @@ async fn an_offline_node_makes_its_guests_unknown_and_its_requests_transient() {
 }
 
 #[tokio::test]
-async fn ticket_auth_with_csrf_renews_an_expiring_ticket() {
-    let sim = sim(ProxmoxSimConfig {
-        ticket_ttl: Duration::from_millis(400),
-        ..ProxmoxSimConfig::default()
-    })
-    .await;
+async fn ticket_auth_carries_csrf_on_writes_and_logs_in_again_when_the_ticket_is_refused() {
+    let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(170, "ticketed").running());
-    std::env::set_var("PVE_PASSWORD_TICKET", sim.password());
+    let password = secret_file("pve-password", &sim.password());
     let settings: ProxmoxSettings = serde_json::from_value(serde_json::json!({
-        "url": sim.url(), "user": sim.user(), "password_env": "PVE_PASSWORD_TICKET",
-        "poll_interval": "20ms", "ticket_lifetime": "400ms",
+        "url": sim.url(), "user": sim.user(), "password_file": password, "poll_interval": "20ms",
     }))
     .unwrap();
     let provider = provider(&settings);
     let vm = find(&provider, Kind::Vm, "170").await;
-    tokio::time::sleep(Duration::from_millis(350)).await;
     provider.delete(&vm).await.expect("writes carry the CSRF token");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    provider.discover().await.expect("an expired ticket is replaced");
     assert!(!sim.exists(170));
-    let tickets = sim
+    // The cluster's clock passes the ticket's two hours: it is refused (401) and replaced.
+    sim.advance_clock(Duration::from_secs(3 * 3600));
+    sim.clear_request_log();
+    provider.discover().await.expect("a refused ticket is replaced");
+    let answers: Vec<(String, u16)> = sim
         .request_log()
-        .iter()
-        .filter(|(_, p, _)| p.ends_with("/access/ticket"))
-        .count();
-    assert!(tickets >= 2, "renewed or replaced: {tickets}");
+        .into_iter()
+        .map(|(method, path, status)| {
+            (
+                format!("{method} {}", path.split('?').next().unwrap_or_default()),
+                status,
+            )
+        })
+        .take(3)
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("GET /api2/json/cluster/resources".to_string(), 401),
+            ("POST /api2/json/access/ticket".to_string(), 200),
+            ("GET /api2/json/cluster/resources".to_string(), 200),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -384,23 +412,32 @@ async fn tls_with_a_ca_file_and_bad_credentials_are_reported() {
         ..ProxmoxSimConfig::default()
     })
     .await;
-    let ca = std::env::temp_dir().join(format!("proxmox-provider-test-{}.pem", std::process::id()));
-    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
-    let settings = token_settings(&sim, "PVE_SECRET_TLS", serde_json::json!({"ca_file": ca}));
-    assert!(provider(&settings).discover().await.is_ok());
-    std::env::set_var("PVE_SECRET_BAD", "wrong");
+    sim.add_guest(GuestSpec::vm(175, "over-tls"));
+    let ca = secret_file("pve-ca.pem", &sim.ca_pem().unwrap());
+    let settings = token_settings(&sim, serde_json::json!({"ca_file": ca}));
+    let listed = provider(&settings)
+        .discover()
+        .await
+        .expect("TLS with the CA file");
+    assert_eq!(
+        listed.iter().map(|r| r.key.id.as_str()).collect::<Vec<_>>(),
+        ["175"]
+    );
     let mut bad = settings.clone();
-    bad.token_secret_env = Some("PVE_SECRET_BAD".to_string());
+    bad.token_secret_file = Some(secret_file("pve-token-bad", "wrong"));
     let error = provider(&bad).discover().await.expect_err("refused");
     assert!(error.is_fatal_for_cloud(), "{error}");
-    let _ = std::fs::remove_file(ca);
+    assert!(
+        matches!(&error, ProviderError::Listing { source, .. } if matches!(**source, ProviderError::Auth { .. })),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_guest_listed_without_its_node_fails_discovery_instead_of_vanishing() {
     let sim = sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(180, "ci-listed").running());
-    let provider = provider(&token_settings(&sim, "PVE_SECRET_DECODE", serde_json::json!({})));
+    let provider = provider(&token_settings(&sim, serde_json::json!({})));
     let mut broken = FaultRule::status("GET", "/cluster/resources", 200, 1);
     broken.body = Some(r#"{"data": [{"type": "qemu", "vmid": 180, "name": "ci-listed"}]}"#.to_string());
     sim.faults().add(broken);

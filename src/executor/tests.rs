@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::*;
-use crate::model::{Kind, Resource, ResourceKey};
+use crate::model::fixtures::{key, res};
+use crate::model::{Kind, Resource};
 use crate::selection::Verdict;
 
 type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
@@ -96,16 +97,6 @@ impl Provider for Scripted {
         }
         answer.map_err(Self::error)
     }
-}
-
-fn key(kind: Kind, id: &str) -> ResourceKey {
-    ResourceKey::new("ci", kind, id)
-}
-
-fn res(kind: Kind, id: &str, references: &[ResourceKey]) -> Resource {
-    let mut r = Resource::new(key(kind, id), id);
-    r.references = references.to_vec();
-    r
 }
 
 fn all_selected(resources: Vec<Resource>) -> Plan {

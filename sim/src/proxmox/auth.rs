@@ -160,12 +160,19 @@ mod tests {
         let ticket = data["ticket"].as_str().unwrap().to_string();
         let csrf = data["CSRFPreventionToken"].as_str().unwrap().to_string();
         let cookie = format!("PVEAuthCookie={ticket}");
-        assert!(auth.check(None, Some(&cookie), None, false).is_ok());
         assert_eq!(
-            auth.check(None, Some(&cookie), None, true).unwrap_err().status,
-            401
+            auth.check(None, Some(&cookie), None, false).unwrap().user,
+            "root@pam"
         );
-        assert!(auth.check(None, Some(&cookie), Some(&csrf), true).is_ok());
+        let refused = auth.check(None, Some(&cookie), None, true).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (401, "Permission denied - invalid csrf token")
+        );
+        assert_eq!(
+            auth.check(None, Some(&cookie), Some(&csrf), true).unwrap().user,
+            "root@pam"
+        );
         clock.advance(Duration::from_secs(7200));
         assert_eq!(
             auth.check(None, Some(&cookie), None, false).unwrap_err().message,
@@ -181,9 +188,13 @@ mod tests {
             auth.check(Some(&header), None, None, true).unwrap().user,
             "root@pam!janitor"
         );
-        assert!(auth
+        let refused = auth
             .check(Some("PVEAPIToken=root@pam!janitor=wrong"), None, None, false)
-            .is_err());
+            .unwrap_err();
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (401, "invalid token value!")
+        );
         assert_eq!(percent_decode("PVE%3Aroot%40pam"), "PVE:root@pam");
     }
 }

@@ -340,6 +340,10 @@ mod tests {
     fn unknown_fields_are_refused() {
         let result: Result<ProxmoxSettings, _> =
             serde_json::from_str(r#"{"url": "https://pve", "user": "root@pam", "pasword_env": "P"}"#);
-        assert!(result.is_err());
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.starts_with("unknown field `pasword_env`, expected one of "),
+            "{message}"
+        );
     }
 }

@@ -201,6 +201,11 @@ mod tests {
         cluster.advance();
         assert!(cluster.guests[&100].running);
         assert_eq!(cluster.volumes.len(), 1);
+        // Advancing again does not run the create's effect a second time: still one disk.
+        clock.advance(Duration::from_secs(60));
+        cluster.advance();
+        assert_eq!(cluster.volumes.len(), 1);
+        assert!(cluster.guests[&100].running);
         let at = GuestRef {
             node: "pve1",
             guest_type: GuestType::Qemu,
