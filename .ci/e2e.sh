@@ -64,6 +64,7 @@ phase "cargo build" build_janitor
 
 if [ "$MODE" = sim ] || [ "$MODE" = all ]; then
   phase "tests against the simulator" run_pytest sim "$@"
+  phase "openstacksdk checks of the simulator" env PYTHON="$VENV/bin/python" "$ROOT/sim/tests/py/run_check.sh" openstack
 fi
 if [ "$MODE" = real ] || [ "$MODE" = all ]; then
   if [ -f "$BASE/state/ready" ]; then

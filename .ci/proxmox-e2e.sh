@@ -44,3 +44,4 @@ phase "system packages" install_system_packages
 phase "test venv (pip)" install_test_venv
 phase "cargo build" build_janitor
 phase "proxmoxer vs simulator" run_pytest "$@"
+phase "proxmoxer checks of the simulator" env PYTHON="$VENV/bin/python" "$ROOT/sim/tests/py/run_check.sh" proxmox
