@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The shipping side of cloud-janitor, checked for real: the container image,
-# the Kubernetes manifests, the alert rules, the dashboard, and a real
-# Prometheus scraping the daemon.
+# The shipping side of cloud-janitor, checked for real: the container image
+# (x86_64 and aarch64, one multi-arch manifest), the Kubernetes manifests, the
+# alert rules, the dashboard, and a real Prometheus scraping the daemon.
 #
-#   .ci/deploy-checks.sh [BINARY]
+#   .ci/deploy-checks.sh [BINARY_X86_64 [BINARY_AARCH64]]
 #
-# BINARY is a static build of cloud-janitor (default
-# target/x86_64-unknown-linux-gnu/release/cloud-janitor), made with
-#   RUSTFLAGS="-C target-feature=+crt-static" \
-#     cargo build --release --locked --target x86_64-unknown-linux-gnu --bin cloud-janitor
+# The binaries are static builds of cloud-janitor (defaults
+# target/{x86_64,aarch64}-unknown-linux-gnu/release/cloud-janitor), made by
+#   .ci/build-static.sh
 #
 # Runs as root on a fresh Debian 12 machine: installs what it needs with
 # apt-get, pip and npm (each only when missing), and can run again. Every step
@@ -21,17 +20,21 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BIN=${1:-target/x86_64-unknown-linux-gnu/release/cloud-janitor}
+BIN_AARCH64=${2:-target/aarch64-unknown-linux-gnu/release/cloud-janitor}
 IMAGE_LIMIT_BYTES=$((30 * 1000 * 1000))
 HADOLINT_VERSION=2.15.1
 SHELLCHECK_VERSION=0.11.0.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PYYAML_VERSION=6.0.3
-# Where the pinned npm validator is installed (outside the work tree).
-TOOLS=${CLOUD_JANITOR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
+# Where the pinned Python tools and the npm validator are installed (outside the work tree). Not
+# named CLOUD_JANITOR_*: the janitor would read such a variable as a config key and refuse it.
+TOOLS=${DEPLOY_CHECKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cloud-janitor-deploy.XXXXXX")
 BUILDAH=(buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs)
-IMAGE=localhost/cloud-janitor:ci
+IMAGE=localhost/cloud-janitor:ci             # the multi-arch manifest list
+IMAGE_AMD64=localhost/cloud-janitor:ci-amd64 # its x86_64 image, run below
+IMAGE_ARM64=localhost/cloud-janitor:ci-arm64
 CONTAINER=""
 HELPER_PIDS=()   # background servers of the DNS check
 passed=0
@@ -47,6 +50,7 @@ cleanup() {
         "${BUILDAH[@]}" umount "$CONTAINER" >/dev/null 2>&1 || true
         "${BUILDAH[@]}" rm "$CONTAINER" >/dev/null 2>&1 || true
     fi
+    "${BUILDAH[@]}" manifest rm "$IMAGE" >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
     rm -rf "$WORK" 2>/dev/null || true
     exit "$status"
@@ -99,7 +103,8 @@ pip_install() { # pip_install NAME==VERSION...: installs the missing pins into t
 }
 
 section "tools"
-apt_install buildah prometheus curl binutils python3 python3-venv dnsmasq-base
+# qemu-user-static runs the aarch64 binary here.
+apt_install buildah prometheus curl binutils file python3 python3-venv dnsmasq-base qemu-user-static
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm
 fi
@@ -122,7 +127,7 @@ command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | head -n 
 
 # --- lint -------------------------------------------------------------------------
 step "hadolint Dockerfile" hadolint Dockerfile
-step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh tests/deploy/prometheus-scrape.sh
+step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh .ci/build-static.sh .ci/run tests/deploy/prometheus-scrape.sh
 
 # --- Kubernetes manifests -----------------------------------------------------------
 render_manifests() {
@@ -177,30 +182,69 @@ EOF
 step "Grafana dashboard JSON" check_dashboard
 
 # --- the image ------------------------------------------------------------------------
-check_static() {
-    [[ -x $BIN ]] || { echo "no executable at $BIN; build it first (see the top of this script)"; return 1; }
-    file "$BIN" 2>/dev/null || true
-    # A static executable has no program interpreter and needs no shared library.
-    if readelf --program-headers --wide "$BIN" | grep -q INTERP || readelf --dynamic "$BIN" | grep -q NEEDED; then
-        readelf --dynamic "$BIN" | grep NEEDED || true
-        echo "$BIN is dynamically linked: build with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu"
+check_static() { # check_static BINARY MACHINE: a static executable for MACHINE (readelf's name)
+    local bin=$1 machine=$2
+    [[ -x $bin ]] || { echo "no executable at $bin; build it first with .ci/build-static.sh"; return 1; }
+    file "$bin"
+    if ! readelf --file-header "$bin" | grep -q "Machine:.*$machine"; then
+        echo "$bin is not a $machine executable"
         return 1
     fi
-    echo "$BIN is statically linked, $(stat -c %s "$BIN") bytes"
+    # A static executable has no program interpreter and needs no shared library.
+    if readelf --program-headers --wide "$bin" | grep -q INTERP || readelf --dynamic "$bin" | grep -q NEEDED; then
+        readelf --dynamic "$bin" | grep NEEDED || true
+        echo "$bin is dynamically linked: build it with .ci/build-static.sh"
+        return 1
+    fi
+    echo "$bin is a static $machine executable, $(stat -c %s "$bin") bytes"
+}
+check_aarch64_runs() {
+    # Under qemu's user-mode emulation: the cross-built binary starts, parses its command line
+    # and resolves its config as on an aarch64 machine.
+    local out
+    out=$(qemu-aarch64-static "$BIN_AARCH64" --version)
+    echo "$out (aarch64, under qemu-aarch64-static)"
+    [[ $out == *cloud-janitor* ]]
 }
 build_image() {
-    # A small context: what the prebuilt target copies, the binary where the
-    # Dockerfile expects it, and the .dockerignore that lets it through.
+    # A small context: what the prebuilt target copies, the binaries where the
+    # Dockerfile expects them, and the .dockerignore that lets them through.
     local context=$WORK/context
-    mkdir -p "$context/target/x86_64-unknown-linux-gnu/release" "$context/deploy"
+    mkdir -p "$context/target/x86_64-unknown-linux-gnu/release" "$context/target/aarch64-unknown-linux-gnu/release" "$context/deploy"
     cp Dockerfile .dockerignore "$context/"
     cp -r deploy/container "$context/deploy/"
     cp "$BIN" "$context/target/x86_64-unknown-linux-gnu/release/cloud-janitor"
+    cp "$BIN_AARCH64" "$context/target/aarch64-unknown-linux-gnu/release/cloud-janitor"
+    "${BUILDAH[@]}" manifest create "$IMAGE" >/dev/null
     # --format docker keeps the HEALTHCHECK; the builder stage (which would
-    # pull the rust image) is skipped because prebuilt does not need it.
+    # pull the rust image) is skipped because prebuilt does not need it, and no
+    # stage runs a command, so the arm64 image needs no emulation.
     "${BUILDAH[@]}" bud --isolation chroot --format docker --target prebuilt --layers=false \
-        --tag "$IMAGE" "$context"
-    CONTAINER=$("${BUILDAH[@]}" from "$IMAGE")
+        --platform linux/amd64 --manifest "$IMAGE" --tag "$IMAGE_AMD64" "$context"
+    "${BUILDAH[@]}" bud --isolation chroot --format docker --target prebuilt --layers=false \
+        --platform linux/arm64 --manifest "$IMAGE" --tag "$IMAGE_ARM64" "$context"
+    CONTAINER=$("${BUILDAH[@]}" from "$IMAGE_AMD64")
+}
+check_manifest_list() {
+    # One reference, two platforms, each image holding the binary of its architecture.
+    local platforms arch image mountpoint container
+    platforms=$("${BUILDAH[@]}" manifest inspect "$IMAGE" | python3 -c '
+import json, sys
+print(" ".join(sorted(m["platform"]["os"] + "/" + m["platform"]["architecture"] for m in json.load(sys.stdin)["manifests"])))')
+    echo "$IMAGE: $platforms"
+    [[ $platforms == "linux/amd64 linux/arm64" ]] || { echo "expected linux/amd64 and linux/arm64"; return 1; }
+    for arch in amd64:X86-64 arm64:AArch64; do
+        image=localhost/cloud-janitor:ci-${arch%%:*}
+        [[ $("${BUILDAH[@]}" inspect --type image --format '{{.OCIv1.Architecture}}' "$image") == "${arch%%:*}" ]] \
+            || { echo "$image does not say architecture ${arch%%:*}"; return 1; }
+        container=$("${BUILDAH[@]}" from --platform "linux/${arch%%:*}" "$image")
+        mountpoint=$("${BUILDAH[@]}" mount "$container")
+        readelf --file-header "$mountpoint/cloud-janitor" | grep "Machine:"
+        readelf --file-header "$mountpoint/cloud-janitor" | grep -q "Machine:.*${arch##*:}" \
+            || { echo "$image holds no ${arch##*:} binary"; "${BUILDAH[@]}" rm "$container" >/dev/null; return 1; }
+        "${BUILDAH[@]}" umount "$container" >/dev/null
+        "${BUILDAH[@]}" rm "$container" >/dev/null
+    done
 }
 run_in_image() { # run_in_image ARGS...: runs /cloud-janitor ARGS in the image, as its USER
     timeout 300 "${BUILDAH[@]}" run --isolation chroot "$CONTAINER" -- /cloud-janitor "$@"
@@ -217,10 +261,10 @@ check_demo() {
 }
 check_config() {
     local user entrypoint healthcheck ports
-    user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
-    entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE")
-    healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE")
-    ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE")
+    user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE_AMD64")
+    entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE_AMD64")
+    healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE_AMD64")
+    ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE_AMD64")
     echo "user=$user entrypoint=$entrypoint healthcheck=$healthcheck ports=$ports"
     # A numeric, non-zero uid, so that runAsNonRoot can check it without /etc/passwd.
     if ! [[ $user =~ ^([0-9]+)(:[0-9]+)?$ ]] || ((BASH_REMATCH[1] == 0)); then
@@ -277,11 +321,16 @@ check_size() {
     echo "image size (unpacked): $bytes bytes = $((bytes / 1000 / 1000)) MB; limit $((IMAGE_LIMIT_BYTES / 1000 / 1000)) MB"
     ((bytes <= IMAGE_LIMIT_BYTES))
 }
-step "binary is static" check_static
-if [[ -x $BIN ]]; then
-    step "buildah bud --target prebuilt" build_image
+step "x86_64 binary is static" check_static "$BIN" X86-64
+step "aarch64 binary is static" check_static "$BIN_AARCH64" AArch64
+if [[ -x $BIN_AARCH64 ]]; then
+    step "aarch64 binary runs (qemu-aarch64-static)" check_aarch64_runs
+fi
+if [[ -x $BIN && -x $BIN_AARCH64 ]]; then
+    step "buildah bud --target prebuilt for linux/amd64 and linux/arm64, one manifest list" build_image
 fi
 if [[ -n $CONTAINER ]]; then
+    step "manifest list: linux/amd64 and linux/arm64, each with its own binary" check_manifest_list
     step "image runs --version (buildah run)" check_version
     step "image runs the demo (buildah run)" check_demo
     step "image config: non-root numeric user, entrypoint, healthcheck, port" check_config

@@ -48,7 +48,7 @@ def check_pod(where: str, spec: dict, config: dict) -> None:
                 check(resource in resources.get(kind, {}), f"{name}: no {resource} {kind}")
         mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
         # The config file, clouds.yaml, the token file and the state file must all be under a mount.
-        wanted = {"config": "/etc/cloud-janitor/config.toml", "state_file": config["state_file"]}
+        wanted = {"config": "/etc/cloud-janitor/config.toml", "history_file": config["history_file"]}
         for cloud in config["clouds"]:
             for key in ("clouds_yaml", "token_secret_file", "ca_file"):
                 if key in cloud:
@@ -58,7 +58,7 @@ def check_pod(where: str, spec: dict, config: dict) -> None:
                 any(path == mount or path.startswith(mount.rstrip("/") + "/") for mount in mounts),
                 f"{name}: {key} {path} is on no volume mount",
             )
-        state_dir = str(pathlib.PurePosixPath(config["state_file"]).parent)
+        state_dir = str(pathlib.PurePosixPath(config["history_file"]).parent)
         for directory in (state_dir, "/tmp"):
             check(
                 directory in mounts and not mounts[directory].get("readOnly", False),
