@@ -6,19 +6,26 @@
 #
 #   * Compile inside the build (needs the rust image; the default target):
 #       docker build -t cloud-janitor .
+#     It builds for the platform it runs on (x86_64 or aarch64).
 #
-#   * Package a binary built on the host (what CI does; no image is pulled, so
-#     it works with buildah in chroot isolation):
-#       RUSTFLAGS="-C target-feature=+crt-static" \
-#         cargo build --release --locked --target x86_64-unknown-linux-gnu --bin cloud-janitor
-#       buildah bud --isolation chroot --storage-driver vfs --format docker \
-#         --target prebuilt -t cloud-janitor .
-#     `--build-arg BINARY=path/in/context` packages a binary from another path.
-#     `--format docker` keeps the HEALTHCHECK (the OCI image format has none).
+#   * Package static binaries built on the host (what CI does; no image is pulled, so it works with
+#     buildah in chroot isolation), for x86_64 and aarch64 in one multi-arch manifest:
+#       .ci/build-static.sh            # target/{x86_64,aarch64}-unknown-linux-gnu/release/cloud-janitor
+#       buildah manifest create cloud-janitor:0.1.0
+#       for arch in amd64 arm64; do
+#         buildah bud --isolation chroot --storage-driver vfs --format docker --target prebuilt \
+#           --platform linux/$arch --manifest cloud-janitor:0.1.0 .
+#       done
+#       buildah manifest push --all cloud-janitor:0.1.0 docker://REGISTRY/cloud-janitor:0.1.0
+#     `--platform` sets TARGETARCH, which picks the binary below. `--format docker` keeps the
+#     HEALTHCHECK (the OCI image format has none). No stage of the prebuilt target runs anything,
+#     so building the arm64 image needs no emulation.
 #
 # What the image contains and why:
 #   * /cloud-janitor, linked statically against glibc (`+crt-static`; no musl
-#     target can be installed where this project is built). It needs no file
+#     target can be installed where this project is built), built with the default features:
+#     the simulator is in (`demo`, `simulate`), so `docker run IMAGE demo` tries it out without
+#     credentials. It needs no file
 #     of a libc in the image: static glibc (2.34 and later) has its `files` and
 #     `dns` lookups built in, and with no /etc/nsswitch.conf here it reads the
 #     /etc/hosts and /etc/resolv.conf that the container runtime mounts.
@@ -29,7 +36,7 @@
 #   * /etc/passwd and /etc/group with one non-root user, 65532 ("nonroot"), so
 #     that tools that map the uid to a name show one. The image runs as that
 #     numeric uid, which Kubernetes' runAsNonRoot can check without the file.
-#   * /var/lib/cloud-janitor owned by 65532 for the state file, and /tmp owned
+#   * /var/lib/cloud-janitor owned by 65532 for the history file, and /tmp owned
 #     by 65532 for temporary files (the demo writes its clouds.yaml there). The
 #     root filesystem can be read-only: mount volumes there (see deploy/).
 #
@@ -38,6 +45,8 @@
 # files (`token_secret_file`, clouds.yaml) or environment variables.
 
 ARG RUST_VERSION=1.95
+# Set by `--platform` (amd64 or arm64): which prebuilt binary the prebuilt target packages.
+ARG TARGETARCH=amd64
 
 # ---------------------------------------------------------------------------
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
@@ -47,8 +56,9 @@ WORKDIR /src
 ENV CARGO_TERM_COLOR=never \
     RUSTFLAGS="-C target-feature=+crt-static"
 COPY . .
-RUN cargo build --release --locked --target x86_64-unknown-linux-gnu --bin cloud-janitor \
- && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/cloud-janitor /out/cloud-janitor
+RUN target="$(uname -m)-unknown-linux-gnu" \
+ && cargo build --release --locked --target "$target" --bin cloud-janitor \
+ && install -D -m 0755 "target/$target/release/cloud-janitor" /out/cloud-janitor
 
 # ---------------------------------------------------------------------------
 # Everything the final image has except the binary; shared by both targets.
@@ -71,10 +81,17 @@ ENTRYPOINT ["/cloud-janitor"]
 CMD ["run", "--config", "/etc/cloud-janitor/config.toml"]
 
 # ---------------------------------------------------------------------------
-# A binary built on the host, in the build context.
-FROM base AS prebuilt
-ARG BINARY=target/x86_64-unknown-linux-gnu/release/cloud-janitor
-COPY --chmod=0755 ${BINARY} /cloud-janitor
+# Static binaries built on the host (.ci/build-static.sh), in the build context: one stage per
+# architecture, the one of --platform chosen by TARGETARCH.
+FROM base AS prebuilt-amd64
+COPY --chmod=0755 target/x86_64-unknown-linux-gnu/release/cloud-janitor /cloud-janitor
+
+FROM base AS prebuilt-arm64
+COPY --chmod=0755 target/aarch64-unknown-linux-gnu/release/cloud-janitor /cloud-janitor
+
+# A stage of this file, not an image to pull: there is no tag to pin.
+# hadolint ignore=DL3006
+FROM prebuilt-${TARGETARCH} AS prebuilt
 
 # ---------------------------------------------------------------------------
 # Default target: the binary compiled in the builder stage.

