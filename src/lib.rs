@@ -20,6 +20,7 @@ pub mod poll;
 pub mod provider;
 pub mod reload;
 pub mod report;
+pub mod schedule;
 pub mod selection;
 pub mod setup;
 pub mod shutdown;
