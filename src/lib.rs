@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod events;
 pub mod executor;
+pub mod expiry;
 pub mod history;
 pub mod metrics;
 pub mod model;

@@ -14,7 +14,7 @@ use super::wire::{
     Volume, VolumeBody,
 };
 use super::{OpenStackDetails, OpenStackProvider};
-use crate::model::{Details, Guard, Kind, Observed, Removal, Resource, ResourceKey};
+use crate::model::{Details, Guard, Kind, LeakSign, Observed, Removal, Resource, ResourceKey};
 use crate::provider::decode::{decode, decode_seed};
 use crate::provider::http::ApiPath;
 use crate::provider::ProviderError;
@@ -120,6 +120,27 @@ impl OpenStackProvider {
     }
 }
 
+impl OpenStackProvider {
+    /// The floating IPs the tag filter picks, filtered on the server. With suspected leaks on, the
+    /// list is read whole and filtered here, keeping also the floating IPs without a port (leak
+    /// candidates); an untagged one with a port stays out, as it would on the server.
+    async fn floating_ips(&self, scoped: ApiPath) -> Result<Vec<FloatingIp>, ProviderError> {
+        let net = Service::Network;
+        if !self.suspected_leaks {
+            return self.list(net, self.tag_filters(scoped), "floatingips").await;
+        }
+        let all: Vec<FloatingIp> = self.list(net, scoped, "floatingips").await?;
+        let picked = |fip: &FloatingIp| {
+            let has = |tag: &String| fip.tags.contains(tag);
+            self.filter.all.iter().all(has) && (self.filter.any.is_empty() || self.filter.any.iter().any(has))
+        };
+        Ok(all
+            .into_iter()
+            .filter(|fip| fip.port_id.is_none() || picked(fip))
+            .collect())
+    }
+}
+
 /// Discovers every resource of the project. Listings run concurrently; each is one paginated scan.
 pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resource>, ProviderError> {
     let project = provider.session.project_id().await?;
@@ -134,7 +155,7 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         provider.list(net, scoped(&["subnets"]), "subnets"),
         provider.list(net, scoped(&["ports"]), "ports"),
         provider.list(net, scoped(&["routers"]), "routers"),
-        provider.list(net, provider.tag_filters(scoped(&["floatingips"])), "floatingips"),
+        provider.floating_ips(scoped(&["floatingips"])),
         provider.list(net, scoped(&["security-groups"]), "security_groups"),
     )?;
     let (servers, keypairs, server_groups) = futures::try_join!(
@@ -179,6 +200,7 @@ fn base(cloud: &str, kind: Kind, common: Common<'_>, details: OpenStackDetails) 
     let mut resource = Resource::new(ResourceKey::new(cloud, kind, common.id), common.name);
     resource.tags = common.tags.to_vec();
     resource.created = common.created;
+    resource.project = common.owner.map(str::to_string);
     resource.status = common.status.to_string();
     resource.details = Details::OpenStack(details);
     resource
@@ -279,6 +301,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             let mut r = base(cloud, Kind::Port, common, details);
             r.references
                 .extend(item.security_groups.iter().map(|sg| key(Kind::SecurityGroup, sg)));
+            if item.status == "DOWN" && item.device_id.is_none() && item.device_owner.is_none() {
+                r.leak = Some(LeakSign::PortWithoutDevice);
+            }
             if let Some(device) = item
                 .device_id
                 .as_deref()
@@ -309,8 +334,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         let common = item.common();
         let mut r = base(cloud, Kind::FloatingIp, common, OpenStackDetails::Plain);
         r.name = item.floating_ip_address.clone().unwrap_or_default();
-        if let Some(port) = &item.port_id {
-            r.references.push(key(Kind::Port, port));
+        match &item.port_id {
+            Some(port) => r.references.push(key(Kind::Port, port)),
+            None => r.leak = Some(LeakSign::FloatingIpWithoutPort),
         }
         if let Some(router) = &item.router_id {
             // RouterInterfaceInUseByFloatingIP: the FIP must go before its router's interfaces.
@@ -385,6 +411,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             .filter_map(|attachment| attachment.server_id.as_deref())
             .map(|server| key(Kind::Server, server))
             .collect();
+        if item.status == "available" && item.attachments.is_empty() {
+            r.leak = Some(LeakSign::VolumeWithoutAttachment);
+        }
         out.push(r);
     }
     for item in &listings.snapshots {
@@ -749,6 +778,47 @@ mod tests {
                 device_owner: Some("compute:nova".into())
             })
         );
+    }
+
+    #[test]
+    fn floating_ips_without_a_port_ports_down_without_a_device_and_idle_volumes_look_leaked() {
+        let listings = Listings {
+            floating_ips: items(
+                r#"[{"id": "fip-idle", "port_id": null, "project_id": "demo"},
+                    {"id": "fip-used", "port_id": "p-used", "project_id": "demo"}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "p-idle", "status": "DOWN", "device_id": "", "device_owner": "", "project_id": "demo"},
+                    {"id": "p-used", "status": "ACTIVE", "device_id": "s1", "device_owner": "compute:nova"},
+                    {"id": "p-down-bound", "status": "DOWN", "device_id": "s2", "device_owner": "compute:nova"},
+                    {"id": "p-build", "status": "BUILD", "device_id": ""}]"#,
+            ),
+            volumes: items(
+                r#"[{"id": "v-idle", "status": "available", "attachments": []},
+                    {"id": "v-used", "status": "in-use", "attachments": [{"server_id": "s1"}]},
+                    {"id": "v-error", "status": "error", "attachments": []}]"#,
+            ),
+            ..Listings::default()
+        };
+        let signs: HashMap<String, Option<LeakSign>> = resources("sim", "demo", &listings)
+            .into_iter()
+            .map(|r| (r.key.id, r.leak))
+            .collect();
+        let expected: HashMap<String, Option<LeakSign>> = [
+            ("fip-idle", Some(LeakSign::FloatingIpWithoutPort)),
+            ("fip-used", None),
+            ("p-idle", Some(LeakSign::PortWithoutDevice)),
+            ("p-used", None),
+            ("p-down-bound", None),
+            ("p-build", None),
+            ("v-idle", Some(LeakSign::VolumeWithoutAttachment)),
+            ("v-used", None),
+            ("v-error", None),
+        ]
+        .into_iter()
+        .map(|(id, sign)| (id.to_string(), sign))
+        .collect();
+        assert_eq!(signs, expected);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct OpenStackProvider {
     session: Session,
     filter: TagFilter,
     page_size: u32,
+    /// Whether untagged floating IPs without a port are listed too, for suspected leaks.
+    suspected_leaks: bool,
 }
 
 impl OpenStackProvider {
@@ -71,7 +73,15 @@ impl OpenStackProvider {
             session: Session::new(client, credentials),
             filter,
             page_size: settings.page_size,
+            suspected_leaks: false,
         })
+    }
+
+    /// Lists floating IPs whole, so that untagged ones without a port can be reported as
+    /// suspected leaks; the ones with a port are still kept to those the tag filter picks.
+    pub fn with_suspected_leaks(mut self, detect: bool) -> Self {
+        self.suspected_leaks = detect;
+        self
     }
 
     /// Retries reads (list pages, status reads, token requests) by `policy`, the one the executor
