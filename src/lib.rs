@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod executor;
 pub mod expiry;
+pub mod explain;
 pub mod history;
 pub mod metrics;
 pub mod model;

@@ -210,19 +210,7 @@ impl Janitor {
                 let history = if remember {
                     self.history.history(&resource.key)
                 } else {
-                    // A dry run counts this sighting without storing it.
-                    self.history
-                        .record(&resource.key)
-                        .filter(|r| r.gone_since.is_none())
-                        .map(|r| History {
-                            first_seen: r.first_seen,
-                            sightings: r.sightings + 1,
-                            leak_sightings: if resource.leak.is_some() {
-                                r.leak_sightings + 1
-                            } else {
-                                0
-                            },
-                        })
+                    self.dry_run_history(resource)
                 };
                 selector.judge(resource, history, now)
             })
@@ -234,6 +222,23 @@ impl Janitor {
             plan: Plan::build(resources, verdicts),
             clouds: statuses,
         }
+    }
+
+    /// What selection sees of a resource's history in a dry run (`plan`, `explain`): this sighting
+    /// counted as the next pass would count it, without storing it.
+    pub fn dry_run_history(&self, resource: &Resource) -> Option<History> {
+        self.history
+            .record(&resource.key)
+            .filter(|r| r.gone_since.is_none())
+            .map(|r| History {
+                first_seen: r.first_seen,
+                sightings: r.sightings + 1,
+                leak_sightings: if resource.leak.is_some() {
+                    r.leak_sightings + 1
+                } else {
+                    0
+                },
+            })
     }
 
     /// Runs one whole pass: plan, delete, metrics, history. Never fails: what went wrong is in the

@@ -296,15 +296,31 @@ impl CheckResult {
     }
 }
 
-/// `d h m` of a duration, to the minute: `3h 5m`, `2d 0h 10m`, `40s`.
+/// A duration to the minute, in days, hours and minutes: `3h 5m`, `2d 10m`, `1h`, `40s`.
 pub fn human(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, m) => format!("{d}d {h}h {m}m"),
+    if seconds < 60 {
+        return format!("{seconds}s");
+    }
+    let parts = [
+        (seconds / 86_400, "d"),
+        (seconds % 86_400 / 3600, "h"),
+        (seconds % 3600 / 60, "m"),
+    ];
+    parts
+        .iter()
+        .filter(|(amount, _)| *amount > 0)
+        .map(|(amount, unit)| format!("{amount}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `1 pass`, `3 passes`.
+pub fn passes(n: u32) -> String {
+    if n == 1 {
+        "1 pass".to_string()
+    } else {
+        format!("{n} passes")
     }
 }
 
@@ -534,7 +550,10 @@ impl Selector {
             check(
                 "project",
                 "the credentials' scope".into(),
-                resource.project.clone().unwrap_or_else(|| "not listed".into()),
+                resource
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| "not in the listing".into()),
                 pass_if(resource.guard != Some(Guard::OtherProject)),
             ),
             check(
@@ -637,8 +656,8 @@ impl Selector {
         let seen = history.map_or(1, |h| h.sightings);
         out.push(check(
             "sightings",
-            format!("{} in a row", resource.sightings_required),
-            format!("seen in {seen}"),
+            format!("{} in a row", passes(resource.sightings_required)),
+            format!("seen in {} in a row", passes(seen)),
             pass_if(seen >= resource.sightings_required),
         ));
         let leak_setting = if self.leaks.detect {
@@ -648,7 +667,8 @@ impl Selector {
                 "report-only"
             };
             format!(
-                "untagged, {LEAK_SIGHTINGS} passes, leak_min_age {}, {delete}",
+                "{}, {}, {delete}",
+                passes(LEAK_SIGHTINGS),
                 human(self.leaks.min_age)
             )
         } else {
@@ -669,7 +689,7 @@ impl Selector {
             ),
             Some(sign) => {
                 let looked = history.map_or(1, |h| h.leak_sightings);
-                let seen = format!("{} in {looked} passes in a row, {age_seen}", sign.describe());
+                let seen = format!("{} in {} in a row, {age_seen}", sign.describe(), passes(looked));
                 let suspected = self.suspected_leak(resource, history, now).is_some();
                 let result = if !self.leaks.detect {
                     NotApplicable

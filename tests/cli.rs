@@ -392,3 +392,74 @@ fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config
         "it got past the config keys: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_gives_the_verdict_exits_1_with_the_closest_names_and_64_on_a_bad_config() {
+    let dir = scratch("explain");
+    let cloud = start_openstack("127.0.0.1:0".parse().unwrap(), dir.join("clouds.yaml"), false)
+        .await
+        .unwrap();
+    let config = write(
+        &dir.join("janitor.toml"),
+        &config_text(&cloud.clouds_yaml, "127.0.0.1:0", None),
+    );
+    let ports = cloud.sim.count("port");
+    let explain = |args: &[&str]| {
+        let mut command = binary();
+        command.args(["explain", "--config"]).arg(&config).args(args);
+        run(command)
+    };
+
+    let output = explain(&["ci-job-1-port"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.starts_with("Verdict: "))
+        .unwrap_or_else(|| panic!("a verdict line: {stdout}"));
+    assert!(
+        verdict.starts_with("Verdict: would be deleted after server ")
+            && verdict.contains(" (ci-job-1-vm-a) and floating_ip ")
+            && verdict.ends_with(" (172.24.4.3)"),
+        "{verdict}"
+    );
+
+    let output = explain(&["ci-job-3-sg", "--output", "json"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let explained: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let verdict = explained[0]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("held: in use by port ")
+            && verdict.ends_with(" (keep-port), which is not selected (not matched: tags_all)"),
+        "{verdict}"
+    );
+
+    let output = explain(&["ci-job-1-prot"]).await;
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("no resource with id or name `ci-job-1-prot` in cloud sim\nThe closest:\n")
+            && stdout
+                .lines()
+                .nth(2)
+                .is_some_and(|l| l.ends_with(" ci-job-1-port")),
+        "{stdout}"
+    );
+
+    let output = explain(&["--cloud", "elsewhere", "ci-job-1-port"]).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("no cloud `elsewhere` (configured: sim)"),
+        "{stderr}"
+    );
+
+    let bad = write(&dir.join("bad.toml"), "schedule = \"never\"\nclouds = []\n");
+    let mut command = binary();
+    command.args(["explain", "--config"]).arg(&bad).arg("x");
+    assert_eq!(run(command).await.status.code(), Some(64));
+
+    assert_eq!(cloud.sim.count("port"), ports, "explain deletes nothing");
+    cloud.sim.shutdown();
+}
