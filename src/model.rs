@@ -14,6 +14,7 @@ use crate::provider::proxmox::ProxmoxDetails;
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Server,
+    LoadBalancer,
     FloatingIp,
     Port,
     RouterInterface,
@@ -32,8 +33,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Server,
+        Kind::LoadBalancer,
         Kind::FloatingIp,
         Kind::Port,
         Kind::RouterInterface,
@@ -54,6 +56,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Server => "server",
+            Kind::LoadBalancer => "load_balancer",
             Kind::FloatingIp => "floating_ip",
             Kind::Port => "port",
             Kind::RouterInterface => "router_interface",

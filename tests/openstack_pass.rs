@@ -1,7 +1,7 @@
 //! Whole passes over the simulated OpenStack, as `cloud-janitor once` runs them: a janitor built
 //! from a TOML config like a user's, `run_pass`, then what the user sees in the report, in the cloud
-//! and in the metrics. Suspected untagged leaks over two passes, and expiry tags. The provider alone
-//! is tested in `openstack_provider.rs`.
+//! and in the metrics. Suspected untagged leaks over two passes, expiry tags, and load balancers with
+//! their VIP ports. The provider alone is tested in `openstack_provider.rs`.
 // An integration test crate: helpers outside `#[test]` functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +12,8 @@ use std::time::Duration;
 use cloud_janitor::config::Config;
 use cloud_janitor::history::Access;
 use cloud_janitor::metrics::Metrics;
-use cloud_janitor::model::LeakSign;
+use cloud_janitor::model::{Kind, LeakSign};
+use cloud_janitor::outcome::LeftReason;
 use cloud_janitor::outcome::Outcome;
 use cloud_janitor::pass::Janitor;
 use cloud_janitor::report::{PassReport, ReportItem};
@@ -58,7 +59,7 @@ base_delay = "50ms"
 max_delay = "200ms"
 
 [waits]
-busy_timeout = "5s"
+busy_timeout = "2s"
 delete_timeout = "20s"
 poll_interval = "50ms"
 
@@ -204,5 +205,97 @@ async fn expiry_tags_select_by_themselves_once_passed_never_before_and_a_malform
         line.ends_with("expiry tag `ttl-6` not understood: `6` has no unit; expected amounts with units m, h, d or w, e.g. `6h` or `1d12h`"),
         "{line}"
     );
+    sim.shutdown();
+}
+
+/// The position in the request log of the first request `method` to a path containing `needle`.
+fn first_request(sim: &OpenStackSim, method: &str, needle: &str) -> Option<usize> {
+    sim.request_log()
+        .iter()
+        .position(|(m, path, _)| m == method && path.contains(needle))
+}
+
+#[tokio::test]
+async fn a_jobs_load_balancer_is_deleted_with_cascade_before_what_its_vip_port_holds() {
+    let sim = start_sim().await;
+    let job = sim.seed_load_balancer_job().unwrap();
+    let dir = scratch("lb");
+    let janitor = janitor(&sim, &dir, "", Arc::new(Metrics::new()));
+    sim.clear_request_log();
+    let report = pass(&janitor).await;
+    assert_eq!(item(&report, &job.load_balancer).status, Outcome::Deleted);
+    for id in [&job.subnet, &job.network, &job.security_group] {
+        assert_eq!(item(&report, id).status, Outcome::Deleted, "{id}");
+    }
+    let lb_delete = first_request(
+        &sim,
+        "DELETE",
+        &format!("/lbaas/loadbalancers/{}?cascade=true", job.load_balancer),
+    )
+    .expect("the load balancer is deleted with cascade");
+    for held in [&job.subnet, &job.network, &job.security_group] {
+        let delete = first_request(&sim, "DELETE", held).expect("deleted");
+        assert!(lb_delete < delete, "the load balancer goes before {held}");
+    }
+    assert_eq!(
+        first_request(&sim, "DELETE", &format!("/ports/{}", job.vip_port)),
+        None,
+        "Octavia removes its VIP port; the janitor never deletes it"
+    );
+    for (kind, id) in [
+        ("load_balancer", &job.load_balancer),
+        ("port", &job.vip_port),
+        ("listener", &job.listener),
+        ("pool", &job.pool),
+        ("member", &job.member),
+        ("health_monitor", &job.health_monitor),
+        ("subnet", &job.subnet),
+    ] {
+        assert!(!sim.exists(kind, id), "{kind} {id} is gone");
+    }
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn a_load_balancer_busy_past_busy_timeout_is_left_and_holds_what_it_uses_and_one_in_error_goes() {
+    let sim = start_sim().await;
+    let busy = sim.seed_load_balancer_job().unwrap();
+    let failed = sim.seed_load_balancer_job().unwrap();
+    assert!(sim.hold_load_balancer(&busy.load_balancer, Duration::from_secs(600)));
+    assert!(sim.fail_load_balancer(&failed.load_balancer));
+    let dir = scratch("lb-busy");
+    let metrics = Arc::new(Metrics::new());
+    let janitor = janitor(&sim, &dir, "", metrics.clone());
+    let report = pass(&janitor).await;
+    assert_eq!(
+        item(&report, &busy.load_balancer).status,
+        Outcome::Left(LeftReason::Busy {
+            state: "PENDING_UPDATE".into()
+        })
+    );
+    assert_eq!(
+        item(&report, &busy.subnet).status,
+        Outcome::Left(LeftReason::Blocked {
+            by: cloud_janitor::model::ResourceKey::new("ci", Kind::LoadBalancer, &busy.load_balancer)
+        }),
+        "the load balancer still holds its VIP subnet"
+    );
+    assert_eq!(
+        item(&report, &busy.security_group).status,
+        Outcome::Left(LeftReason::Blocked {
+            by: cloud_janitor::model::ResourceKey::new("ci", Kind::Port, &busy.vip_port)
+        }),
+        "and its VIP port its security group"
+    );
+    assert_eq!(
+        metrics
+            .leftover_resources
+            .with_label_values(&["ci", "load_balancer", "busy"])
+            .get(),
+        1
+    );
+    assert!(sim.exists("load_balancer", &busy.load_balancer));
+    assert_eq!(item(&report, &failed.load_balancer).status, Outcome::Deleted);
+    assert!(!sim.exists("subnet", &failed.subnet));
     sim.shutdown();
 }

@@ -9,9 +9,9 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::session::Service;
 use super::wire::{
-    CinderState, Common, FloatingIp, Item, KeypairEntry, Network, PageOf, Port, PortBinding, PortBody,
-    Router, SecurityGroup, Server, ServerBody, ServerGroup, ServerState, Snapshot, SnapshotBody, Subnet,
-    Volume, VolumeBody,
+    CinderState, Common, FloatingIp, Item, KeypairEntry, LoadBalancer, LoadBalancerBody, LoadBalancerState,
+    Network, PageOf, Port, PortBinding, PortBody, Router, SecurityGroup, Server, ServerBody, ServerGroup,
+    ServerState, Snapshot, SnapshotBody, Subnet, Volume, VolumeBody,
 };
 use super::{OpenStackDetails, OpenStackProvider};
 use crate::model::{Details, Guard, Kind, LeakSign, Observed, Removal, Resource, ResourceKey};
@@ -20,15 +20,26 @@ use crate::provider::http::ApiPath;
 use crate::provider::ProviderError;
 
 /// Device owners whose ports their owner removes (DHCP agent, floating IP, router gateway, DVR,
-/// Octavia): never deleted directly, never leftovers of their own, so not modelled at all.
-const OWNER_MANAGED_PREFIXES: [&str; 6] = [
+/// HA routers): never deleted directly, never leftovers of their own, so not modelled at all.
+const OWNER_MANAGED_PREFIXES: [&str; 5] = [
     "network:dhcp",
     "network:floatingip",
     "network:router_gateway",
     "network:distributed",
     "network:router_ha_interface",
-    "Octavia",
 ];
+/// Octavia's ports. A VIP port (`device_id` `lb-<load balancer id>`) is modelled: removed with its
+/// load balancer, it holds its subnet, network and security groups until then. Octavia's other
+/// ports (amphorae's) live in its service project and are not modelled.
+const OCTAVIA_OWNER: &str = "Octavia";
+
+/// The load balancer whose VIP port this is, for a port Octavia made for one.
+fn vip_port_owner(port: &Port) -> Option<&str> {
+    (port.device_owner.as_deref() == Some(OCTAVIA_OWNER))
+        .then_some(())
+        .and(port.device_id.as_deref())
+        .and_then(|device| device.strip_prefix("lb-"))
+}
 const ROUTER_INTERFACE_OWNERS: [&str; 3] = [
     "network:router_interface",
     "network:router_interface_distributed",
@@ -49,6 +60,7 @@ pub(super) struct Listings {
     pub server_groups: Vec<ServerGroup>,
     pub volumes: Vec<Volume>,
     pub snapshots: Vec<Snapshot>,
+    pub load_balancers: Vec<LoadBalancer>,
 }
 
 impl OpenStackProvider {
@@ -179,6 +191,17 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
     } else {
         (Vec::new(), Vec::new())
     };
+    let load_balancers = if provider.session.has(Service::LoadBalancer).await? {
+        provider
+            .list(
+                Service::LoadBalancer,
+                scoped(&["lbaas", "loadbalancers"]),
+                "loadbalancers",
+            )
+            .await?
+    } else {
+        Vec::new()
+    };
     let listings = Listings {
         networks,
         subnets,
@@ -191,6 +214,7 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         server_groups,
         volumes,
         snapshots,
+        load_balancers,
     };
     Ok(resources(&provider.cloud, &project, &listings))
 }
@@ -264,10 +288,28 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
+    // Load balancers: Octavia deletes their listeners, pools, members and health monitors with
+    // them (cascade), then their VIP port.
+    for item in &listings.load_balancers {
+        let common = item.common();
+        let mut r = base(cloud, Kind::LoadBalancer, common, OpenStackDetails::Plain);
+        r.status = item.provisioning_status.clone();
+        r.references
+            .extend(item.vip_subnet_id.iter().map(|s| key(Kind::Subnet, s)));
+        r.references
+            .extend(item.vip_network_id.iter().map(|n| key(Kind::Network, n)));
+        if other_project(common) {
+            r.guard = Some(Guard::OtherProject);
+        }
+        out.push(r);
+    }
+
     let mut interfaces_of_router: HashMap<&str, Vec<ResourceKey>> = HashMap::new();
     for item in &listings.ports {
         let owner = item.device_owner.as_deref().unwrap_or_default();
-        if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p)) {
+        if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p))
+            || (owner == OCTAVIA_OWNER && vip_port_owner(item).is_none())
+        {
             continue;
         }
         let common = item.common();
@@ -313,6 +355,11 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
                 r.used_by.push(server.clone());
                 // Nova removes the ports it created with the server (and unbinds the others).
                 r.removal = Removal::WithOwner(server);
+            }
+            if let Some(load_balancer) = vip_port_owner(item) {
+                let load_balancer = key(Kind::LoadBalancer, load_balancer);
+                r.used_by.push(load_balancer.clone());
+                r.removal = Removal::WithOwner(load_balancer);
             }
             r
         };
@@ -461,6 +508,9 @@ pub(super) fn observed(
         Kind::Port if matches!(resource.removal, Removal::WithOwner(_)) => {
             port_state(&decode::<PortBody>(body, url, &what)?.port)
         }
+        Kind::LoadBalancer => {
+            load_balancer_state(&decode::<LoadBalancerBody>(body, url, &what)?.loadbalancer)
+        }
         // Neutron's resources are deleted synchronously and have no transitional states that block
         // it: any JSON answer means present and deletable.
         _ => {
@@ -496,18 +546,26 @@ fn cinder_state(state: &CinderState) -> Observed {
     }
 }
 
-/// The state of a port a server's removal takes along: busy while still bound to the server.
+/// The state of a port its owner's removal takes along: busy while still bound to the server, or
+/// held by the load balancer, that owns it.
 fn port_state(port: &PortBinding) -> Observed {
+    let owner = port.device_owner.as_deref().unwrap_or_default();
     match &port.device_id {
-        Some(device)
-            if port
-                .device_owner
-                .as_deref()
-                .is_some_and(|owner| owner.starts_with("compute:")) =>
-        {
-            Observed::Busy(format!("bound to server {device}"))
-        }
+        Some(device) if owner.starts_with("compute:") => Observed::Busy(format!("bound to server {device}")),
+        Some(device) if owner == OCTAVIA_OWNER => match device.strip_prefix("lb-") {
+            Some(load_balancer) => Observed::Busy(format!("VIP port of load balancer {load_balancer}")),
+            None => Observed::Busy(format!("held by Octavia ({device})")),
+        },
         _ => Observed::Ready,
+    }
+}
+
+/// A load balancer's state. `ACTIVE` and `ERROR` may be deleted; `PENDING_*` is busy (Octavia
+/// answers 409 to anything sent); an empty or unknown status is busy too, never ready or gone.
+fn load_balancer_state(load_balancer: &LoadBalancerState) -> Observed {
+    match load_balancer.provisioning_status.as_str() {
+        "ACTIVE" | "ERROR" => Observed::Ready,
+        other => Observed::Busy(other.to_string()),
     }
 }
 
@@ -530,6 +588,7 @@ mod tests {
         let service = match kind {
             Kind::Server => Service::Compute,
             Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
+            Kind::LoadBalancer => Service::LoadBalancer,
             _ => Service::Network,
         };
         observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
@@ -636,6 +695,79 @@ mod tests {
             &[(r#"{"network": {"status": ""}}"#, Ok(Observed::Ready))],
         );
         assert!(observe(Kind::Network, Removal::Delete, "<html>").is_err());
+    }
+
+    #[test]
+    fn load_balancers_pending_are_busy_active_and_error_may_be_deleted() {
+        let body = |status: &str| format!(r#"{{"loadbalancer": {{"provisioning_status": "{status}"}}}}"#);
+        let busy = |state: &str| Ok(Observed::Busy(state.to_string()));
+        assert_states(
+            Kind::LoadBalancer,
+            &Removal::Delete,
+            &[
+                (&body("ACTIVE"), Ok(Observed::Ready)),
+                (&body("ERROR"), Ok(Observed::Ready)),
+                (&body("PENDING_CREATE"), busy("PENDING_CREATE")),
+                (&body("PENDING_UPDATE"), busy("PENDING_UPDATE")),
+                (&body("PENDING_DELETE"), busy("PENDING_DELETE")),
+                (&body(""), busy("")),
+                (r#"{"loadbalancer": {}}"#, busy("")),
+            ],
+        );
+        let vip = r#"{"port": {"device_id": "lb-l1", "device_owner": "Octavia"}}"#;
+        assert_states(
+            Kind::Port,
+            &Removal::WithOwner(ResourceKey::new("sim", Kind::LoadBalancer, "l1")),
+            &[(vip, busy("VIP port of load balancer l1"))],
+        );
+    }
+
+    #[test]
+    fn a_vip_port_is_removed_with_its_load_balancer_which_goes_before_what_it_uses() {
+        let listings = Listings {
+            load_balancers: items(
+                r#"[{"id": "l1", "name": "ci-lb", "tags": ["ci-job"], "project_id": "demo",
+                     "provisioning_status": "ERROR", "vip_port_id": "vip", "vip_subnet_id": "sn1",
+                     "vip_network_id": "n1", "created_at": "2026-11-22T01:02:03"},
+                    {"id": "l2", "project_id": "other", "provisioning_status": "ACTIVE"}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "vip", "device_owner": "Octavia", "device_id": "lb-l1", "status": "DOWN",
+                     "network_id": "n1", "fixed_ips": [{"subnet_id": "sn1"}], "security_groups": ["sg1"],
+                     "project_id": "demo"},
+                    {"id": "amphora", "device_owner": "Octavia", "device_id": "c0ffee", "project_id": "demo"}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let find = |id: &str| resources.iter().find(|r| r.key.id == id);
+        let lb = find("l1").expect("load balancer l1");
+        assert_eq!(
+            (lb.key.kind, lb.status.as_str(), lb.guard),
+            (Kind::LoadBalancer, "ERROR", None)
+        );
+        assert_eq!(
+            lb.references,
+            vec![
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1")
+            ]
+        );
+        assert_eq!(find("l2").and_then(|r| r.guard), Some(Guard::OtherProject));
+        let vip = find("vip").expect("the VIP port");
+        let owner = ResourceKey::new("sim", Kind::LoadBalancer, "l1");
+        assert_eq!(vip.removal, Removal::WithOwner(owner.clone()));
+        assert_eq!(vip.used_by, vec![owner]);
+        assert_eq!(
+            vip.references,
+            vec![
+                ResourceKey::new("sim", Kind::SecurityGroup, "sg1"),
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1"),
+            ]
+        );
+        assert_eq!(vip.leak, None, "bound to its load balancer");
+        assert_eq!(find("amphora"), None, "Octavia's other ports are its own");
     }
 
     /// The guard of each resource, by id.
