@@ -410,7 +410,7 @@ impl Explanation {
                 let mut parts = vec![
                     format!("first seen {}", time(r.first_seen)),
                     format!("last seen {}", time(r.last_seen)),
-                    format!("seen in {} in a row", passes(r.sightings)),
+                    format!("seen by {} in a row so far", passes(r.sightings)),
                 ];
                 if r.leak_sightings > 0 {
                     parts.push(format!("looked leaked in {} in a row", passes(r.leak_sightings)));

@@ -463,3 +463,43 @@ async fn explain_gives_the_verdict_exits_1_with_the_closest_names_and_64_on_a_ba
     assert_eq!(cloud.sim.count("port"), ports, "explain deletes nothing");
     cloud.sim.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_explains_a_held_resource_and_reports_a_suspected_leak() {
+    let mut demo = binary();
+    demo.arg("demo");
+    let output = run(demo).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Verdict: "))
+        .unwrap_or_else(|| panic!("an explained verdict: {stdout}"));
+    assert!(
+        verdict.trim().starts_with("Verdict: held: in use by port ")
+            && verdict.ends_with(" (keep-port), which is not selected (not matched: tags_all)"),
+        "{verdict}"
+    );
+    let leaks = stdout
+        .split("Suspected leaks (1): ")
+        .nth(1)
+        .and_then(|rest| rest.lines().nth(1))
+        .unwrap_or_else(|| panic!("a suspected leak section: {stdout}"));
+    assert!(
+        leaks.contains(" floating_ip ")
+            && leaks.ends_with(
+                "a floating IP with no port: reported only (delete_suspected_leaks opts in per kind)"
+            ),
+        "{leaks}"
+    );
+    assert!(
+        stdout.contains(r#"cloud_janitor_suspected_leaks{cloud="demo-openstack",kind="floating_ip"} 1"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            r#"cloud_janitor_deletes_total{cloud="demo-openstack",kind="load_balancer",outcome="deleted"} 1"#
+        ),
+        "{stdout}"
+    );
+}

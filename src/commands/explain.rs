@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{load, CommandError, Exit};
 use crate::config::Overrides;
 use crate::explain::{closest, explain, find, render_not_found, Explanation};
 use crate::history::Access;
 use crate::metrics::Metrics;
+use crate::pass::{Janitor, Mode, Planned};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ExplainOutput {
@@ -35,6 +36,36 @@ pub struct Args {
 /// How many close names a miss lists.
 const CLOSEST: usize = 5;
 
+/// Discovers (read-only) and explains every resource with id or name `wanted`, in `cloud` when
+/// given; the plan comes back too, for the closest names when nothing matched.
+pub async fn explain_in(
+    janitor: &Janitor,
+    mode: Mode,
+    cloud: Option<&str>,
+    wanted: &str,
+    now: DateTime<Utc>,
+) -> (Planned, Vec<Explanation>) {
+    let planned = janitor.plan_clouds(false, cloud).await;
+    let plan = &planned.plan;
+    let explanations = find(plan, cloud, wanted)
+        .into_iter()
+        .filter_map(|node| {
+            let resource = &plan.graph[node].resource;
+            let selector = janitor.selector(&resource.key.cloud)?;
+            Some(explain(
+                plan,
+                node,
+                selector,
+                janitor.dry_run_history(resource),
+                janitor.history().record(&resource.key),
+                mode,
+                now,
+            ))
+        })
+        .collect();
+    (planned, explanations)
+}
+
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let (config, janitor) = load(
         &args.config,
@@ -51,31 +82,15 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
             });
         }
     }
-    let planned = janitor.plan_clouds(false, args.cloud.as_deref()).await;
+    let now = Utc::now();
+    let (planned, explanations) =
+        explain_in(&janitor, config.mode, args.cloud.as_deref(), &args.resource, now).await;
     for cloud in &planned.clouds {
         if let Some(error) = &cloud.error {
             eprintln!("error: cloud {} could not be listed: {error}", cloud.name);
         }
     }
     let plan = &planned.plan;
-    let now = Utc::now();
-    let found = find(plan, args.cloud.as_deref(), &args.resource);
-    let explanations: Vec<Explanation> = found
-        .iter()
-        .filter_map(|&node| {
-            let resource = &plan.graph[node].resource;
-            let selector = janitor.selector(&resource.key.cloud)?;
-            Some(explain(
-                plan,
-                node,
-                selector,
-                janitor.dry_run_history(resource),
-                janitor.history().record(&resource.key),
-                config.mode,
-                now,
-            ))
-        })
-        .collect();
     if explanations.is_empty() {
         let clouds: Vec<&str> = planned.clouds.iter().map(|c| c.name.as_str()).collect();
         let near = closest(plan, args.cloud.as_deref(), &args.resource, CLOSEST);

@@ -54,7 +54,8 @@
 //! - this module: [`SimConfig`], starting and stopping [`OpenStackSim`], its clock and request log,
 //!   and one router for every service.
 //! - `direct`: building and inspecting the cloud without HTTP ([`OpenStackSim::create_server`],
-//!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those.
+//!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those, `leaks` untagged
+//!   resources that look leaked.
 //! - `state`: the in-memory cloud every service acts on, its identities and records.
 //! - `keystone`, `nova`, `neutron`, `cinder`, `octavia`: one module per service, each its model and
 //!   its URLs.
@@ -66,6 +67,7 @@ mod cinder;
 mod direct;
 mod errors;
 mod keystone;
+mod leaks;
 mod listing;
 mod neutron;
 mod nova;
