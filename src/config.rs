@@ -613,6 +613,21 @@ tags_all = ["ci-job"]
                 vec![],
             ),
             (
+                "crontab day of the week out of range",
+                format!("schedule = \"0 9 * * 8\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "expiry prefix that is not a Proxmox tag",
+                format!("{schedule}{GOOD_CLOUD}ttl_tag_prefix = \"TTL \"\n"),
+                vec![],
+            ),
+            (
+                "suspected leaks of a kind that cannot look leaked",
+                format!("{schedule}{GOOD_CLOUD}delete_suspected_leaks = [\"router\"]\n"),
+                vec![],
+            ),
+            (
                 "unknown top-level key",
                 format!("{schedule}colour = \"blue\"\n{GOOD_CLOUD}"),
                 vec![],

@@ -63,9 +63,9 @@ pub struct MalformedExpiry {
 /// Why a prefix cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
-    #[error("`{0}` must be 1 or more of lowercase letters, digits, `_`, `-`, `+` or `.`, starting with a letter, digit or `_` (a valid Proxmox VE tag)")]
-    Invalid(String),
-    #[error("`{0}` and `{1}` overlap: one starts with the other")]
+    #[error("select.{key}: `{prefix}` must be 1 or more of lowercase letters, digits, `_`, `-`, `+` or `.`, starting with a letter, digit or `_` (a valid Proxmox VE tag)")]
+    Invalid { key: &'static str, prefix: String },
+    #[error("select.ttl_tag_prefix, select.expires_tag_prefix: `{0}` and `{1}` overlap: one starts with the other")]
     Overlap(String, String),
 }
 
@@ -81,9 +81,12 @@ fn valid_prefix(prefix: &str) -> bool {
 impl ExpiryPrefixes {
     /// Validates the prefixes (`ttl-` and `expires-` by default).
     pub fn new(ttl: &str, expires: &str) -> Result<Self, PrefixError> {
-        for prefix in [ttl, expires] {
+        for (key, prefix) in [("ttl_tag_prefix", ttl), ("expires_tag_prefix", expires)] {
             if !valid_prefix(prefix) {
-                return Err(PrefixError::Invalid(prefix.to_string()));
+                return Err(PrefixError::Invalid {
+                    key,
+                    prefix: prefix.to_string(),
+                });
             }
         }
         if ttl.starts_with(expires) || expires.starts_with(ttl) {
@@ -274,11 +277,17 @@ mod tests {
         assert!(ExpiryPrefixes::new("lifetime-", "until.").is_ok());
         assert_eq!(
             ExpiryPrefixes::new("TTL-", "expires-"),
-            Err(PrefixError::Invalid("TTL-".into()))
+            Err(PrefixError::Invalid {
+                key: "ttl_tag_prefix",
+                prefix: "TTL-".into()
+            })
         );
         assert_eq!(
-            ExpiryPrefixes::new("", "expires-"),
-            Err(PrefixError::Invalid(String::new()))
+            ExpiryPrefixes::new("ttl-", ""),
+            Err(PrefixError::Invalid {
+                key: "expires_tag_prefix",
+                prefix: String::new()
+            })
         );
         assert_eq!(
             ExpiryPrefixes::new("ex-", "ex-at-"),

@@ -121,7 +121,7 @@ pub enum SelectionError {
     UnknownKind(String),
     #[error("select.protect_tag: must not be empty")]
     EmptyProtectTag,
-    #[error("select.ttl_tag_prefix, select.expires_tag_prefix: {0}")]
+    #[error(transparent)]
     ExpiryPrefix(#[from] PrefixError),
     #[error("select.delete_suspected_leaks: `{0}` is not a kind that can look leaked (one of: {known})", known = leak_kinds())]
     LeakKind(String),
@@ -1008,7 +1008,7 @@ mod tests {
                 ttl_tag_prefix: "TTL_".into(),
                 ..Default::default()
             }),
-            Some("select.ttl_tag_prefix, select.expires_tag_prefix: `TTL_` must be 1 or more of lowercase letters, digits, `_`, `-`, `+` or `.`, starting with a letter, digit or `_` (a valid Proxmox VE tag)".into())
+            Some("select.ttl_tag_prefix: `TTL_` must be 1 or more of lowercase letters, digits, `_`, `-`, `+` or `.`, starting with a letter, digit or `_` (a valid Proxmox VE tag)".into())
         );
         assert_eq!(
             refused(SelectionConfig {
