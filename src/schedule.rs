@@ -142,6 +142,7 @@ mod tests {
                 "Fri 09:00:00"
             ]
         );
+        assert_eq!(ticks("0 9 * * 1-5", 5), ticks("0 0 9 * * Mon-Fri", 5));
         assert_eq!(ticks("0 9 * * 0", 1), ["Sun 09:00:00"]);
         assert_eq!(ticks("0 9 * * 7", 1), ["Sun 09:00:00"]);
         assert_eq!(
