@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -45,8 +44,9 @@ fn invalid(file: &Path, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    /// When passes run: a cron expression WITH a seconds field first,
-    /// `sec min hour day-of-month month day-of-week [year]`, e.g. `0 */15 * * * *`.
+    /// When passes run: a cron expression, in the 5-field crontab form
+    /// `min hour day-of-month month day-of-week` (`*/15 * * * *`, at second 0) or with a seconds
+    /// field first, `sec min hour day-of-month month day-of-week [year]` (`0 */15 * * * *`).
     schedule: String,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[serde(default = "default_listen")]
@@ -280,13 +280,13 @@ impl Config {
         path: &Path,
         overridden: &HashMap<usize, Vec<String>>,
     ) -> Result<Config, ConfigError> {
-        let schedule = cron::Schedule::from_str(&raw.schedule).map_err(|error| {
+        let schedule = crate::schedule::parse(&raw.schedule).map_err(|error| {
             invalid(
                 path,
                 format!(
-                    "schedule: `{}` is not a cron expression with a seconds field \
-                     (`sec min hour day-of-month month day-of-week [year]`, e.g. `0 */15 * * * *`): {error}",
-                    raw.schedule
+                    "schedule: `{}` is not a cron expression in {}: {error}",
+                    raw.schedule,
+                    crate::schedule::FORMS
                 ),
             )
         })?;
@@ -528,6 +528,12 @@ tags_all = ["ci-job"]
         let config = load(&text, &[("CLOUD_JANITOR_MAX_DELETES_PER_PASS", "7")]).unwrap();
         assert_eq!(config.max_deletes_per_pass, 7);
         assert_eq!(config.clouds[0].name, "ci");
+        // The crontab form runs at second 0, as the form with seconds does.
+        let crontab = load(&format!("schedule = \"*/15 * * * *\"\n{GOOD_CLOUD}"), &[]).unwrap();
+        assert_eq!(
+            crontab.schedule.upcoming(chrono::Utc).take(3).collect::<Vec<_>>(),
+            config.schedule.upcoming(chrono::Utc).take(3).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -602,8 +608,23 @@ tags_all = ["ci-job"]
         type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
         let cases: Vec<Case> = vec![
             (
-                "schedule without seconds",
+                "schedule of four fields",
                 format!("schedule = \"*/15 * * *\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "crontab day of the week out of range",
+                format!("schedule = \"0 9 * * 8\"\n{GOOD_CLOUD}"),
+                vec![],
+            ),
+            (
+                "expiry prefix that is not a Proxmox tag",
+                format!("{schedule}{GOOD_CLOUD}ttl_tag_prefix = \"TTL \"\n"),
+                vec![],
+            ),
+            (
+                "suspected leaks of a kind that cannot look leaked",
+                format!("{schedule}{GOOD_CLOUD}delete_suspected_leaks = [\"router\"]\n"),
                 vec![],
             ),
             (

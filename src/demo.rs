@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_janitor_sim::faults::FaultRule;
-use cloud_janitor_sim::openstack::{OpenStackSim, Seeded, SimConfig};
+use cloud_janitor_sim::openstack::{OctaviaTimings, OpenStackSim, Seeded, SimConfig};
 use cloud_janitor_sim::proxmox::{ProxmoxSim, ProxmoxSimConfig};
 
 use crate::config::{CloudSpec, ConcurrencyConfig, ProviderSpec, WaitConfig};
@@ -102,6 +102,10 @@ pub fn progress_printer() -> Arc<dyn EventSink> {
     })
 }
 
+/// How long the seeded untagged floating IP without a port has been idle: past the default
+/// `leak_min_age` (24h), so two passes make it a suspected leak.
+pub const IDLE_FLOATING_IP_HOURS: i64 = 30;
+
 /// A started, seeded simulated OpenStack, with its clouds.yaml on disk.
 pub struct DemoCloud {
     pub sim: OpenStackSim,
@@ -110,7 +114,8 @@ pub struct DemoCloud {
     pub seeded: Option<Seeded>,
 }
 
-/// Starts the simulated OpenStack on `listen`, seeds it unless `empty`, and writes its clouds.yaml.
+/// Starts the simulated OpenStack on `listen`, seeds it unless `empty` (the CI leftovers, a job's
+/// load balancer, an idle untagged floating IP), and writes its clouds.yaml.
 pub async fn start_openstack(
     listen: std::net::SocketAddr,
     clouds_yaml: PathBuf,
@@ -119,10 +124,23 @@ pub async fn start_openstack(
     let config = SimConfig {
         server_delete_delay: Duration::from_millis(400),
         volume_delete_delay: Duration::from_millis(300),
+        octavia: Some(OctaviaTimings {
+            provision_delay: Duration::from_millis(500),
+            delete_delay: Duration::from_millis(500),
+        }),
         ..SimConfig::default()
     };
     let sim = OpenStackSim::start(listen, config).await?;
-    let seeded = (!empty).then(|| sim.seed_ci_leftovers());
+    let seeded = if empty {
+        None
+    } else {
+        let seeded = sim.seed_ci_leftovers();
+        sim.seed_load_balancer_job()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        sim.seed_idle_floating_ip(chrono::Duration::hours(IDLE_FLOATING_IP_HOURS))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Some(seeded)
+    };
     write_atomically(&clouds_yaml, &sim.clouds_yaml())?;
     Ok(DemoCloud {
         sim,

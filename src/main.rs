@@ -33,6 +33,11 @@ enum Command {
     /// Discovery and planning only: shows what would be deleted, in which order, and what is held
     /// back. Deletes nothing.
     Plan(commands::plan::Args),
+    /// Why one resource is (or is not) deleted: each selection rule with the value it saw, the
+    /// guards, what it uses and what uses it, its place in the plan, its history, and the verdict.
+    /// Read-only: discovers without remembering, safe while the daemon runs. Exit 1 when nothing has
+    /// that id or name (the closest are listed), 64 on a bad config.
+    Explain(commands::explain::Args),
     /// What the janitor remembers of each resource (first seen, attempts, last error), what has been
     /// left longest first. Read-only: safe while the daemon runs.
     History(commands::history::Args),
@@ -68,6 +73,7 @@ impl Command {
             Command::Run(args) => Some(&args.config),
             Command::Once(args) => Some(&args.config),
             Command::Plan(args) => Some(&args.config),
+            Command::Explain(args) => Some(&args.config),
             Command::History(args) => Some(&args.config),
             #[cfg(feature = "sim")]
             Command::Demo(_) | Command::Simulate(_) => None,
@@ -88,6 +94,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args).await,
         Command::Once(args) => commands::once::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
+        Command::Explain(args) => commands::explain::run(args).await,
         Command::History(args) => commands::history::run(args).await,
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo::run(args).await,

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub leftover_resources: IntGaugeVec,
     pub oldest_leftover_age_seconds: GaugeVec,
     pub would_delete_resources: IntGaugeVec,
+    pub suspected_leaks: IntGaugeVec,
     pub deletes_total: IntCounterVec,
     pub conflicts_requeued_total: IntCounterVec,
     pub delete_duration_seconds: HistogramVec,
@@ -54,6 +55,8 @@ fn registered<M: prometheus::core::Collector + Clone + 'static>(
 
 /// The pseudo-reason under which "would delete" series are remembered for zeroing.
 const WOULD_DELETE: &str = "would_delete";
+/// The pseudo-reason under which suspected leak series are remembered for zeroing.
+const SUSPECTED_LEAK: &str = "suspected_leak";
 
 fn unix_now() -> f64 {
     Utc::now().timestamp_millis() as f64 / 1000.0
@@ -112,6 +115,16 @@ impl Metrics {
                     opts(
                         "would_delete_resources",
                         "Selected resources the last pass would have deleted, in report-only mode",
+                    ),
+                    &["cloud", "kind"],
+                )?,
+            )?,
+            suspected_leaks: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "suspected_leaks",
+                        "Untagged resources that looked leaked in two passes in a row and are older than leak_min_age, still there after the last pass",
                     ),
                     &["cloud", "kind"],
                 )?,
@@ -287,6 +300,11 @@ impl Metrics {
         let mut oldest: HashMap<(String, String), f64> = HashMap::new();
         for item in &report.items {
             let (cloud, kind) = (item.key.cloud.clone(), item.key.kind.as_str().to_string());
+            if item.suspected_leak.is_some() && !item.status.is_gone() {
+                *counts
+                    .entry((cloud.clone(), kind.clone(), SUSPECTED_LEAK.to_string()))
+                    .or_default() += 1;
+            }
             let reason = match &item.status {
                 Outcome::Left(reason) => reason.label(),
                 Outcome::WouldDelete => WOULD_DELETE,
@@ -312,6 +330,8 @@ impl Metrics {
                 self.would_delete_resources
                     .with_label_values(&[cloud, kind])
                     .set(0);
+            } else if reason == SUSPECTED_LEAK {
+                self.suspected_leaks.with_label_values(&[cloud, kind]).set(0);
             } else {
                 self.leftover_resources
                     .with_label_values(&[cloud, kind, reason])
@@ -324,6 +344,10 @@ impl Metrics {
         for ((cloud, kind, reason), count) in counts {
             if reason == WOULD_DELETE {
                 self.would_delete_resources
+                    .with_label_values(&[&cloud, &kind])
+                    .set(count);
+            } else if reason == SUSPECTED_LEAK {
+                self.suspected_leaks
                     .with_label_values(&[&cloud, &kind])
                     .set(count);
             } else {
@@ -496,6 +520,62 @@ mod tests {
         assert_eq!(durations.get_sample_sum(), 1.5);
     }
 
+    #[test]
+    fn suspected_leaks_still_there_are_counted_by_kind_and_drop_to_zero_when_gone() {
+        use crate::model::LeakSign;
+        use crate::report::{CloudStatus, PassReport, ReportItem};
+        use crate::selection::Verdict;
+        let item = |kind, id: &str, status, sign| ReportItem {
+            key: ResourceKey::new("ci", kind, id),
+            name: String::new(),
+            born: None,
+            status,
+            requeues: 0,
+            passes_left: 0,
+            suspected_leak: Some(sign),
+        };
+        let report = |items| PassReport {
+            pass: 1,
+            mode: crate::pass::Mode::Delete,
+            started: Utc::now(),
+            duration: Duration::from_secs(1),
+            clouds: vec![CloudStatus {
+                name: "ci".into(),
+                error: None,
+            }],
+            items,
+            names: HashMap::new(),
+        };
+        let fip = LeakSign::FloatingIpWithoutPort;
+        let reported = |id| {
+            item(
+                Kind::FloatingIp,
+                id,
+                Outcome::Skipped(Verdict::SuspectedLeak(fip)),
+                fip,
+            )
+        };
+        let metrics = Metrics::new();
+        metrics.record_pass(
+            &report(vec![
+                reported("f1"),
+                reported("f2"),
+                item(
+                    Kind::Volume,
+                    "v1",
+                    Outcome::Deleted,
+                    LeakSign::VolumeWithoutAttachment,
+                ),
+            ]),
+            &HashMap::new(),
+            true,
+        );
+        let gauge = |kind| metrics.suspected_leaks.with_label_values(&["ci", kind]).get();
+        assert_eq!((gauge("floating_ip"), gauge("volume")), (2, 0));
+        metrics.record_pass(&report(vec![]), &HashMap::new(), true);
+        assert_eq!(gauge("floating_ip"), 0);
+    }
+
     /// Names, labels, help texts and types, as Prometheus reads them, after one deleted resource.
     #[test]
     fn the_exposition_is_pinned() {
@@ -512,6 +592,10 @@ mod tests {
             .oldest_leftover_age_seconds
             .with_label_values(&["ci", "volume"])
             .set(7200.0);
+        metrics
+            .suspected_leaks
+            .with_label_values(&["ci", "floating_ip"])
+            .set(1);
         let text = metrics.render();
         // The process collector's values change from run to run; its names are what is promised.
         for name in [

@@ -14,6 +14,7 @@ use crate::provider::proxmox::ProxmoxDetails;
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Server,
+    LoadBalancer,
     FloatingIp,
     Port,
     RouterInterface,
@@ -32,8 +33,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Server,
+        Kind::LoadBalancer,
         Kind::FloatingIp,
         Kind::Port,
         Kind::RouterInterface,
@@ -54,6 +56,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Server => "server",
+            Kind::LoadBalancer => "load_balancer",
             Kind::FloatingIp => "floating_ip",
             Kind::Port => "port",
             Kind::RouterInterface => "router_interface",
@@ -144,6 +147,61 @@ impl Guard {
     }
 }
 
+/// Why an untagged resource looks leaked, as CI operators recognise leaks (nodepool's leak cleanup is
+/// the model). Set by the provider that listed it; what it leads to is the selection's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakSign {
+    /// A floating IP associated with no port.
+    FloatingIpWithoutPort,
+    /// A port that is `DOWN` and bound to no device.
+    PortWithoutDevice,
+    /// A volume `available` with no attachment.
+    VolumeWithoutAttachment,
+    /// A Proxmox VE disk that no guest references.
+    DiskWithoutGuest,
+}
+
+impl LeakSign {
+    /// The stable, snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakSign::FloatingIpWithoutPort => "floating_ip_without_port",
+            LeakSign::PortWithoutDevice => "port_without_device",
+            LeakSign::VolumeWithoutAttachment => "volume_without_attachment",
+            LeakSign::DiskWithoutGuest => "disk_without_guest",
+        }
+    }
+
+    /// What it looks like, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LeakSign::FloatingIpWithoutPort => "a floating IP with no port",
+            LeakSign::PortWithoutDevice => "a port DOWN with no device",
+            LeakSign::VolumeWithoutAttachment => "a volume available with no attachment",
+            LeakSign::DiskWithoutGuest => "a disk no guest references",
+        }
+    }
+
+    /// The kind every resource with this sign is.
+    pub fn kind(self) -> Kind {
+        match self {
+            LeakSign::FloatingIpWithoutPort => Kind::FloatingIp,
+            LeakSign::PortWithoutDevice => Kind::Port,
+            LeakSign::VolumeWithoutAttachment => Kind::Volume,
+            LeakSign::DiskWithoutGuest => Kind::Disk,
+        }
+    }
+
+    /// Every sign.
+    pub const ALL: [LeakSign; 4] = [
+        LeakSign::FloatingIpWithoutPort,
+        LeakSign::PortWithoutDevice,
+        LeakSign::VolumeWithoutAttachment,
+        LeakSign::DiskWithoutGuest,
+    ];
+}
+
 /// How a resource goes away.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +220,8 @@ pub struct Resource {
     pub name: String,
     pub tags: Vec<String>,
     pub created: Option<DateTime<Utc>>,
+    /// The project (OpenStack) or pool (Proxmox VE) it belongs to, as listed; shown by `explain`.
+    pub project: Option<String>,
     /// The provider's status word, for reports (`ACTIVE`, `in-use`, `running`, ...).
     pub status: String,
     /// Resources this one uses: each must be deleted after this one (`device_id`, `fixed_ips`,
@@ -180,6 +240,9 @@ pub struct Resource {
     /// False for kinds whose API has no tags (Nova keypairs and server groups, Proxmox disks): the
     /// selection's tag rules cannot apply, so only `name_pattern` can select them.
     pub taggable: bool,
+    /// Set by the provider when the resource looks leaked (a floating IP with no port, ...); an
+    /// untagged resource that keeps looking so becomes a suspected leak (see `selection`).
+    pub leak: Option<LeakSign>,
     /// What the provider recorded at discovery for its own later calls, typed per provider.
     pub details: Details,
 }
@@ -192,6 +255,7 @@ impl Resource {
             name: name.into(),
             tags: Vec::new(),
             created: None,
+            project: None,
             status: String::new(),
             references: Vec::new(),
             used_by: Vec::new(),
@@ -199,6 +263,7 @@ impl Resource {
             sightings_required: 1,
             guard: None,
             taggable: true,
+            leak: None,
             details: Details::None,
         }
     }

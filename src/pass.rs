@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConcurrencyConfig, Config, WaitConfig};
 use crate::events::{EventSink, Fanout, LogSink, Recorded, Recorder};
 use crate::executor::{Executor, ExecutorSettings};
-use crate::history::HistoryStore;
+use crate::history::{HistoryStore, Sighting};
 use crate::metrics::Metrics;
-use crate::model::{Resource, ResourceKey};
+use crate::model::Resource;
 use crate::outcome::{LeftReason, Outcome};
 use crate::planner::{Disposition, Plan};
 use crate::policy::RetryPolicy;
@@ -126,12 +126,31 @@ impl Janitor {
         &self.history
     }
 
+    /// The configured clouds' names, in config order.
+    pub fn cloud_names(&self) -> Vec<&str> {
+        self.clouds.iter().map(|cloud| cloud.name.as_str()).collect()
+    }
+
+    /// The selection rules of a cloud.
+    pub fn selector(&self, cloud: &str) -> Option<&Selector> {
+        self.clouds.iter().find(|c| c.name == cloud).map(|c| &c.selector)
+    }
+
     /// Discovers every cloud concurrently and plans. `remember` records sightings in the history
     /// (a dry run does not).
     pub async fn plan(&self, remember: bool) -> Planned {
+        self.plan_clouds(remember, None).await
+    }
+
+    /// [`Janitor::plan`] of one cloud only, when `only` names one.
+    pub async fn plan_clouds(&self, remember: bool, only: Option<&str>) -> Planned {
         let started = Utc::now();
         let timeout = self.settings.pass_timeout;
-        let discoveries = join_all(self.clouds.iter().map(|cloud| async move {
+        let clouds = self
+            .clouds
+            .iter()
+            .filter(|cloud| only.is_none_or(|name| cloud.name == name));
+        let discoveries = join_all(clouds.map(|cloud| async move {
             let result = match tokio::time::timeout(timeout, cloud.provider.discover()).await {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError::Deadline {
@@ -172,9 +191,13 @@ impl Janitor {
         let pass = if remember {
             let pass = self.history.begin_pass();
             self.history.prune(now);
-            let seen: Vec<(&ResourceKey, &str)> = everything
+            let seen: Vec<Sighting> = everything
                 .iter()
-                .map(|(r, _)| (&r.key, r.name.as_str()))
+                .map(|(r, _)| Sighting {
+                    key: &r.key,
+                    name: r.name.as_str(),
+                    looks_leaked: r.leak.is_some(),
+                })
                 .collect();
             self.history.record_sightings(pass, &listed_clouds, &seen, now);
             pass
@@ -187,14 +210,7 @@ impl Janitor {
                 let history = if remember {
                     self.history.history(&resource.key)
                 } else {
-                    // A dry run counts this sighting without storing it.
-                    self.history
-                        .record(&resource.key)
-                        .filter(|r| r.gone_since.is_none())
-                        .map(|r| History {
-                            first_seen: r.first_seen,
-                            sightings: r.sightings + 1,
-                        })
+                    self.dry_run_history(resource)
                 };
                 selector.judge(resource, history, now)
             })
@@ -206,6 +222,23 @@ impl Janitor {
             plan: Plan::build(resources, verdicts),
             clouds: statuses,
         }
+    }
+
+    /// What selection sees of a resource's history in a dry run (`plan`, `explain`): this sighting
+    /// counted as the next pass would count it, without storing it.
+    pub fn dry_run_history(&self, resource: &Resource) -> Option<History> {
+        self.history
+            .record(&resource.key)
+            .filter(|r| r.gone_since.is_none())
+            .map(|r| History {
+                first_seen: r.first_seen,
+                sightings: r.sightings + 1,
+                leak_sightings: if resource.leak.is_some() {
+                    r.leak_sightings + 1
+                } else {
+                    0
+                },
+            })
     }
 
     /// Runs one whole pass: plan, delete, metrics, history. Never fails: what went wrong is in the
@@ -344,6 +377,7 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, mode: Mode, duration
             status,
             requeues: recorded.requeues.get(key).copied().unwrap_or(0),
             passes_left: 0,
+            suspected_leak: verdict.suspected_leak(),
         });
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));

@@ -49,7 +49,7 @@ pub struct PlanNode {
 
 impl PlanNode {
     pub fn is_selected(&self) -> bool {
-        self.verdict == Some(Verdict::Selected)
+        self.verdict.as_ref().is_some_and(Verdict::is_selected)
     }
 }
 

@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
-use crate::model::ResourceKey;
+use crate::model::{LeakSign, ResourceKey};
 use crate::outcome::{LeftReason, Outcome};
 use crate::pass::Mode;
 use crate::planner::{Disposition, Plan};
+use crate::selection::Verdict;
 
 /// Whether a cloud could be listed this pass.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +32,9 @@ pub struct ReportItem {
     pub requeues: u32,
     /// For a leftover: in how many passes it has stayed, this one included (from the state file).
     pub passes_left: u32,
+    /// Why it counts as a suspected leak, when it does (reported, or deleted where opted in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspected_leak: Option<LeakSign>,
 }
 
 /// The overall result of a pass.
@@ -205,7 +209,75 @@ impl PassReport {
                 );
             }
         }
+        self.render_suspected_leaks(&mut out);
+        self.render_malformed_expiry_tags(&mut out);
         out
+    }
+
+    /// The suspected leaks: untagged, looking leaked in two passes in a row and older than
+    /// `leak_min_age`; what became of each (reported only, or deleted where the config opts in).
+    fn render_suspected_leaks(&self, out: &mut String) {
+        let suspected: Vec<(&ReportItem, LeakSign)> = self
+            .items
+            .iter()
+            .filter_map(|item| item.suspected_leak.map(|sign| (item, sign)))
+            .collect();
+        if suspected.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nSuspected leaks ({}): untagged, looked leaked in {} passes in a row, older than leak_min_age:",
+            suspected.len(),
+            crate::selection::LEAK_SIGHTINGS
+        );
+        for (item, sign) in suspected {
+            let fate = match &item.status {
+                Outcome::Skipped(_) => "reported only (delete_suspected_leaks opts in per kind)".to_string(),
+                Outcome::WouldDelete => "would be deleted (report-only mode)".to_string(),
+                other => other.to_string(),
+            };
+            let line = format!(
+                "  {:<12} {:<16} {:<38} {:<24} {}: {fate}",
+                item.key.cloud,
+                item.key.kind.as_str(),
+                item.key.id,
+                item.name,
+                sign.describe()
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+
+    /// Resources whose expiry tag could not be read: never selected on a guess, so they stay until
+    /// someone fixes the tag.
+    fn render_malformed_expiry_tags(&self, out: &mut String) {
+        let malformed: Vec<(&ReportItem, &crate::expiry::MalformedExpiry)> = self
+            .items
+            .iter()
+            .filter_map(|item| match &item.status {
+                Outcome::Skipped(Verdict::MalformedExpiry(malformed)) => Some((item, malformed)),
+                _ => None,
+            })
+            .collect();
+        if malformed.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nExpiry tags not understood ({}); these resources are not selected until the tag is fixed:",
+            malformed.len()
+        );
+        for (item, malformed) in malformed {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<16} {:<38} {:<24} {malformed}",
+                item.key.cloud,
+                item.key.kind.as_str(),
+                item.key.id,
+                item.name,
+            );
+        }
     }
 }
 
@@ -382,7 +454,6 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::{Kind, Resource};
-    use crate::selection::Verdict;
 
     fn plan() -> Plan {
         let sg = ResourceKey::new("c", Kind::SecurityGroup, "sg-1");
@@ -426,6 +497,7 @@ mod tests {
             }),
             requeues: 0,
             passes_left,
+            suspected_leak: None,
         };
         let report = |passes_left| PassReport {
             mode: crate::pass::Mode::Delete,
@@ -536,6 +608,7 @@ mod tests {
             status,
             requeues,
             passes_left,
+            suspected_leak: None,
         };
         let items = vec![
             item(Kind::Server, "srv-1", "ci-vm", Outcome::Deleted, 0, 0),
@@ -575,6 +648,32 @@ mod tests {
                 "port-keep",
                 "keep-port",
                 Outcome::Skipped(Verdict::Protected),
+                0,
+                0,
+            ),
+            ReportItem {
+                suspected_leak: Some(LeakSign::FloatingIpWithoutPort),
+                ..item(
+                    Kind::FloatingIp,
+                    "fip-9",
+                    "172.24.4.9",
+                    Outcome::Skipped(Verdict::SuspectedLeak(LeakSign::FloatingIpWithoutPort)),
+                    0,
+                    0,
+                )
+            },
+            ReportItem {
+                suspected_leak: Some(LeakSign::VolumeWithoutAttachment),
+                ..item(Kind::Volume, "vol-9", "scratch", Outcome::Deleted, 0, 0)
+            },
+            item(
+                Kind::Port,
+                "port-9",
+                "ci-lb-port",
+                Outcome::Skipped(Verdict::MalformedExpiry(crate::expiry::MalformedExpiry {
+                    tag: "ttl-6".into(),
+                    problem: "`6` has no unit".into(),
+                })),
                 0,
                 0,
             ),

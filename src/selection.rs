@@ -1,5 +1,12 @@
 //! Selection rules: which discovered resources the janitor may delete. Pure; the safety rules that no
 //! configuration can override (guards) are applied here first.
+//!
+//! The order of the rules: a guard, the protect tag and `kinds` refuse first. Then a resource's own
+//! expiry tag decides alone (selected once it has passed, never before, whatever `min_age` says; a
+//! malformed one is never guessed at). Then the tag and name rules, `min_age` and the sightings. An
+//! untagged resource the rules do not pick but that looks leaked (see [`LeakSign`]) becomes a
+//! suspected leak once it looked so in [`LEAK_SIGHTINGS`] passes in a row and is older than
+//! `leak_min_age`: reported, and selected only for the kinds in `delete_suspected_leaks`.
 
 use std::time::Duration;
 
@@ -7,7 +14,11 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Guard, Kind, Resource};
+use crate::expiry::{ExpiryPrefixes, ExpiryTag, MalformedExpiry, PrefixError};
+use crate::model::{Guard, Kind, LeakSign, Resource};
+
+/// A resource must look leaked in this many consecutive passes before it is a suspected leak.
+pub const LEAK_SIGHTINGS: u32 = 2;
 
 /// The `[clouds.select]` table: what a cloud's leftovers look like.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +48,27 @@ pub struct SelectionConfig {
     /// absent.
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
+    /// A tag `<prefix><lifetime>` (`ttl-6h`, `ttl-1d12h`) selects a resource once that long has
+    /// passed since its creation, and never before, whatever the other rules say. Defaults to `ttl-`.
+    #[serde(default = "default_ttl_prefix")]
+    pub ttl_tag_prefix: String,
+    /// A tag `<prefix>YYYYMMDDtHHMMz` (`expires-20261205t1800z`) selects a resource once that UTC
+    /// time has passed, and never before, whatever the other rules say. Defaults to `expires-`.
+    #[serde(default = "default_expires_prefix")]
+    pub expires_tag_prefix: String,
+    /// Whether untagged resources that look leaked (floating IPs with no port, ports DOWN with no
+    /// device, volumes available with no attachment, Proxmox disks no guest references) are
+    /// reported as suspected leaks. On by default; report-only unless `delete_suspected_leaks`.
+    #[serde(default = "default_true")]
+    pub suspected_leaks: bool,
+    /// A resource counts as a suspected leak only once it is this old (and looked leaked in two
+    /// passes in a row). Defaults to 24h.
+    #[serde(default = "default_leak_min_age", with = "humantime_serde")]
+    pub leak_min_age: Duration,
+    /// The kinds whose suspected leaks are deleted (`floating_ip`, `port`, `volume`, `disk`), still
+    /// under the delete cap, the guards and the dependency order. None by default.
+    #[serde(default)]
+    pub delete_suspected_leaks: Vec<String>,
 }
 
 impl Default for SelectionConfig {
@@ -49,12 +81,33 @@ impl Default for SelectionConfig {
             untaggable_name_pattern: None,
             protect_tag: default_protect_tag(),
             kinds: None,
+            ttl_tag_prefix: default_ttl_prefix(),
+            expires_tag_prefix: default_expires_prefix(),
+            suspected_leaks: true,
+            leak_min_age: default_leak_min_age(),
+            delete_suspected_leaks: Vec::new(),
         }
     }
 }
 
 fn default_protect_tag() -> String {
     "keep".to_string()
+}
+
+fn default_ttl_prefix() -> String {
+    ExpiryPrefixes::default().ttl().to_string()
+}
+
+fn default_expires_prefix() -> String {
+    ExpiryPrefixes::default().expires().to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_leak_min_age() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// Why a selection config cannot be used.
@@ -68,6 +121,12 @@ pub enum SelectionError {
     UnknownKind(String),
     #[error("select.protect_tag: must not be empty")]
     EmptyProtectTag,
+    #[error(transparent)]
+    ExpiryPrefix(#[from] PrefixError),
+    #[error("select.delete_suspected_leaks: `{0}` is not a kind that can look leaked (one of: {known})", known = leak_kinds())]
+    LeakKind(String),
+    #[error("select.delete_suspected_leaks: set, but suspected_leaks = false detects none")]
+    LeaksOff,
 }
 
 fn known_kinds() -> String {
@@ -76,6 +135,24 @@ fn known_kinds() -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn leak_kinds() -> String {
+    LeakSign::ALL
+        .iter()
+        .map(|sign| sign.kind().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What to do with untagged resources that look leaked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakRules {
+    /// Whether they are looked for at all.
+    pub detect: bool,
+    pub min_age: Duration,
+    /// The kinds whose suspected leaks are selected.
+    pub delete: Vec<Kind>,
 }
 
 /// Validated selection rules.
@@ -88,12 +165,19 @@ pub struct Selector {
     untaggable_name_pattern: Option<Regex>,
     protect_tag: String,
     kinds: Option<Vec<Kind>>,
+    expiry: ExpiryPrefixes,
+    leaks: LeakRules,
 }
 
 /// The verdict on one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Selected by the tag and name rules.
     Selected,
+    /// Selected by its own expiry tag, which has passed.
+    Expired { tag: String },
+    /// Selected as a suspected leak of a kind the config deletes.
+    Leaked(LeakSign),
     /// A safety rule: never touched.
     Guarded(Guard),
     /// Carries the protect tag.
@@ -103,10 +187,13 @@ pub enum Verdict {
     /// Matches but is younger than `min_age`.
     TooYoung,
     /// Matches but has not been seen in enough consecutive passes yet.
-    Unconfirmed {
-        seen: u32,
-        required: u32,
-    },
+    Unconfirmed { seen: u32, required: u32 },
+    /// Carries an expiry tag that has not passed: not selected before `at`.
+    NotExpired { tag: String, at: DateTime<Utc> },
+    /// Carries an expiry tag that cannot be read: not selected until it is fixed.
+    MalformedExpiry(MalformedExpiry),
+    /// Untagged, and looked leaked long enough: reported, not deleted.
+    SuspectedLeak(LeakSign),
 }
 
 /// A verdict is shown, in JSON too, as its description.
@@ -117,15 +204,36 @@ impl Serialize for Verdict {
 }
 
 impl Verdict {
-    /// A short, bounded description for reports.
+    /// A short description for reports.
     pub fn describe(&self) -> String {
         match self {
             Verdict::Selected => "selected".to_string(),
+            Verdict::Expired { tag } => format!("selected: expiry tag {tag} passed"),
+            Verdict::Leaked(sign) => format!("selected: suspected leak, {}", sign.describe()),
             Verdict::Guarded(guard) => format!("never touched: {}", guard.as_str()),
             Verdict::Protected => "protect tag".to_string(),
             Verdict::NotMatched(rule) => format!("not matched: {rule}"),
             Verdict::TooYoung => "younger than min_age".to_string(),
             Verdict::Unconfirmed { seen, required } => format!("seen in {seen} of {required} passes needed"),
+            Verdict::NotExpired { tag, .. } => format!("expiry tag {tag} not reached"),
+            Verdict::MalformedExpiry(malformed) => malformed.to_string(),
+            Verdict::SuspectedLeak(sign) => format!("suspected leak: {} (report-only)", sign.describe()),
+        }
+    }
+
+    /// Whether the janitor may delete the resource.
+    pub fn is_selected(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Selected | Verdict::Expired { .. } | Verdict::Leaked(_)
+        )
+    }
+
+    /// The leak sign, for a suspected leak (reported or selected).
+    pub fn suspected_leak(&self) -> Option<LeakSign> {
+        match self {
+            Verdict::SuspectedLeak(sign) | Verdict::Leaked(sign) => Some(*sign),
+            _ => None,
         }
     }
 }
@@ -136,11 +244,96 @@ pub struct History {
     pub first_seen: DateTime<Utc>,
     /// Consecutive passes, this one included, that saw it.
     pub sightings: u32,
+    /// Consecutive passes, this one included, in which it looked leaked.
+    pub leak_sightings: u32,
 }
 
 fn has_tag(resource: &Resource, wanted: &str) -> bool {
     // Proxmox lower-cases tags, so tags compare case-insensitively everywhere.
     resource.tags.iter().any(|tag| tag.eq_ignore_ascii_case(wanted))
+}
+
+/// When a resource came to be: its creation time, else the first sighting, else now.
+fn born(resource: &Resource, history: Option<History>, now: DateTime<Utc>) -> DateTime<Utc> {
+    resource.created.or(history.map(|h| h.first_seen)).unwrap_or(now)
+}
+
+fn age(resource: &Resource, history: Option<History>, now: DateTime<Utc>) -> Duration {
+    (now - born(resource, history, now))
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// How the rules see one resource, rule by rule, for `explain`: the setting, the value seen and
+/// whether it passed. Rules after the one that decided are still shown, with what they would say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleCheck {
+    pub rule: &'static str,
+    pub setting: String,
+    pub seen: String,
+    pub result: CheckResult,
+}
+
+/// One rule's result for one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckResult {
+    /// The rule lets the resource through.
+    Passed,
+    /// The rule stops the resource.
+    Failed,
+    /// Not configured, or not for this kind of resource.
+    NotApplicable,
+}
+
+impl CheckResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckResult::Passed => "passed",
+            CheckResult::Failed => "FAILED",
+            CheckResult::NotApplicable => "-",
+        }
+    }
+}
+
+/// A duration to the minute, in days, hours and minutes: `3h 5m`, `2d 10m`, `1h`, `40s`.
+pub fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds < 60 {
+        return format!("{seconds}s");
+    }
+    let parts = [
+        (seconds / 86_400, "d"),
+        (seconds % 86_400 / 3600, "h"),
+        (seconds % 3600 / 60, "m"),
+    ];
+    parts
+        .iter()
+        .filter(|(amount, _)| *amount > 0)
+        .map(|(amount, unit)| format!("{amount}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `1 pass`, `3 passes`.
+pub fn passes(n: u32) -> String {
+    if n == 1 {
+        "1 pass".to_string()
+    } else {
+        format!("{n} passes")
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 impl Selector {
@@ -175,6 +368,19 @@ impl Selector {
             ),
             None => None,
         };
+        let expiry = ExpiryPrefixes::new(&config.ttl_tag_prefix, &config.expires_tag_prefix)?;
+        let delete = config
+            .delete_suspected_leaks
+            .iter()
+            .map(|name| {
+                Kind::parse(name)
+                    .filter(|kind| LeakSign::ALL.iter().any(|sign| sign.kind() == *kind))
+                    .ok_or_else(|| SelectionError::LeakKind(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !delete.is_empty() && !config.suspected_leaks {
+            return Err(SelectionError::LeaksOff);
+        }
         Ok(Selector {
             tags_all: config.tags_all.clone(),
             tags_any: config.tags_any.clone(),
@@ -183,7 +389,81 @@ impl Selector {
             untaggable_name_pattern,
             protect_tag: config.protect_tag.clone(),
             kinds,
+            expiry,
+            leaks: LeakRules {
+                detect: config.suspected_leaks,
+                min_age: config.leak_min_age,
+                delete,
+            },
         })
+    }
+
+    /// The rules for suspected leaks.
+    pub fn leak_rules(&self) -> &LeakRules {
+        &self.leaks
+    }
+
+    /// The expiry tag that decides for `resource` (the one that expires last), when it has any.
+    fn expiry_of(
+        &self,
+        resource: &Resource,
+        born: DateTime<Utc>,
+    ) -> Result<Option<(ExpiryTag, DateTime<Utc>)>, MalformedExpiry> {
+        if !resource.taggable {
+            return Ok(None);
+        }
+        Ok(self
+            .expiry
+            .read(&resource.tags)?
+            .into_iter()
+            .map(|tag| {
+                let deadline = tag.deadline(born);
+                (tag, deadline)
+            })
+            .max_by_key(|(_, deadline)| *deadline))
+    }
+
+    /// The tag and name rule the resource fails, if any.
+    fn unmatched_rule(&self, resource: &Resource) -> Option<&'static str> {
+        if resource.taggable {
+            if self.tags_all.is_empty() && self.tags_any.is_empty() && self.name_pattern.is_none() {
+                return Some("no rule for kinds with tags");
+            }
+            if !self.tags_all.iter().all(|tag| has_tag(resource, tag)) {
+                return Some("tags_all");
+            }
+            if !self.tags_any.is_empty() && !self.tags_any.iter().any(|tag| has_tag(resource, tag)) {
+                return Some("tags_any");
+            }
+            if self
+                .name_pattern
+                .as_ref()
+                .is_some_and(|p| !p.is_match(&resource.name))
+            {
+                return Some("name_pattern");
+            }
+            None
+        } else {
+            // A kind without tags is selected by its name alone, and never without that rule.
+            match &self.untaggable_name_pattern {
+                Some(pattern) if pattern.is_match(&resource.name) => None,
+                _ => Some("untaggable_name_pattern"),
+            }
+        }
+    }
+
+    /// The leak sign of a resource that counts as a suspected leak now.
+    fn suspected_leak(
+        &self,
+        resource: &Resource,
+        history: Option<History>,
+        now: DateTime<Utc>,
+    ) -> Option<LeakSign> {
+        let sign = resource
+            .leak
+            .filter(|_| self.leaks.detect && resource.tags.is_empty())?;
+        let looked_leaked = history.map_or(1, |h| h.leak_sightings);
+        (looked_leaked >= LEAK_SIGHTINGS && age(resource, history, now) >= self.leaks.min_age).then_some(sign)
     }
 
     /// Judges one resource. `history` is what earlier passes saw (None for a resource never seen).
@@ -199,168 +479,231 @@ impl Selector {
                 return Verdict::NotMatched("kinds");
             }
         }
-        if resource.taggable {
-            if self.tags_all.is_empty() && self.tags_any.is_empty() && self.name_pattern.is_none() {
-                return Verdict::NotMatched("no rule for kinds with tags");
+        let seen = history.map_or(1, |h| h.sightings);
+        let unconfirmed = (seen < resource.sightings_required).then_some(Verdict::Unconfirmed {
+            seen,
+            required: resource.sightings_required,
+        });
+        // A resource's own lifetime decides alone: selected once it passed, never before.
+        match self.expiry_of(resource, born(resource, history, now)) {
+            Err(malformed) => return Verdict::MalformedExpiry(malformed),
+            Ok(Some((tag, deadline))) if now < deadline => {
+                return Verdict::NotExpired {
+                    tag: tag.tag,
+                    at: deadline,
+                }
             }
-            if !self.tags_all.iter().all(|tag| has_tag(resource, tag)) {
-                return Verdict::NotMatched("tags_all");
-            }
-            if !self.tags_any.is_empty() && !self.tags_any.iter().any(|tag| has_tag(resource, tag)) {
-                return Verdict::NotMatched("tags_any");
-            }
-            if self
-                .name_pattern
-                .as_ref()
-                .is_some_and(|p| !p.is_match(&resource.name))
-            {
-                return Verdict::NotMatched("name_pattern");
-            }
-        } else {
-            // A kind without tags is selected by its name alone, and never without that rule.
-            match &self.untaggable_name_pattern {
-                Some(pattern) if pattern.is_match(&resource.name) => {}
-                _ => return Verdict::NotMatched("untaggable_name_pattern"),
-            }
+            Ok(Some((tag, _))) => return unconfirmed.unwrap_or(Verdict::Expired { tag: tag.tag }),
+            Ok(None) => {}
+        }
+        if let Some(rule) = self.unmatched_rule(resource) {
+            return match self.suspected_leak(resource, history, now) {
+                Some(sign) if self.leaks.delete.contains(&resource.key.kind) => Verdict::Leaked(sign),
+                Some(sign) => Verdict::SuspectedLeak(sign),
+                None => Verdict::NotMatched(rule),
+            };
         }
         if let Some(min_age) = self.min_age {
-            let born = resource.created.or(history.map(|h| h.first_seen)).unwrap_or(now);
-            let age = (now - born).to_std().unwrap_or(Duration::ZERO);
-            if age < min_age {
+            if age(resource, history, now) < min_age {
                 return Verdict::TooYoung;
             }
         }
-        let seen = history.map_or(1, |h| h.sightings);
-        if seen < resource.sightings_required {
-            return Verdict::Unconfirmed {
-                seen,
-                required: resource.sightings_required,
-            };
+        unconfirmed.unwrap_or(Verdict::Selected)
+    }
+
+    /// Every rule as it sees `resource`, for `explain`; [`Selector::judge`] gives the verdict.
+    pub fn checks(
+        &self,
+        resource: &Resource,
+        history: Option<History>,
+        now: DateTime<Utc>,
+    ) -> Vec<RuleCheck> {
+        use CheckResult::{Failed, NotApplicable, Passed};
+        let check = |rule, setting: String, seen: String, result| RuleCheck {
+            rule,
+            setting,
+            seen,
+            result,
+        };
+        let pass_if = |ok: bool| if ok { Passed } else { Failed };
+        let tags = if resource.taggable {
+            format!("tags: {}", list(&resource.tags))
+        } else {
+            "(its kind has no tags)".to_string()
+        };
+        let quoted = |items: &[String]| {
+            if items.is_empty() {
+                "not set".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
+        let mut out = vec![
+            check(
+                "guard",
+                "always".into(),
+                resource
+                    .guard
+                    .map_or("none applies".into(), |g| g.as_str().to_string()),
+                pass_if(resource.guard.is_none()),
+            ),
+            check(
+                "project",
+                "the credentials' scope".into(),
+                resource
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| "not in the listing".into()),
+                pass_if(resource.guard != Some(Guard::OtherProject)),
+            ),
+            check(
+                "protect_tag",
+                self.protect_tag.clone(),
+                tags.clone(),
+                pass_if(!has_tag(resource, &self.protect_tag)),
+            ),
+            match &self.kinds {
+                Some(kinds) => check(
+                    "kinds",
+                    kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                    resource.key.kind.to_string(),
+                    pass_if(kinds.contains(&resource.key.kind)),
+                ),
+                None => check(
+                    "kinds",
+                    "not set".into(),
+                    resource.key.kind.to_string(),
+                    NotApplicable,
+                ),
+            },
+        ];
+        let born_at = born(resource, history, now);
+        let setting = format!("{}, {}", self.expiry.ttl(), self.expiry.expires());
+        out.push(match self.expiry_of(resource, born_at) {
+            Err(malformed) => check("expiry tag", setting, malformed.to_string(), Failed),
+            Ok(Some((tag, deadline))) if now < deadline => check(
+                "expiry tag",
+                setting,
+                format!("{}: expires {}", tag.tag, time(deadline)),
+                Failed,
+            ),
+            Ok(Some((tag, deadline))) => check(
+                "expiry tag",
+                setting,
+                format!("{}: expired {}", tag.tag, time(deadline)),
+                Passed,
+            ),
+            Ok(None) => check("expiry tag", setting, "none carried".into(), NotApplicable),
+        });
+        if resource.taggable {
+            out.push(if self.tags_all.is_empty() {
+                check("tags_all", "not set".into(), tags.clone(), NotApplicable)
+            } else {
+                check(
+                    "tags_all",
+                    quoted(&self.tags_all),
+                    tags.clone(),
+                    pass_if(self.tags_all.iter().all(|t| has_tag(resource, t))),
+                )
+            });
+            out.push(if self.tags_any.is_empty() {
+                check("tags_any", "not set".into(), tags.clone(), NotApplicable)
+            } else {
+                check(
+                    "tags_any",
+                    quoted(&self.tags_any),
+                    tags.clone(),
+                    pass_if(self.tags_any.iter().any(|t| has_tag(resource, t))),
+                )
+            });
+            let name = format!("name: {}", resource.name);
+            out.push(match &self.name_pattern {
+                Some(pattern) => check(
+                    "name_pattern",
+                    pattern.as_str().to_string(),
+                    name,
+                    pass_if(pattern.is_match(&resource.name)),
+                ),
+                None => check("name_pattern", "not set".into(), name, NotApplicable),
+            });
+        } else {
+            let name = format!("name: {}", resource.name);
+            out.push(match &self.untaggable_name_pattern {
+                Some(pattern) => check(
+                    "untaggable_name_pattern",
+                    pattern.as_str().to_string(),
+                    name,
+                    pass_if(pattern.is_match(&resource.name)),
+                ),
+                None => check("untaggable_name_pattern", "not set".into(), name, Failed),
+            });
         }
-        Verdict::Selected
+        let since = match (resource.created, history) {
+            (Some(created), _) => format!("created {}", time(created)),
+            (None, Some(h)) => format!("first seen {}", time(h.first_seen)),
+            (None, None) => "first seen now".to_string(),
+        };
+        let age_seen = format!("age {} ({since})", human(age(resource, history, now)));
+        out.push(match self.min_age {
+            Some(min_age) => check(
+                "min_age",
+                human(min_age),
+                age_seen.clone(),
+                pass_if(age(resource, history, now) >= min_age),
+            ),
+            None => check("min_age", "not set".into(), age_seen.clone(), NotApplicable),
+        });
+        let seen = history.map_or(1, |h| h.sightings);
+        out.push(check(
+            "sightings",
+            format!("{} in a row", passes(resource.sightings_required)),
+            format!("seen in {} in a row", passes(seen)),
+            pass_if(seen >= resource.sightings_required),
+        ));
+        let leak_setting = if self.leaks.detect {
+            let delete = if self.leaks.delete.contains(&resource.key.kind) {
+                "deleted"
+            } else {
+                "report-only"
+            };
+            format!(
+                "{}, {}, {delete}",
+                passes(LEAK_SIGHTINGS),
+                human(self.leaks.min_age)
+            )
+        } else {
+            "off".to_string()
+        };
+        out.push(match resource.leak {
+            None => check(
+                "suspected leak",
+                leak_setting,
+                "does not look leaked".into(),
+                NotApplicable,
+            ),
+            Some(sign) if !resource.tags.is_empty() => check(
+                "suspected leak",
+                leak_setting,
+                format!("{}, but tagged", sign.describe()),
+                NotApplicable,
+            ),
+            Some(sign) => {
+                let looked = history.map_or(1, |h| h.leak_sightings);
+                let seen = format!("{} in {} in a row, {age_seen}", sign.describe(), passes(looked));
+                let suspected = self.suspected_leak(resource, history, now).is_some();
+                let result = if !self.leaks.detect {
+                    NotApplicable
+                } else if suspected {
+                    Passed
+                } else {
+                    Failed
+                };
+                check("suspected leak", leak_setting, seen, result)
+            }
+        });
+        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::ResourceKey;
-
-    fn resource(tags: &[&str]) -> Resource {
-        let mut r = Resource::new(ResourceKey::new("c", Kind::Port, "p1"), "ci-port");
-        r.tags = tags.iter().map(|t| t.to_string()).collect();
-        r
-    }
-
-    fn selector(config: SelectionConfig) -> Selector {
-        Selector::new(&config).expect("valid rules")
-    }
-
-    #[test]
-    fn rules_without_tags_or_name_are_refused() {
-        assert_eq!(
-            Selector::new(&SelectionConfig::default()).err(),
-            Some(SelectionError::Unbounded)
-        );
-    }
-
-    #[test]
-    fn guards_and_the_protect_tag_win_over_matching_tags() {
-        let s = selector(SelectionConfig {
-            tags_all: vec!["ci".into()],
-            ..Default::default()
-        });
-        let now = Utc::now();
-        let mut guarded = resource(&["ci"]);
-        guarded.guard = Some(Guard::DefaultSecurityGroup);
-        assert_eq!(
-            s.judge(&guarded, None, now),
-            Verdict::Guarded(Guard::DefaultSecurityGroup)
-        );
-        assert_eq!(s.judge(&resource(&["ci", "keep"]), None, now), Verdict::Protected);
-        assert_eq!(s.judge(&resource(&["CI"]), None, now), Verdict::Selected);
-        assert_eq!(
-            s.judge(&resource(&["other"]), None, now),
-            Verdict::NotMatched("tags_all")
-        );
-    }
-
-    #[test]
-    fn age_comes_from_creation_time_else_first_sighting() {
-        let s = selector(SelectionConfig {
-            tags_any: vec!["a".into(), "b".into()],
-            min_age: Some(Duration::from_secs(3600)),
-            ..Default::default()
-        });
-        let now = Utc::now();
-        let mut old = resource(&["b"]);
-        old.created = Some(now - chrono::Duration::hours(2));
-        assert_eq!(s.judge(&old, None, now), Verdict::Selected);
-        let unknown_age = resource(&["a"]);
-        assert_eq!(s.judge(&unknown_age, None, now), Verdict::TooYoung);
-        let history = History {
-            first_seen: now - chrono::Duration::hours(3),
-            sightings: 4,
-        };
-        assert_eq!(s.judge(&unknown_age, Some(history), now), Verdict::Selected);
-    }
-
-    #[test]
-    fn kinds_without_tags_are_selected_by_name_pattern_alone_and_never_without_one() {
-        let now = Utc::now();
-        let mut keypair = Resource::new(ResourceKey::new("c", Kind::Keypair, "ci-key"), "ci-key");
-        keypair.taggable = false;
-        let tags_only = selector(SelectionConfig {
-            tags_all: vec!["ci".into()],
-            ..Default::default()
-        });
-        assert_eq!(
-            tags_only.judge(&keypair, None, now),
-            Verdict::NotMatched("untaggable_name_pattern")
-        );
-        let with_name = selector(SelectionConfig {
-            tags_all: vec!["ci".into()],
-            untaggable_name_pattern: Some("^ci-".into()),
-            ..Default::default()
-        });
-        assert_eq!(with_name.judge(&keypair, None, now), Verdict::Selected);
-        // Tagged kinds still need their tags.
-        assert_eq!(
-            with_name.judge(&resource(&[]), None, now),
-            Verdict::NotMatched("tags_all")
-        );
-        // A rule only for untaggable kinds selects no tagged resource at all.
-        let names_only = selector(SelectionConfig {
-            untaggable_name_pattern: Some("^ci-".into()),
-            ..Default::default()
-        });
-        assert_eq!(
-            names_only.judge(&resource(&["ci"]), None, now),
-            Verdict::NotMatched("no rule for kinds with tags")
-        );
-    }
-
-    #[test]
-    fn a_resource_needing_two_sightings_waits_for_the_second() {
-        let s = selector(SelectionConfig {
-            untaggable_name_pattern: Some("^vm-".into()),
-            ..Default::default()
-        });
-        let now = Utc::now();
-        let mut disk = Resource::new(
-            ResourceKey::new("c", Kind::Disk, "local:vm-9-disk-0"),
-            "vm-9-disk-0",
-        );
-        disk.sightings_required = 2;
-        disk.taggable = false;
-        assert_eq!(
-            s.judge(&disk, None, now),
-            Verdict::Unconfirmed { seen: 1, required: 2 }
-        );
-        let history = History {
-            first_seen: now,
-            sightings: 2,
-        };
-        assert_eq!(s.judge(&disk, Some(history), now), Verdict::Selected);
-    }
-}
+mod tests;

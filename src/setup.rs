@@ -36,7 +36,9 @@ pub fn build_cloud(
                 any: spec.tags_any.clone(),
             };
             Arc::new(
-                OpenStackProvider::new(&spec.name, settings, filter, metrics, env)?.with_read_retry(retry),
+                OpenStackProvider::new(&spec.name, settings, filter, metrics, env)?
+                    .with_read_retry(retry)
+                    .with_suspected_leaks(spec.selector.leak_rules().detect),
             )
         }
         ProviderSpec::Proxmox(settings) => {

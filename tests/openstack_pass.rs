@@ -49,15 +49,15 @@ fn item<'a>(report: &'a PassReport, id: &str) -> &'a ReportItem {
         .unwrap_or_else(|| panic!("{id} in the report:\n{}", report.render_table()))
 }
 
-/// Neutron's answer while Nova is still unplugging a port.
-fn security_group_in_use(count: Option<u32>) -> FaultRule {
+/// Neutron's answer, to deletes of the group `id`, while Nova is still unplugging a port.
+fn security_group_in_use(id: &str, count: Option<u32>) -> FaultRule {
     FaultRule {
         count,
         body: Some(
             r#"{"NeutronError": {"type": "SecurityGroupInUse", "message": "Security Group is in use by a port being unplugged.", "detail": ""}}"#
                 .into(),
         ),
-        ..FaultRule::status("DELETE", "/security-groups/", 409, 0)
+        ..FaultRule::status("DELETE", &format!("/security-groups/{id}"), 409, 0)
     }
 }
 
@@ -65,7 +65,7 @@ fn security_group_in_use(count: Option<u32>) -> FaultRule {
 async fn a_real_409_is_requeued_until_it_clears() {
     let cloud = Cloud::start(true).await;
     let group = cloud.demo.seeded.clone().unwrap().jobs[1].security_group.clone();
-    cloud.sim.faults().add(security_group_in_use(Some(2)));
+    cloud.sim.faults().add(security_group_in_use(&group, Some(2)));
     let (janitor, metrics) = janitor(&cloud, &[]);
     let report = pass(&janitor).await;
     let sg = item(&report, &group);
@@ -87,7 +87,7 @@ async fn a_real_409_is_requeued_until_it_clears() {
 async fn a_409_that_never_clears_is_reported_as_a_conflict_after_the_retry_budget() {
     let cloud = Cloud::start(true).await;
     let group = cloud.demo.seeded.clone().unwrap().jobs[1].security_group.clone();
-    cloud.sim.faults().add(security_group_in_use(None));
+    cloud.sim.faults().add(security_group_in_use(&group, None));
     let (janitor, metrics) = janitor(&cloud, &[("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "3")]);
     let report = pass(&janitor).await;
     let sg = item(&report, &group);

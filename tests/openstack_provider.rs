@@ -180,8 +180,9 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_only_to_delet
         .filter(|(m, p, _)| m == "GET" && p.contains("limit="))
         .map(|(_, p, _)| p)
         .collect();
-    // 6 Neutron + 3 Nova + 2 Cinder collections, one page each: never re-listed per delete.
-    assert_eq!(listings.len(), 11, "{listings:#?}");
+    // 6 Neutron + 3 Nova + 2 Cinder + 1 Octavia collections, one page each: never re-listed per
+    // delete.
+    assert_eq!(listings.len(), 12, "{listings:#?}");
     // Router interfaces go by PUT remove_router_interface, never DELETE /ports (409 ServicePortInUse).
     let deletes = log
         .iter()

@@ -1,15 +1,23 @@
 //! `cloud-janitor demo`: starts the simulated OpenStack and Proxmox VE seeded with CI leftovers,
-//! shows the plan, cleans them with a live display, then shows the report, what survived and the
+//! shows the plan, cleans them with a live display, shows the report and explains why one resource
+//! stayed; a second pass then reports an untagged suspected leak; last, what survived and the
 //! leftover metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use chrono::Utc;
+
+use super::explain::explain_in;
 use super::{CommandError, Exit};
 use crate::daemon;
-use crate::demo::{demo_janitor, inject_demo_conflicts, progress_printer, start_openstack, start_proxmox};
+use crate::demo::{
+    demo_janitor, inject_demo_conflicts, progress_printer, start_openstack, start_proxmox,
+    IDLE_FLOATING_IP_HOURS,
+};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
+use crate::pass::Mode;
 use crate::report;
 use crate::shutdown::shutdown_token;
 
@@ -21,12 +29,16 @@ pub struct Args {
 }
 
 /// The metric families the demo shows at the end.
-const SHOWN_METRICS: [&str; 4] = [
+const SHOWN_METRICS: [&str; 5] = [
     "cloud_janitor_leftover_resources",
+    "cloud_janitor_suspected_leaks",
     "cloud_janitor_deletes_total",
     "cloud_janitor_conflicts_requeued_total",
     "cloud_janitor_passes_total",
 ];
+
+/// The resource the demo explains: a tagged security group an untagged port still uses.
+const EXPLAINED: &str = "ci-job-3-sg";
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let metrics = Arc::new(Metrics::new());
@@ -39,12 +51,15 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         .await
         .map_err(CommandError::io("cannot start the simulated Proxmox VE"))?;
     println!(
-        "Simulated OpenStack at {} seeded with the leftovers of three interrupted CI jobs",
+        "Simulated OpenStack at {} seeded with the leftovers of four interrupted CI jobs",
         cloud.sim.url()
     );
     println!("(servers on ports, volumes attached, routers with interfaces and a floating IP, security groups in use,");
     println!(
-        " a locked server; untagged resources, the default security group and shared networks must survive)"
+        " a locked server, an Octavia load balancer whose VIP port holds its job's network; untagged resources, the"
+    );
+    println!(
+        " default security group and shared networks must survive; an untagged floating IP idle for {IDLE_FLOATING_IP_HOURS} hours)"
     );
     println!(
         "Simulated Proxmox VE at {} with CI guests (one wedged, one held by a backup), a protected",
@@ -74,11 +89,22 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         println!("  - {line}");
     }
     println!();
-    println!("Pass:");
+    println!("Pass 1:");
     let result = janitor.run_pass(cancel.clone(), Some(progress_printer())).await;
     println!("\nReport:\n{}", result.render_table());
+    println!("Why is {EXPLAINED} still there? `cloud-janitor explain {EXPLAINED}`:\n");
+    let (_, explained) = explain_in(&janitor, Mode::Delete, None, EXPLAINED, Utc::now()).await;
+    for explanation in explained {
+        for line in explanation.render_text(Utc::now()).lines() {
+            println!("  {line}");
+        }
+    }
+    println!("\nPass 2 (the next tick of the schedule): what stayed stays, and the untagged floating IP,");
+    println!("idle in both passes and older than leak_min_age (24h), is now a suspected leak (report-only):");
+    let second = janitor.run_pass(cancel.clone(), None).await;
+    println!("\nReport:\n{}", second.render_table());
     println!("Untouched (not selected), still there:");
-    for item in &result.items {
+    for item in &second.items {
         if let Outcome::Skipped(verdict) = &item.status {
             let name = if item.name.is_empty() {
                 &item.key.id
@@ -94,8 +120,12 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
             );
         }
     }
-    println!("  (never even listed: untagged servers and floating IPs, which the API filters by tag,");
-    println!("   and other projects' resources, the external and shared networks among them)\n");
+    println!(
+        "  (never even listed: untagged servers and untagged floating IPs on a port, which the API's tag"
+    );
+    println!(
+        "   filter leaves out, and other projects' resources, the external and shared networks among them)\n"
+    );
     println!("Leftover metrics (what Prometheus scrapes at /metrics):");
     for line in metrics
         .render()

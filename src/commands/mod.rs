@@ -14,6 +14,7 @@ use crate::setup::{build_janitor, SetupError};
 
 #[cfg(feature = "sim")]
 pub mod demo;
+pub mod explain;
 pub mod healthcheck;
 pub mod history;
 pub mod once;
@@ -33,6 +34,8 @@ pub enum Exit {
     Failed,
     /// 1, from `healthcheck`: the daemon did not answer `/healthz`.
     Unhealthy,
+    /// 1, from `explain`: no resource has that id or name.
+    NotFound,
     /// 64: the configuration cannot be used.
     BadConfig,
 }
@@ -41,7 +44,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Clean => 0,
-            Exit::Leftovers | Exit::Unhealthy => 1,
+            Exit::Leftovers | Exit::Unhealthy | Exit::NotFound => 1,
             Exit::Failed => 2,
             Exit::BadConfig => 64,
         }
@@ -78,6 +81,13 @@ pub enum CommandError {
     },
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A command line argument names a cloud the config does not have.
+    #[error("config {}: no cloud `{cloud}` (configured: {known})", path.display())]
+    UnknownCloud {
+        path: PathBuf,
+        cloud: String,
+        known: String,
+    },
     /// The demo's own janitor could not be assembled (a bug, not the operator's config).
     #[cfg(feature = "sim")]
     #[error("cannot configure the demo janitor: {0}")]
@@ -93,7 +103,9 @@ impl CommandError {
                 source: SetupError::History(HistoryError::Locked { .. }),
                 ..
             } => Exit::Failed,
-            CommandError::Config(_) | CommandError::Setup { .. } => Exit::BadConfig,
+            CommandError::Config(_) | CommandError::Setup { .. } | CommandError::UnknownCloud { .. } => {
+                Exit::BadConfig
+            }
             CommandError::Io { .. } | CommandError::Json(_) => Exit::Failed,
             #[cfg(feature = "sim")]
             CommandError::Demo(_) => Exit::Failed,

@@ -47,6 +47,8 @@ pub struct Record {
     pub last_pass: u64,
     /// Consecutive passes that saw it, up to `last_pass`.
     pub sightings: u32,
+    /// Consecutive passes, up to `last_pass`, in which it looked leaked (see `LeakSign`).
+    pub leak_sightings: u32,
     /// Delete calls made, over every pass.
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -67,6 +69,7 @@ impl Record {
             last_seen: now,
             last_pass: 0,
             sightings: 0,
+            leak_sightings: 0,
             attempts: 0,
             last_error: None,
             last_outcome: None,
@@ -106,6 +109,15 @@ impl Persistence {
             }
         }
     }
+}
+
+/// One resource a pass listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting<'a> {
+    pub key: &'a ResourceKey,
+    pub name: &'a str,
+    /// Whether it looked leaked (its provider gave it a `LeakSign`).
+    pub looks_leaked: bool,
 }
 
 /// How the store is opened.
@@ -260,25 +272,32 @@ impl HistoryStore {
     /// Records what `pass` listed in the `clouds` that could be listed: seen resources are (re)seen,
     /// the others of those clouds are marked gone. A resource seen again after it was gone starts a
     /// new record: an id can be reused (Proxmox vmids are), and an old first sighting must never make
-    /// a new resource look older than it is.
+    /// a new resource look older than it is. Whether each looked leaked is counted the same way:
+    /// passes in a row.
     pub fn record_sightings(
         &self,
         pass: u64,
         clouds: &HashSet<String>,
-        seen: &[(&ResourceKey, &str)],
+        seen: &[Sighting<'_>],
         now: DateTime<Utc>,
     ) {
         let mut memory = self.memory();
-        let seen_keys: HashSet<&ResourceKey> = seen.iter().map(|(key, _)| *key).collect();
+        let seen_keys: HashSet<&ResourceKey> = seen.iter().map(|sighting| sighting.key).collect();
         let mut changed = Vec::new();
         for (key, record) in memory.records.iter_mut() {
             if clouds.contains(&key.cloud) && !seen_keys.contains(key) && record.gone_since.is_none() {
                 record.gone_since = Some(now);
                 record.sightings = 0;
+                record.leak_sightings = 0;
                 changed.push((key.clone(), record.clone()));
             }
         }
-        for (key, name) in seen {
+        for Sighting {
+            key,
+            name,
+            looks_leaked,
+        } in seen
+        {
             let record = memory
                 .records
                 .entry((*key).clone())
@@ -286,10 +305,12 @@ impl HistoryStore {
             if record.gone_since.is_some() {
                 *record = Record::new(name, now);
             }
-            record.sightings = if record.last_pass + 1 == pass {
-                record.sightings + 1
-            } else {
-                1
+            let in_a_row = record.last_pass + 1 == pass;
+            record.sightings = if in_a_row { record.sightings + 1 } else { 1 };
+            record.leak_sightings = match (looks_leaked, in_a_row) {
+                (false, _) => 0,
+                (true, true) => record.leak_sightings + 1,
+                (true, false) => 1,
             };
             record.last_pass = pass;
             record.last_seen = now;
@@ -307,6 +328,7 @@ impl HistoryStore {
         self.memory().records.get(key).map(|r| History {
             first_seen: r.first_seen,
             sightings: r.sightings,
+            leak_sightings: r.leak_sightings,
         })
     }
 

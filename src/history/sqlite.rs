@@ -20,8 +20,9 @@ use crate::model::{Kind, ResourceKey};
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// A batch this large is committed at once.
 const MAX_BATCH: usize = 10_000;
-/// Bumped when the tables change; an older file is migrated, a newer one refused.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the tables change; an older file is migrated, a newer one refused. 2 added
+/// `leak_sightings`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS resources (
     last_seen_ms INTEGER NOT NULL,
     last_pass INTEGER NOT NULL,
     sightings INTEGER NOT NULL,
+    leak_sightings INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL,
     last_error TEXT,
     last_outcome TEXT,
@@ -215,6 +217,18 @@ fn prepare(path: &Path) -> rusqlite::Result<Connection> {
             )?;
         }
         Some(Ok(SCHEMA_VERSION)) => {}
+        Some(Ok(1)) => {
+            // Version 1 had no `leak_sightings`: every resource starts at 0, as if never seen leaked.
+            let transaction = connection.unchecked_transaction()?;
+            transaction.execute_batch(
+                "ALTER TABLE resources ADD COLUMN leak_sightings INTEGER NOT NULL DEFAULT 0",
+            )?;
+            transaction.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION.to_string()],
+            )?;
+            transaction.commit()?;
+        }
         Some(_) => {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
@@ -279,11 +293,17 @@ fn load(connection: &Connection, path: &Path) -> Result<Loaded, HistoryError> {
     };
     let pass = meta("pass")?.and_then(|p| p.parse().ok()).unwrap_or(0);
     let imported = meta("imported_state_file")?.is_some();
+    // A file of schema version 1, opened read-only (and so not migrated), has no leak_sightings.
+    let has_leak_sightings = connection
+        .prepare("SELECT 1 FROM pragma_table_info('resources') WHERE name = 'leak_sightings'")
+        .and_then(|mut statement| statement.exists([]))
+        .map_err(error)?;
+    let leak_sightings = if has_leak_sightings { "leak_sightings" } else { "0" };
     let mut statement = connection
-        .prepare(
+        .prepare(&format!(
             "SELECT cloud, kind, id, name, first_seen_ms, last_seen_ms, last_pass, sightings, attempts,
-                    last_error, last_outcome, left_streak, gone_since_ms FROM resources",
-        )
+                    last_error, last_outcome, left_streak, gone_since_ms, {leak_sightings} FROM resources"
+        ))
         .map_err(error)?;
     let rows = statement
         .query_map([], |row| {
@@ -299,6 +319,7 @@ fn load(connection: &Connection, path: &Path) -> Result<Loaded, HistoryError> {
                 last_outcome: row.get(10)?,
                 left_streak: row.get(11)?,
                 gone_since: row.get::<_, Option<i64>>(12)?.map(from_ms),
+                leak_sightings: row.get(13)?,
             };
             Ok((row.get::<_, String>(0)?, kind, row.get::<_, String>(2)?, record))
         })
@@ -498,11 +519,11 @@ fn write(
     {
         let mut upsert = transaction.prepare_cached(
             "INSERT INTO resources (cloud, kind, id, name, first_seen_ms, last_seen_ms, last_pass,
-                 sightings, attempts, last_error, last_outcome, left_streak, gone_since_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 sightings, attempts, last_error, last_outcome, left_streak, gone_since_ms, leak_sightings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (cloud, kind, id) DO UPDATE SET name = ?4, first_seen_ms = ?5,
                  last_seen_ms = ?6, last_pass = ?7, sightings = ?8, attempts = ?9, last_error = ?10,
-                 last_outcome = ?11, left_streak = ?12, gone_since_ms = ?13",
+                 last_outcome = ?11, left_streak = ?12, gone_since_ms = ?13, leak_sightings = ?14",
         )?;
         let mut remove =
             transaction.prepare_cached("DELETE FROM resources WHERE cloud = ?1 AND kind = ?2 AND id = ?3")?;
@@ -523,6 +544,7 @@ fn write(
                         r.last_outcome,
                         r.left_streak,
                         r.gone_since.map(|g| g.timestamp_millis()),
+                        r.leak_sightings,
                     ])?;
                 }
                 None => {

@@ -24,8 +24,25 @@ fn lab() -> HashSet<String> {
 
 /// A pass that saw `keys` in cloud `lab`.
 fn sighting(store: &HistoryStore, keys: &[&ResourceKey], now: DateTime<Utc>) -> u64 {
+    leak_sighting(store, keys, &[], now)
+}
+
+/// A pass that saw `keys` in cloud `lab`, those in `leaked` looking leaked.
+fn leak_sighting(
+    store: &HistoryStore,
+    keys: &[&ResourceKey],
+    leaked: &[&ResourceKey],
+    now: DateTime<Utc>,
+) -> u64 {
     let pass = store.begin_pass();
-    let seen: Vec<(&ResourceKey, &str)> = keys.iter().map(|k| (*k, "vm-9-disk-0")).collect();
+    let seen: Vec<Sighting> = keys
+        .iter()
+        .map(|key| Sighting {
+            key,
+            name: "vm-9-disk-0",
+            looks_leaked: leaked.contains(key),
+        })
+        .collect();
     store.record_sightings(pass, &lab(), &seen, now);
     pass
 }
@@ -47,6 +64,7 @@ fn report_left(key: &ResourceKey, reason: LeftReason) -> PassReport {
             status: Outcome::Left(reason),
             requeues: 0,
             passes_left: 0,
+            suspected_leak: None,
         }],
         names: HashMap::new(),
     }
@@ -83,7 +101,8 @@ fn sightings_attempts_and_leftover_streaks_survive_a_restart() {
         store.history(&disk()),
         Some(History {
             first_seen: t0,
-            sightings: 2
+            sightings: 2,
+            leak_sightings: 0,
         })
     );
     let mut report = report_left(
@@ -124,9 +143,80 @@ fn a_resource_not_listed_is_marked_gone_and_a_reused_id_starts_a_new_record() {
         store.history(&disk()),
         Some(History {
             first_seen: later,
-            sightings: 1
+            sightings: 1,
+            leak_sightings: 0,
         })
     );
+}
+
+#[test]
+fn looking_leaked_is_counted_in_passes_in_a_row_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let t0 = Utc::now() - Age::days(1);
+    let store = exclusive(&path);
+    let leaks = |store: &HistoryStore| store.history(&disk()).map(|h| h.leak_sightings);
+    leak_sighting(&store, &[&disk()], &[&disk()], t0);
+    assert_eq!(leaks(&store), Some(1));
+    leak_sighting(&store, &[&disk()], &[&disk()], t0 + Age::hours(1));
+    assert_eq!(leaks(&store), Some(2));
+    // A pass in which it looked in use starts the count again.
+    leak_sighting(&store, &[&disk()], &[], t0 + Age::hours(2));
+    assert_eq!(leaks(&store), Some(0));
+    leak_sighting(&store, &[&disk()], &[&disk()], t0 + Age::hours(3));
+    assert_eq!(leaks(&store), Some(1));
+    // A pass that did not list its cloud breaks the row.
+    store.begin_pass();
+    leak_sighting(&store, &[&disk()], &[&disk()], t0 + Age::hours(4));
+    assert_eq!(leaks(&store), Some(1));
+    leak_sighting(&store, &[&disk()], &[&disk()], t0 + Age::hours(5));
+    drop(store);
+    let store = exclusive(&path);
+    assert_eq!(leaks(&store), Some(2), "kept in the file");
+}
+
+#[test]
+fn a_file_of_schema_version_1_is_read_and_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '1'), ('pass', '7');
+                 CREATE TABLE resources (cloud TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+                     name TEXT NOT NULL, first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                     last_pass INTEGER NOT NULL, sightings INTEGER NOT NULL, attempts INTEGER NOT NULL,
+                     last_error TEXT, last_outcome TEXT, left_streak INTEGER NOT NULL,
+                     gone_since_ms INTEGER, PRIMARY KEY (cloud, kind, id));
+                 INSERT INTO resources VALUES ('lab', 'disk', 'local:vm-9-disk-0', 'vm-9-disk-0',
+                     1700000000000, 1700000000000, 7, 3, 1, NULL, 'busy', 2, NULL);",
+            )
+            .unwrap();
+    }
+    let read_only = HistoryStore::open(&path, Access::ReadOnly, None, DEFAULT_RETENTION).unwrap();
+    assert_eq!(
+        read_only.record(&disk()).map(|r| (r.sightings, r.leak_sightings)),
+        Some((3, 0))
+    );
+    drop(read_only);
+    let store = exclusive(&path);
+    leak_sighting(&store, &[&disk()], &[&disk()], Utc::now());
+    let record = store.record(&disk()).unwrap();
+    assert_eq!(
+        (record.sightings, record.leak_sightings, record.left_streak),
+        (4, 1, 2)
+    );
+    store.flush();
+    drop(store);
+    let version: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, "2");
 }
 
 #[test]

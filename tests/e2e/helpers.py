@@ -34,6 +34,7 @@ VOLUME = "volume"
 VOLUME_SNAPSHOT = "volume_snapshot"
 KEYPAIR = "keypair"
 SERVER_GROUP = "server_group"
+LOAD_BALANCER = "load_balancer"
 
 
 # Keypairs and server groups have no tags in Nova, so a tags-only selection never picks them: the tests
@@ -110,6 +111,7 @@ def get_resource(conn, kind: str, rid: str):
         VOLUME_SNAPSHOT: conn.block_storage.get_snapshot,
         KEYPAIR: conn.compute.get_keypair,
         SERVER_GROUP: conn.compute.get_server_group,
+        LOAD_BALANCER: conn.load_balancer.get_load_balancer,
     }[kind]
     try:
         return getter(rid)
@@ -149,7 +151,7 @@ def fingerprint(conn, kind: str, rid: str) -> dict | None:
 
 # --------------------------------------------------------------------------------- cleanup tracker
 # Delete order of the safety-net cleanup: dependents first, as the janitor does (DESIGN.md).
-CLEANUP_ORDER = [SERVER, FLOATING_IP, ROUTER, PORT, VOLUME_SNAPSHOT, VOLUME, SUBNET, NETWORK,
+CLEANUP_ORDER = [LOAD_BALANCER, SERVER, FLOATING_IP, ROUTER, PORT, VOLUME_SNAPSHOT, VOLUME, SUBNET, NETWORK,
                  SECURITY_GROUP, KEYPAIR, SERVER_GROUP]
 
 
@@ -194,6 +196,26 @@ class Tracker:
         left = lambda: max(5.0, deadline_s - (time.monotonic() - t0))  # noqa: E731
         for conn, kind, rid, tag in self.foreign_tags:
             self._try(f"untag {kind} {rid}", lambda c: c.network.remove_tag(get_resource(c, kind, rid), tag), conn)
+
+        # Load balancers first, with everything under them (cascade); their VIP ports go with them.
+        def delete_load_balancer(c, lid):
+            # Octavia answers 409 while a load balancer is PENDING_*: wait that out.
+            def attempt():
+                try:
+                    c.load_balancer.delete_load_balancer(lid, cascade=True, ignore_missing=True)
+                    return True
+                except os_exc.ConflictException:
+                    return False
+            wait_until(f"load balancer {lid} deletable", attempt, min(120, left()), interval=0.5)
+
+        for lid, owner in self.created[LOAD_BALANCER]:
+            self._try(f"delete load balancer {lid}", lambda c: delete_load_balancer(c, lid), *self._conns(owner))
+        for lid, owner in self.created[LOAD_BALANCER]:
+            try:
+                wait_until(f"load balancer {lid} gone", lambda: not exists(self.conn, LOAD_BALANCER, lid),
+                           min(120, left()), interval=0.2)
+            except Exception as e:  # noqa: BLE001
+                log(f"cleanup: {e}")
 
         servers = self.created[SERVER]
         for sid, owner in servers:

@@ -16,6 +16,8 @@ pub enum Service {
     Neutron,
     /// Cinder: the same shape as Nova.
     Cinder,
+    /// Octavia (WSME): `{"faultcode": "Client", "faultstring", "debuginfo": null}`.
+    Octavia,
 }
 
 /// One error answer: what a handler returns when the real service would refuse the request.
@@ -47,6 +49,15 @@ impl ApiError {
     pub fn nova(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             service: Service::Nova,
+            status,
+            kind: "",
+            message: message.into(),
+        }
+    }
+
+    pub fn octavia(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            service: Service::Octavia,
             status,
             kind: "",
             message: message.into(),
@@ -97,7 +108,7 @@ impl ApiError {
         match service {
             Service::Neutron => ApiError::neutron(status, "HTTPBadRequest", message),
             Service::Keystone => ApiError::keystone(status, "Bad Request", message),
-            Service::Nova | Service::Cinder => ApiError {
+            Service::Nova | Service::Cinder | Service::Octavia => ApiError {
                 service,
                 status,
                 kind: "",
@@ -113,7 +124,7 @@ impl ApiError {
         match service {
             Service::Neutron => ApiError::neutron(status, "HTTPNotFound", message),
             Service::Keystone => ApiError::keystone(status, "Not Found", message),
-            Service::Nova | Service::Cinder => ApiError {
+            Service::Nova | Service::Cinder | Service::Octavia => ApiError {
                 service,
                 status,
                 kind: "",
@@ -135,6 +146,14 @@ impl ApiError {
                 let key = fault_key(self.status);
                 json!({ key: {"code": code, "message": self.message} })
             }
+            Service::Octavia => {
+                let fault = if self.status.is_server_error() {
+                    "Server"
+                } else {
+                    "Client"
+                };
+                json!({"faultcode": fault, "faultstring": self.message, "debuginfo": null})
+            }
         }
     }
 }
@@ -146,6 +165,7 @@ pub fn parse_json(service: Service, body: &[u8]) -> Result<serde_json::Value, Ap
             Service::Keystone => "Invalid JSON body",
             Service::Neutron => "Malformed JSON",
             Service::Nova | Service::Cinder => "Malformed request body",
+            Service::Octavia => "Invalid JSON body",
         };
         ApiError::bad_request(service, format!("{what}: {e}"))
     })

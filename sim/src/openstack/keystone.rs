@@ -189,7 +189,7 @@ async fn issue(State(app): State<Arc<Inner>>, body: Bytes) -> Result<Response, A
         methods,
         application_credential_id: app_cred,
     };
-    let body = token_body(&app.url, &token);
+    let body = token_body(&app.url, &token, cloud.load_balancing.is_some());
     cloud.tokens.insert(token_id.clone(), token);
     Ok(with_subject_token(StatusCode::CREATED, &token_id, body))
 }
@@ -222,7 +222,7 @@ async fn validate(State(app): State<Arc<Inner>>, headers: HeaderMap) -> Result<R
     Ok(with_subject_token(
         StatusCode::OK,
         &subject,
-        token_body(&app.url, token),
+        token_body(&app.url, token, cloud.load_balancing.is_some()),
     ))
 }
 
@@ -247,7 +247,8 @@ fn with_subject_token(status: StatusCode, token_id: &str, body: Value) -> Respon
     response
 }
 
-fn token_body(url: &str, token: &Token) -> Value {
+/// The token as Keystone shows it; the catalog lists Octavia when `octavia`.
+fn token_body(url: &str, token: &Token, octavia: bool) -> Value {
     let user = user_by_id(&token.ctx.user_id);
     let domain = json!({"id": DOMAIN_ID, "name": "Default"});
     let roles: Vec<Value> = user
@@ -274,7 +275,7 @@ fn token_body(url: &str, token: &Token) -> Value {
         },
         "is_domain": false,
         "roles": roles,
-        "catalog": catalog(url, &token.ctx.project_id),
+        "catalog": catalog(url, &token.ctx.project_id, octavia),
     }});
     if let Some(app_cred_id) = &token.application_credential_id {
         body["token"]["application_credential"] =
@@ -284,8 +285,9 @@ fn token_body(url: &str, token: &Token) -> Value {
 }
 
 /// The service catalog: one listener serves every service under its own path prefix. Block storage
-/// is listed under both `block-storage` and the older `volumev3` type, as DevStack does.
-fn catalog(url: &str, project_id: &str) -> Value {
+/// is listed under both `block-storage` and the older `volumev3` type, as DevStack does; Octavia
+/// (`load-balancer`) when the cloud runs it.
+fn catalog(url: &str, project_id: &str, octavia: bool) -> Value {
     let service = |id: &str, service_type: &str, name: &str, endpoint: String| {
         let endpoints: Vec<Value> = ["public", "internal", "admin"]
             .iter()
@@ -301,7 +303,7 @@ fn catalog(url: &str, project_id: &str) -> Value {
             .collect();
         json!({"id": id, "type": service_type, "name": name, "endpoints": endpoints})
     };
-    json!([
+    let mut services = json!([
         service(
             "identity0000000000000000000000001",
             "identity",
@@ -332,7 +334,16 @@ fn catalog(url: &str, project_id: &str) -> Value {
             "cinderv3",
             format!("{url}/volume/v3/{project_id}")
         ),
-    ])
+    ]);
+    if let (true, Some(list)) = (octavia, services.as_array_mut()) {
+        list.push(service(
+            "loadbalancer00000000000000000000006",
+            "load-balancer",
+            "octavia",
+            format!("{url}/load-balancer"),
+        ));
+    }
+    services
 }
 
 impl Cloud {

@@ -1,11 +1,13 @@
-//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3) on one HTTP
-//! listener, with in-memory state that tests seed and inspect through [`OpenStackSim`].
+//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3, Octavia v2) on one
+//! HTTP listener, with in-memory state that tests seed and inspect through [`OpenStackSim`].
 //!
 //! # URL layout
 //! - `/identity` (versions; `/` answers the same), `/identity/v3`, `/identity/v3/auth/tokens`
 //! - `/compute/v2.1/...` (Nova; microversions 2.1 to 2.96)
 //! - `/network/v2.0/...` (Neutron; the catalog lists `/network`, discovered as v2.0)
 //! - `/volume/v3/{project_id}/...` (Cinder; catalog types `block-storage` and `volumev3`)
+//! - `/load-balancer/v2/lbaas/...` (Octavia; catalog type `load-balancer`, unless
+//!   [`SimConfig::octavia`] is `None`)
 //! - `/_sim/faults` (fault injection, see [`crate::faults`])
 //!
 //! # Credentials (domain `default`)
@@ -52,9 +54,11 @@
 //! - this module: [`SimConfig`], starting and stopping [`OpenStackSim`], its clock and request log,
 //!   and one router for every service.
 //! - `direct`: building and inspecting the cloud without HTTP ([`OpenStackSim::create_server`],
-//!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those.
+//!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those, `leaks` untagged
+//!   resources that look leaked.
 //! - `state`: the in-memory cloud every service acts on, its identities and records.
-//! - `keystone`, `nova`, `neutron`, `cinder`: one module per service, each its model and its URLs.
+//! - `keystone`, `nova`, `neutron`, `cinder`, `octavia`: one module per service, each its model and
+//!   its URLs.
 //! - `call`, `errors`, `listing`, `tags`: what the services share: the authenticated caller, error
 //!   bodies in each service's shape, list filters and pages, and the tag URLs.
 
@@ -63,9 +67,11 @@ mod cinder;
 mod direct;
 mod errors;
 mod keystone;
+mod leaks;
 mod listing;
 mod neutron;
 mod nova;
+mod octavia;
 mod seed;
 mod state;
 mod tags;
@@ -90,7 +96,9 @@ use errors::{ApiError, Service};
 use state::Cloud;
 
 pub use direct::{NewServer, SimError};
+pub use octavia::SeededLoadBalancerJob;
 pub use seed::{Seeded, SeededJob, Survivors, CI_TAG};
+pub use state::OctaviaTimings;
 
 /// Timings of the simulated cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +114,9 @@ pub struct SimConfig {
     /// subnet. Off by default, like the real test stack (`tests/real-openstack`), which runs none:
     /// there a network's ports are only those its users (or Nova, or routers) create.
     pub dhcp_agent: bool,
+    /// Octavia (`load-balancer` in the catalog) and its timings; `None`: a cloud without it, like the
+    /// real test stack.
+    pub octavia: Option<OctaviaTimings>,
 }
 
 impl Default for SimConfig {
@@ -115,6 +126,7 @@ impl Default for SimConfig {
             volume_delete_delay: Duration::from_millis(300),
             token_ttl: Duration::from_secs(3600),
             dhcp_agent: false,
+            octavia: Some(OctaviaTimings::default()),
         }
     }
 }
@@ -172,6 +184,7 @@ impl OpenStackSim {
             config.token_ttl,
             config.dhcp_agent,
         );
+        cloud.load_balancing = config.octavia.map(state::LoadBalancing::new);
         seed::ensure_public_network(&mut cloud)
             .map_err(|e| std::io::Error::other(format!("creating the public network: {e}")))?;
         seed::ensure_shared_network(&mut cloud)
@@ -286,6 +299,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .merge(nova::routes(inner.clone()))
         .merge(neutron::routes(inner.clone()))
         .merge(cinder::routes(inner.clone()))
+        .merge(octavia::routes(inner.clone()))
         .fallback(unknown_path)
         .layer(from_fn_with_state(inner.faults.clone(), faults::inject));
     api.merge(faults::admin_router(inner.faults.clone()))
@@ -313,6 +327,8 @@ async fn unknown_path(uri: Uri) -> ApiError {
         Service::Neutron
     } else if path.starts_with("/volume") {
         Service::Cinder
+    } else if path.starts_with("/load-balancer") {
+        Service::Octavia
     } else {
         Service::Keystone
     };

@@ -12,4 +12,5 @@ mod client;
 mod keystone;
 mod neutron;
 mod nova;
+mod octavia;
 mod seed_and_faults;

@@ -9,26 +9,37 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::session::Service;
 use super::wire::{
-    CinderState, Common, FloatingIp, Item, KeypairEntry, Network, PageOf, Port, PortBinding, PortBody,
-    Router, SecurityGroup, Server, ServerBody, ServerGroup, ServerState, Snapshot, SnapshotBody, Subnet,
-    Volume, VolumeBody,
+    CinderState, Common, FloatingIp, Item, KeypairEntry, LoadBalancer, LoadBalancerBody, LoadBalancerState,
+    Network, PageOf, Port, PortBinding, PortBody, Router, SecurityGroup, Server, ServerBody, ServerGroup,
+    ServerState, Snapshot, SnapshotBody, Subnet, Volume, VolumeBody,
 };
 use super::{OpenStackDetails, OpenStackProvider};
-use crate::model::{Details, Guard, Kind, Observed, Removal, Resource, ResourceKey};
+use crate::model::{Details, Guard, Kind, LeakSign, Observed, Removal, Resource, ResourceKey};
 use crate::provider::decode::{decode, decode_seed};
 use crate::provider::http::ApiPath;
 use crate::provider::ProviderError;
 
 /// Device owners whose ports their owner removes (DHCP agent, floating IP, router gateway, DVR,
-/// Octavia): never deleted directly, never leftovers of their own, so not modelled at all.
-const OWNER_MANAGED_PREFIXES: [&str; 6] = [
+/// HA routers): never deleted directly, never leftovers of their own, so not modelled at all.
+const OWNER_MANAGED_PREFIXES: [&str; 5] = [
     "network:dhcp",
     "network:floatingip",
     "network:router_gateway",
     "network:distributed",
     "network:router_ha_interface",
-    "Octavia",
 ];
+/// Octavia's ports. A VIP port (`device_id` `lb-<load balancer id>`) is modelled: removed with its
+/// load balancer, it holds its subnet, network and security groups until then. Octavia's other
+/// ports (amphorae's) live in its service project and are not modelled.
+const OCTAVIA_OWNER: &str = "Octavia";
+
+/// The load balancer whose VIP port this is, for a port Octavia made for one.
+fn vip_port_owner(port: &Port) -> Option<&str> {
+    (port.device_owner.as_deref() == Some(OCTAVIA_OWNER))
+        .then_some(())
+        .and(port.device_id.as_deref())
+        .and_then(|device| device.strip_prefix("lb-"))
+}
 const ROUTER_INTERFACE_OWNERS: [&str; 3] = [
     "network:router_interface",
     "network:router_interface_distributed",
@@ -49,6 +60,7 @@ pub(super) struct Listings {
     pub server_groups: Vec<ServerGroup>,
     pub volumes: Vec<Volume>,
     pub snapshots: Vec<Snapshot>,
+    pub load_balancers: Vec<LoadBalancer>,
 }
 
 impl OpenStackProvider {
@@ -120,6 +132,27 @@ impl OpenStackProvider {
     }
 }
 
+impl OpenStackProvider {
+    /// The floating IPs the tag filter picks, filtered on the server. With suspected leaks on, the
+    /// list is read whole and filtered here, keeping also the floating IPs without a port (leak
+    /// candidates); an untagged one with a port stays out, as it would on the server.
+    async fn floating_ips(&self, scoped: ApiPath) -> Result<Vec<FloatingIp>, ProviderError> {
+        let net = Service::Network;
+        if !self.suspected_leaks {
+            return self.list(net, self.tag_filters(scoped), "floatingips").await;
+        }
+        let all: Vec<FloatingIp> = self.list(net, scoped, "floatingips").await?;
+        let picked = |fip: &FloatingIp| {
+            let has = |tag: &String| fip.tags.contains(tag);
+            self.filter.all.iter().all(has) && (self.filter.any.is_empty() || self.filter.any.iter().any(has))
+        };
+        Ok(all
+            .into_iter()
+            .filter(|fip| fip.port_id.is_none() || picked(fip))
+            .collect())
+    }
+}
+
 /// Discovers every resource of the project. Listings run concurrently; each is one paginated scan.
 pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resource>, ProviderError> {
     let project = provider.session.project_id().await?;
@@ -134,7 +167,7 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         provider.list(net, scoped(&["subnets"]), "subnets"),
         provider.list(net, scoped(&["ports"]), "ports"),
         provider.list(net, scoped(&["routers"]), "routers"),
-        provider.list(net, provider.tag_filters(scoped(&["floatingips"])), "floatingips"),
+        provider.floating_ips(scoped(&["floatingips"])),
         provider.list(net, scoped(&["security-groups"]), "security_groups"),
     )?;
     let (servers, keypairs, server_groups) = futures::try_join!(
@@ -158,6 +191,17 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
     } else {
         (Vec::new(), Vec::new())
     };
+    let load_balancers = if provider.session.has(Service::LoadBalancer).await? {
+        provider
+            .list(
+                Service::LoadBalancer,
+                scoped(&["lbaas", "loadbalancers"]),
+                "loadbalancers",
+            )
+            .await?
+    } else {
+        Vec::new()
+    };
     let listings = Listings {
         networks,
         subnets,
@@ -170,6 +214,7 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         server_groups,
         volumes,
         snapshots,
+        load_balancers,
     };
     Ok(resources(&provider.cloud, &project, &listings))
 }
@@ -179,6 +224,7 @@ fn base(cloud: &str, kind: Kind, common: Common<'_>, details: OpenStackDetails) 
     let mut resource = Resource::new(ResourceKey::new(cloud, kind, common.id), common.name);
     resource.tags = common.tags.to_vec();
     resource.created = common.created;
+    resource.project = common.owner.map(str::to_string);
     resource.status = common.status.to_string();
     resource.details = Details::OpenStack(details);
     resource
@@ -242,10 +288,28 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
+    // Load balancers: Octavia deletes their listeners, pools, members and health monitors with
+    // them (cascade), then their VIP port.
+    for item in &listings.load_balancers {
+        let common = item.common();
+        let mut r = base(cloud, Kind::LoadBalancer, common, OpenStackDetails::Plain);
+        r.status = item.provisioning_status.clone();
+        r.references
+            .extend(item.vip_subnet_id.iter().map(|s| key(Kind::Subnet, s)));
+        r.references
+            .extend(item.vip_network_id.iter().map(|n| key(Kind::Network, n)));
+        if other_project(common) {
+            r.guard = Some(Guard::OtherProject);
+        }
+        out.push(r);
+    }
+
     let mut interfaces_of_router: HashMap<&str, Vec<ResourceKey>> = HashMap::new();
     for item in &listings.ports {
         let owner = item.device_owner.as_deref().unwrap_or_default();
-        if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p)) {
+        if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p))
+            || (owner == OCTAVIA_OWNER && vip_port_owner(item).is_none())
+        {
             continue;
         }
         let common = item.common();
@@ -279,6 +343,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             let mut r = base(cloud, Kind::Port, common, details);
             r.references
                 .extend(item.security_groups.iter().map(|sg| key(Kind::SecurityGroup, sg)));
+            if item.status == "DOWN" && item.device_id.is_none() && item.device_owner.is_none() {
+                r.leak = Some(LeakSign::PortWithoutDevice);
+            }
             if let Some(device) = item
                 .device_id
                 .as_deref()
@@ -288,6 +355,11 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
                 r.used_by.push(server.clone());
                 // Nova removes the ports it created with the server (and unbinds the others).
                 r.removal = Removal::WithOwner(server);
+            }
+            if let Some(load_balancer) = vip_port_owner(item) {
+                let load_balancer = key(Kind::LoadBalancer, load_balancer);
+                r.used_by.push(load_balancer.clone());
+                r.removal = Removal::WithOwner(load_balancer);
             }
             r
         };
@@ -309,8 +381,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         let common = item.common();
         let mut r = base(cloud, Kind::FloatingIp, common, OpenStackDetails::Plain);
         r.name = item.floating_ip_address.clone().unwrap_or_default();
-        if let Some(port) = &item.port_id {
-            r.references.push(key(Kind::Port, port));
+        match &item.port_id {
+            Some(port) => r.references.push(key(Kind::Port, port)),
+            None => r.leak = Some(LeakSign::FloatingIpWithoutPort),
         }
         if let Some(router) = &item.router_id {
             // RouterInterfaceInUseByFloatingIP: the FIP must go before its router's interfaces.
@@ -385,6 +458,9 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             .filter_map(|attachment| attachment.server_id.as_deref())
             .map(|server| key(Kind::Server, server))
             .collect();
+        if item.status == "available" && item.attachments.is_empty() {
+            r.leak = Some(LeakSign::VolumeWithoutAttachment);
+        }
         out.push(r);
     }
     for item in &listings.snapshots {
@@ -432,6 +508,9 @@ pub(super) fn observed(
         Kind::Port if matches!(resource.removal, Removal::WithOwner(_)) => {
             port_state(&decode::<PortBody>(body, url, &what)?.port)
         }
+        Kind::LoadBalancer => {
+            load_balancer_state(&decode::<LoadBalancerBody>(body, url, &what)?.loadbalancer)
+        }
         // Neutron's resources are deleted synchronously and have no transitional states that block
         // it: any JSON answer means present and deletable.
         _ => {
@@ -467,18 +546,26 @@ fn cinder_state(state: &CinderState) -> Observed {
     }
 }
 
-/// The state of a port a server's removal takes along: busy while still bound to the server.
+/// The state of a port its owner's removal takes along: busy while still bound to the server, or
+/// held by the load balancer, that owns it.
 fn port_state(port: &PortBinding) -> Observed {
+    let owner = port.device_owner.as_deref().unwrap_or_default();
     match &port.device_id {
-        Some(device)
-            if port
-                .device_owner
-                .as_deref()
-                .is_some_and(|owner| owner.starts_with("compute:")) =>
-        {
-            Observed::Busy(format!("bound to server {device}"))
-        }
+        Some(device) if owner.starts_with("compute:") => Observed::Busy(format!("bound to server {device}")),
+        Some(device) if owner == OCTAVIA_OWNER => match device.strip_prefix("lb-") {
+            Some(load_balancer) => Observed::Busy(format!("VIP port of load balancer {load_balancer}")),
+            None => Observed::Busy(format!("held by Octavia ({device})")),
+        },
         _ => Observed::Ready,
+    }
+}
+
+/// A load balancer's state. `ACTIVE` and `ERROR` may be deleted; `PENDING_*` is busy (Octavia
+/// answers 409 to anything sent); an empty or unknown status is busy too, never ready or gone.
+fn load_balancer_state(load_balancer: &LoadBalancerState) -> Observed {
+    match load_balancer.provisioning_status.as_str() {
+        "ACTIVE" | "ERROR" => Observed::Ready,
+        other => Observed::Busy(other.to_string()),
     }
 }
 
@@ -501,6 +588,7 @@ mod tests {
         let service = match kind {
             Kind::Server => Service::Compute,
             Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
+            Kind::LoadBalancer => Service::LoadBalancer,
             _ => Service::Network,
         };
         observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
@@ -607,6 +695,79 @@ mod tests {
             &[(r#"{"network": {"status": ""}}"#, Ok(Observed::Ready))],
         );
         assert!(observe(Kind::Network, Removal::Delete, "<html>").is_err());
+    }
+
+    #[test]
+    fn load_balancers_pending_are_busy_active_and_error_may_be_deleted() {
+        let body = |status: &str| format!(r#"{{"loadbalancer": {{"provisioning_status": "{status}"}}}}"#);
+        let busy = |state: &str| Ok(Observed::Busy(state.to_string()));
+        assert_states(
+            Kind::LoadBalancer,
+            &Removal::Delete,
+            &[
+                (&body("ACTIVE"), Ok(Observed::Ready)),
+                (&body("ERROR"), Ok(Observed::Ready)),
+                (&body("PENDING_CREATE"), busy("PENDING_CREATE")),
+                (&body("PENDING_UPDATE"), busy("PENDING_UPDATE")),
+                (&body("PENDING_DELETE"), busy("PENDING_DELETE")),
+                (&body(""), busy("")),
+                (r#"{"loadbalancer": {}}"#, busy("")),
+            ],
+        );
+        let vip = r#"{"port": {"device_id": "lb-l1", "device_owner": "Octavia"}}"#;
+        assert_states(
+            Kind::Port,
+            &Removal::WithOwner(ResourceKey::new("sim", Kind::LoadBalancer, "l1")),
+            &[(vip, busy("VIP port of load balancer l1"))],
+        );
+    }
+
+    #[test]
+    fn a_vip_port_is_removed_with_its_load_balancer_which_goes_before_what_it_uses() {
+        let listings = Listings {
+            load_balancers: items(
+                r#"[{"id": "l1", "name": "ci-lb", "tags": ["ci-job"], "project_id": "demo",
+                     "provisioning_status": "ERROR", "vip_port_id": "vip", "vip_subnet_id": "sn1",
+                     "vip_network_id": "n1", "created_at": "2026-11-22T01:02:03"},
+                    {"id": "l2", "project_id": "other", "provisioning_status": "ACTIVE"}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "vip", "device_owner": "Octavia", "device_id": "lb-l1", "status": "DOWN",
+                     "network_id": "n1", "fixed_ips": [{"subnet_id": "sn1"}], "security_groups": ["sg1"],
+                     "project_id": "demo"},
+                    {"id": "amphora", "device_owner": "Octavia", "device_id": "c0ffee", "project_id": "demo"}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let find = |id: &str| resources.iter().find(|r| r.key.id == id);
+        let lb = find("l1").expect("load balancer l1");
+        assert_eq!(
+            (lb.key.kind, lb.status.as_str(), lb.guard),
+            (Kind::LoadBalancer, "ERROR", None)
+        );
+        assert_eq!(
+            lb.references,
+            vec![
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1")
+            ]
+        );
+        assert_eq!(find("l2").and_then(|r| r.guard), Some(Guard::OtherProject));
+        let vip = find("vip").expect("the VIP port");
+        let owner = ResourceKey::new("sim", Kind::LoadBalancer, "l1");
+        assert_eq!(vip.removal, Removal::WithOwner(owner.clone()));
+        assert_eq!(vip.used_by, vec![owner]);
+        assert_eq!(
+            vip.references,
+            vec![
+                ResourceKey::new("sim", Kind::SecurityGroup, "sg1"),
+                ResourceKey::new("sim", Kind::Subnet, "sn1"),
+                ResourceKey::new("sim", Kind::Network, "n1"),
+            ]
+        );
+        assert_eq!(vip.leak, None, "bound to its load balancer");
+        assert_eq!(find("amphora"), None, "Octavia's other ports are its own");
     }
 
     /// The guard of each resource, by id.
@@ -749,6 +910,47 @@ mod tests {
                 device_owner: Some("compute:nova".into())
             })
         );
+    }
+
+    #[test]
+    fn floating_ips_without_a_port_ports_down_without_a_device_and_idle_volumes_look_leaked() {
+        let listings = Listings {
+            floating_ips: items(
+                r#"[{"id": "fip-idle", "port_id": null, "project_id": "demo"},
+                    {"id": "fip-used", "port_id": "p-used", "project_id": "demo"}]"#,
+            ),
+            ports: items(
+                r#"[{"id": "p-idle", "status": "DOWN", "device_id": "", "device_owner": "", "project_id": "demo"},
+                    {"id": "p-used", "status": "ACTIVE", "device_id": "s1", "device_owner": "compute:nova"},
+                    {"id": "p-down-bound", "status": "DOWN", "device_id": "s2", "device_owner": "compute:nova"},
+                    {"id": "p-build", "status": "BUILD", "device_id": ""}]"#,
+            ),
+            volumes: items(
+                r#"[{"id": "v-idle", "status": "available", "attachments": []},
+                    {"id": "v-used", "status": "in-use", "attachments": [{"server_id": "s1"}]},
+                    {"id": "v-error", "status": "error", "attachments": []}]"#,
+            ),
+            ..Listings::default()
+        };
+        let signs: HashMap<String, Option<LeakSign>> = resources("sim", "demo", &listings)
+            .into_iter()
+            .map(|r| (r.key.id, r.leak))
+            .collect();
+        let expected: HashMap<String, Option<LeakSign>> = [
+            ("fip-idle", Some(LeakSign::FloatingIpWithoutPort)),
+            ("fip-used", None),
+            ("p-idle", Some(LeakSign::PortWithoutDevice)),
+            ("p-used", None),
+            ("p-down-bound", None),
+            ("p-build", None),
+            ("v-idle", Some(LeakSign::VolumeWithoutAttachment)),
+            ("v-used", None),
+            ("v-error", None),
+        ]
+        .into_iter()
+        .map(|(id, sign)| (id.to_string(), sign))
+        .collect();
+        assert_eq!(signs, expected);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The OpenStack provider: discovers Nova, Neutron and Cinder resources of one project, maps their
-//! JSON to the provider-agnostic model with every real reference, and deletes them.
+//! The OpenStack provider: discovers Nova, Neutron, Cinder and Octavia resources of one project, maps
+//! their JSON to the provider-agnostic model with every real reference, and deletes them.
 //!
 //! Which listings are filtered by tag on the server: servers and floating IPs, because nothing else
 //! refers to them, so an unlisted one can still be seen as a user through what it uses (a port's
@@ -45,6 +45,8 @@ pub struct OpenStackProvider {
     session: Session,
     filter: TagFilter,
     page_size: u32,
+    /// Whether untagged floating IPs without a port are listed too, for suspected leaks.
+    suspected_leaks: bool,
 }
 
 impl OpenStackProvider {
@@ -71,7 +73,15 @@ impl OpenStackProvider {
             session: Session::new(client, credentials),
             filter,
             page_size: settings.page_size,
+            suspected_leaks: false,
         })
+    }
+
+    /// Lists floating IPs whole, so that untagged ones without a port can be reported as
+    /// suspected leaks; the ones with a port are still kept to those the tag filter picks.
+    pub fn with_suspected_leaks(mut self, detect: bool) -> Self {
+        self.suspected_leaks = detect;
+        self
     }
 
     /// Retries reads (list pages, status reads, token requests) by `policy`, the one the executor
@@ -85,13 +95,16 @@ impl OpenStackProvider {
         match kind {
             Kind::Server | Kind::Keypair | Kind::ServerGroup => Service::Compute,
             Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
+            Kind::LoadBalancer => Service::LoadBalancer,
             _ => Service::Network,
         }
     }
 
     /// The resource's own path, below its service endpoint.
     fn path_of(resource: &Resource) -> Result<ApiPath, ProviderError> {
+        let id = resource.key.id.as_str();
         let collection = match resource.key.kind {
+            Kind::LoadBalancer => return Ok(ApiPath::new(["lbaas", "loadbalancers", id])),
             Kind::Server => "servers",
             Kind::Keypair => "os-keypairs",
             Kind::ServerGroup => "os-server-groups",
@@ -111,7 +124,7 @@ impl OpenStackProvider {
                 )))
             }
         };
-        Ok(ApiPath::new([collection, resource.key.id.as_str()]))
+        Ok(ApiPath::new([collection, id]))
     }
 
     /// Sends `method` to `path` of `service`; a 404 means the work is done.
@@ -184,6 +197,14 @@ impl Provider for OpenStackProvider {
                 }
                 self.send_until_gone(service, Method::DELETE, &path, None).await?;
                 Ok(DeleteOutcome::Completed)
+            }
+            (Kind::LoadBalancer, _) => {
+                // Octavia deletes listeners, pools, members and health monitors with it, then its VIP
+                // port; asynchronously: PENDING_DELETE, then 404.
+                let cascade = path.query("cascade", "true");
+                self.send_until_gone(service, Method::DELETE, &cascade, None)
+                    .await?;
+                Ok(DeleteOutcome::Accepted)
             }
             (Kind::RouterInterface, _) => Err(ProviderError::unexpected_details(
                 resource,

@@ -25,6 +25,8 @@ pub enum Service {
     Compute,
     Network,
     BlockStorage,
+    /// Octavia: optional, like Cinder.
+    LoadBalancer,
 }
 
 impl Service {
@@ -35,6 +37,7 @@ impl Service {
             Service::Compute => "compute",
             Service::Network => "network",
             Service::BlockStorage => "block-storage",
+            Service::LoadBalancer => "load-balancer",
         }
     }
 
@@ -45,6 +48,7 @@ impl Service {
             Service::Compute => &["compute"],
             Service::Network => &["network"],
             Service::BlockStorage => &["block-storage", "volumev3", "volume"],
+            Service::LoadBalancer => &["load-balancer"],
         }
     }
 }
@@ -60,6 +64,7 @@ struct Token {
     compute: Option<Url>,
     network: Option<Url>,
     block_storage: Option<Url>,
+    load_balancer: Option<Url>,
 }
 
 /// An authenticated connection to one cloud.
@@ -251,8 +256,11 @@ impl Session {
         let find = |service: Service| {
             let endpoint = self.endpoint(&body.token.catalog, service, &project_id);
             let endpoint = match (service, endpoint) {
-                // Neutron's catalog entry often lacks the version its paths start with.
+                // Neutron's and Octavia's catalog entries usually lack the version their paths start with.
                 (Service::Network, Some(url)) if !url.ends_with("/v2.0") => Some(format!("{url}/v2.0")),
+                (Service::LoadBalancer, Some(url)) if !url.ends_with("/v2") && !url.ends_with("/v2.0") => {
+                    Some(format!("{url}/v2"))
+                }
                 (_, endpoint) => endpoint,
             };
             endpoint
@@ -273,6 +281,7 @@ impl Session {
             compute: find(Service::Compute)?,
             network: find(Service::Network)?,
             block_storage: find(Service::BlockStorage)?,
+            load_balancer: find(Service::LoadBalancer)?,
             project_id,
         })
     }
@@ -302,7 +311,7 @@ impl Session {
         })
     }
 
-    /// Whether the catalog has this service (Cinder is optional).
+    /// Whether the catalog has this service (Cinder and Octavia are optional).
     pub async fn has(&self, service: Service) -> Result<bool, ProviderError> {
         let token = self.token(false).await?;
         Ok(Self::base(&token, service).is_some())
@@ -315,6 +324,7 @@ impl Session {
             Service::Compute => token.compute.as_ref(),
             Service::Network => token.network.as_ref(),
             Service::BlockStorage => token.block_storage.as_ref(),
+            Service::LoadBalancer => token.load_balancer.as_ref(),
         }
     }
 
@@ -409,7 +419,8 @@ pub fn classify(service: Service, status: u16, message: &str, retry_after: Optio
 }
 
 /// The human message of an OpenStack error body, whichever service's shape it has:
-/// `{"NeutronError": {"type", "message"}}`, `{"itemNotFound": {"message"}}`, `{"error": {"message"}}`.
+/// `{"NeutronError": {"type", "message"}}`, `{"itemNotFound": {"message"}}`, `{"error": {"message"}}`,
+/// Octavia's `{"faultstring"}`.
 pub fn error_message(response: &HttpResponse) -> String {
     let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
     body.into_iter()
@@ -422,7 +433,8 @@ pub fn error_message(response: &HttpResponse) -> String {
                 Some(message)
             }
             ErrorMember::Detail { message, kind: None } => Some(format!("{key}: {message}")),
-            ErrorMember::Text(message) if key == "message" => Some(message),
+            // Octavia's (WSME's) `{"faultcode", "faultstring", "debuginfo"}`.
+            ErrorMember::Text(message) if key == "message" || key == "faultstring" => Some(message),
             ErrorMember::Text(_) | ErrorMember::Other(_) => None,
         })
         .unwrap_or_else(|| response.text().chars().take(300).collect())
@@ -485,6 +497,12 @@ mod tests {
         assert_eq!(
             error_message(&response("<html>gateway</html>")),
             "<html>gateway</html>"
+        );
+        assert_eq!(
+            error_message(&response(
+                r#"{"faultcode": "Client", "faultstring": "Invalid state PENDING_UPDATE of loadbalancer resource lb-1", "debuginfo": null}"#
+            )),
+            "Invalid state PENDING_UPDATE of loadbalancer resource lb-1"
         );
     }
 }

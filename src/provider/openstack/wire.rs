@@ -1,4 +1,4 @@
-//! The Nova, Neutron and Cinder JSON the janitor reads, as serde types holding only the fields a
+//! The Nova, Neutron, Cinder and Octavia JSON the janitor reads, as serde types holding only the fields a
 //! decision needs; unknown fields are skipped while decoding. OpenStack's odd shapes are absorbed
 //! here: timestamps with or without a zone, `project_id` or `tenant_id`, empty strings and `null`
 //! meaning absent, keypairs wrapped as `{"keypair": {...}}`.
@@ -250,6 +250,20 @@ listed_item! {
     }
 }
 
+listed_item! {
+    /// An Octavia load balancer: its `provisioning_status` is its status.
+    LoadBalancer {
+        #[serde(default, deserialize_with = "or_default")]
+        provisioning_status: String,
+        #[serde(default, deserialize_with = "non_empty")]
+        vip_port_id: Option<String>,
+        #[serde(default, deserialize_with = "non_empty")]
+        vip_subnet_id: Option<String>,
+        #[serde(default, deserialize_with = "non_empty")]
+        vip_network_id: Option<String>,
+    }
+}
+
 /// An entry of `/os-keypairs`: `{"keypair": {...}}`. Keypairs are named, not id'd, and carry no tags.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct KeypairEntry {
@@ -299,6 +313,19 @@ pub struct SnapshotBody {
 pub struct CinderState {
     #[serde(default, deserialize_with = "or_default")]
     pub status: String,
+}
+
+/// `GET /lbaas/loadbalancers/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LoadBalancerBody {
+    pub loadbalancer: LoadBalancerState,
+}
+
+/// What a load balancer's status read decides on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LoadBalancerState {
+    #[serde(default, deserialize_with = "or_default")]
+    pub provisioning_status: String,
 }
 
 /// `GET /ports/{id}`.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::details::{DiskDetails, GuestDetails, ProxmoxDetails};
 use super::wire::{ClusterGuest, ContentItem, GuestConfig, GuestEntry};
-use crate::model::{Details, Guard, Kind, Resource, ResourceKey};
+use crate::model::{Details, Guard, Kind, LeakSign, Resource, ResourceKey};
 
 /// The tag prefix of the creation-time convention, see the module docs.
 pub const CREATED_TAG_PREFIX: &str = "ci-created-";
@@ -66,6 +66,7 @@ pub fn guest_resource(
     let mut resource = Resource::new(key, entry.name.clone());
     resource.tags = entry.tags.clone();
     resource.status = entry.status.clone();
+    resource.project = entry.pool.clone();
     let mut lock = entry.lock.clone();
     let mut template = entry.template;
     let mut protected = false;
@@ -158,6 +159,8 @@ pub fn orphan_disks(
         // tag rule (`tags_all`) would never match them and orphans would never be cleaned.
         resource.taggable = false;
         resource.sightings_required = 2;
+        // Not matched by `untaggable_name_pattern`, it can still be a suspected leak.
+        resource.leak = Some(LeakSign::DiskWithoutGuest);
         resource.created = volume.ctime.and_then(|s| DateTime::from_timestamp(s, 0));
         resource.details = Details::Proxmox(ProxmoxDetails::OrphanDisk(DiskDetails {
             node: volume.node.clone(),
@@ -275,6 +278,7 @@ mod tests {
             }))
         );
         assert!(!disk.taggable, "selected by name, never by tags");
+        assert_eq!(disk.leak, Some(LeakSign::DiskWithoutGuest));
         assert!(disk.tags.is_empty());
         assert_eq!(volume_vmid("ceph:subvol-200-disk-1"), Some(200));
     }

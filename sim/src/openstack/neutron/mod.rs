@@ -32,7 +32,7 @@ use super::tags::dedup;
 pub(crate) use floating_ips::FloatingIpReq;
 pub(crate) use http::routes;
 pub(crate) use networks::NetworkReq;
-pub(crate) use ports::PortReq;
+pub(crate) use ports::{FixedIpReq, PortReq};
 pub(crate) use routers::{Interface, RouterReq};
 pub(crate) use security_groups::{RuleReq, SecurityGroupReq};
 pub(crate) use subnets::SubnetReq;

@@ -4,8 +4,9 @@
 //! # Layout
 //! - this module: the fixed identities and the caller ([`Ctx`]), the [`Cloud`] of every table, the
 //!   delete timeline [`Cloud::reap`] moves on, and what all records share ([`Stored`], [`Record`]).
-//! - `records`: each record type.
+//! - `records`: each record type; `octavia`: Octavia's.
 
+mod octavia;
 mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,12 @@ use tokio::time::Instant;
 
 use crate::clock::SimClock;
 
+pub use octavia::OctaviaTimings;
+
+pub(crate) use octavia::{
+    Common as OctaviaCommon, HasCommon, HealthMonitor, Listener, LoadBalancer, LoadBalancing, Member, Pool,
+    Provisioning,
+};
 pub(crate) use records::{
     FloatingIp, Keypair, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server, ServerGroup,
     Snapshot, Subnet, Token, Volume, VolumeAttachment, OWNER_COMPUTE, OWNER_DHCP, OWNER_FLOATING_IP,
@@ -93,6 +100,8 @@ pub(crate) struct Cloud {
     pub server_groups: BTreeMap<String, ServerGroup>,
     pub volumes: BTreeMap<String, Volume>,
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// Octavia's tables; `None` for a cloud without the load-balancer service.
+    pub load_balancing: Option<LoadBalancing>,
     next_mac: u32,
     next_standard_attr_id: u64,
 }
@@ -129,6 +138,7 @@ impl Cloud {
             server_groups: BTreeMap::new(),
             volumes: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            load_balancing: None,
             next_mac: 0,
             next_standard_attr_id: 0,
         }
@@ -199,11 +209,12 @@ impl Cloud {
         for volume_id in gone {
             self.volumes.remove(&volume_id);
         }
+        self.reap_load_balancers(now);
     }
 
     /// Every table, by the kind names [`super::OpenStackSim::exists`] takes.
-    fn tables(&mut self) -> [(&'static str, &mut dyn Table); 12] {
-        [
+    fn tables(&mut self) -> Vec<(&'static str, &mut dyn Table)> {
+        let mut tables: Vec<(&'static str, &mut dyn Table)> = vec![
             ("server", &mut self.servers),
             ("port", &mut self.ports),
             ("network", &mut self.networks),
@@ -216,7 +227,11 @@ impl Cloud {
             ("volume_snapshot", &mut self.snapshots),
             ("keypair", &mut self.keypairs),
             ("server_group", &mut self.server_groups),
-        ]
+        ];
+        if let Some(octavia) = &mut self.load_balancing {
+            tables.extend(octavia.tables());
+        }
+        tables
     }
 
     /// The table of a kind; `None` for a kind the simulator does not have.
