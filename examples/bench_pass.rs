@@ -152,6 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ConcurrencyConfig {
             global: 1,
             per_cloud: 1,
+            ..ConcurrencyConfig::default()
         },
         ConcurrencyConfig::default(),
     ] {

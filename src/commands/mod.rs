@@ -13,6 +13,8 @@ use crate::report::PassResult;
 use crate::setup::{build_janitor, SetupError};
 
 #[cfg(feature = "sim")]
+pub mod bench;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod healthcheck;
 pub mod history;
@@ -82,6 +84,10 @@ pub enum CommandError {
     #[cfg(feature = "sim")]
     #[error("cannot configure the demo janitor: {0}")]
     Demo(#[source] crate::provider::ProviderError),
+    /// The benchmark could not run.
+    #[cfg(feature = "sim")]
+    #[error("benchmark: {0}")]
+    Bench(#[source] Box<crate::bench::BenchError>),
 }
 
 impl CommandError {
@@ -96,7 +102,7 @@ impl CommandError {
             CommandError::Config(_) | CommandError::Setup { .. } => Exit::BadConfig,
             CommandError::Io { .. } | CommandError::Json(_) => Exit::Failed,
             #[cfg(feature = "sim")]
-            CommandError::Demo(_) => Exit::Failed,
+            CommandError::Demo(_) | CommandError::Bench(_) => Exit::Failed,
         }
     }
 

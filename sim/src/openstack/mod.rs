@@ -66,6 +66,7 @@ mod keystone;
 mod listing;
 mod neutron;
 mod nova;
+mod scenario;
 mod seed;
 mod state;
 mod tags;
@@ -90,6 +91,7 @@ use errors::{ApiError, Service};
 use state::Cloud;
 
 pub use direct::{NewServer, SimError};
+pub use scenario::{JobsSeeded, CENSUS_KINDS};
 pub use seed::{Seeded, SeededJob, Survivors, CI_TAG};
 
 /// Timings of the simulated cloud.

@@ -442,7 +442,7 @@ pub(super) fn observed(
 }
 
 /// A server's state. An empty status is "busy", never ready and never gone.
-fn server_state(server: &ServerState) -> Observed {
+pub(super) fn server_state(server: &ServerState) -> Observed {
     let lower = server.status.to_ascii_lowercase();
     let task = server.task_state.as_deref();
     if server.locked {
@@ -459,7 +459,7 @@ fn server_state(server: &ServerState) -> Observed {
 }
 
 /// A volume's or snapshot's state.
-fn cinder_state(state: &CinderState) -> Observed {
+pub(super) fn cinder_state(state: &CinderState) -> Observed {
     match state.status.to_ascii_lowercase().as_str() {
         "available" | "error" | "error_restoring" | "error_extending" | "error_managing" => Observed::Ready,
         "error_deleting" => Observed::Failed(format!("status {}", state.status)),
@@ -468,7 +468,7 @@ fn cinder_state(state: &CinderState) -> Observed {
 }
 
 /// The state of a port a server's removal takes along: busy while still bound to the server.
-fn port_state(port: &PortBinding) -> Observed {
+pub(super) fn port_state(port: &PortBinding) -> Observed {
     match &port.device_id {
         Some(device)
             if port
