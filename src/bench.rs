@@ -40,8 +40,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
     pub latency: Duration,
-    /// Nova's and Cinder's delete time, and each Proxmox task's.
+    /// Nova's and Cinder's delete time.
     pub async_delay: Duration,
+    /// Each Proxmox task's (stop, destroy) duration.
+    pub task_duration: Duration,
     /// OpenStack scenarios: this many interrupted CI jobs each.
     pub jobs: Vec<usize>,
     /// The Proxmox scenario's running tagged VMs (0: none).
@@ -328,7 +330,7 @@ async fn openstack_peer(settings: &BenchSettings, jobs: usize, openstack: &Path)
 /// `guests` running tagged VMs with one disk each, cleaned by the janitor.
 async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool) -> Result<Row, BenchError> {
     let config = ProxmoxSimConfig {
-        task_duration: settings.async_delay,
+        task_duration: settings.task_duration,
         tls: false,
         ..ProxmoxSimConfig::default()
     };
@@ -353,7 +355,7 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool
         sim.url(),
         sim.token_id(),
         secret.display(),
-        settings.async_delay.as_millis().max(100),
+        settings.task_duration.as_millis().max(20),
     );
     sim.clear_request_log();
     let name = format!("proxmox-{guests}-{}", if adaptive { "aimd" } else { "fixed" });
@@ -382,7 +384,7 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool
         requests: log.len(),
         minimum,
         wall: measured.wall,
-        bound: bound(settings, minimum, settings.per_cloud, (2, 2)),
+        bound: proxmox_bound(settings, minimum, guests),
         peak_rss_kib: measured.peak_rss_kib,
         cpu: measured.cpu,
         phases,
@@ -395,6 +397,15 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool
     };
     sim.shutdown();
     Ok(row)
+}
+
+/// The Proxmox bound: the requests through the concurrency limit, or, since a guest's stop and
+/// destroy each wait for their task, every guest's two tasks through it, whichever is longer.
+fn proxmox_bound(settings: &BenchSettings, minimum: usize, guests: usize) -> f64 {
+    let concurrency = settings.per_cloud.max(1) as f64;
+    let requests = minimum as f64 * settings.latency.as_secs_f64() / concurrency;
+    let tasks = guests as f64 * 2.0 * settings.task_duration.as_secs_f64() / concurrency;
+    requests.max(tasks)
 }
 
 /// Runs every scenario and returns the rows, in order.

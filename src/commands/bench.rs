@@ -11,9 +11,12 @@ pub struct Args {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,
-    /// How long Nova and Cinder deletes and Proxmox tasks take, in milliseconds.
+    /// How long Nova and Cinder deletes take, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub async_delay_ms: u64,
+    /// How long each Proxmox task (stop, destroy) runs, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub task_ms: u64,
     /// OpenStack scenarios: this many interrupted CI jobs (repeat for several).
     #[arg(long = "jobs", default_values_t = [100, 1000])]
     pub jobs: Vec<usize>,
@@ -59,6 +62,7 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let settings = BenchSettings {
         latency: Duration::from_millis(args.latency_ms),
         async_delay: Duration::from_millis(args.async_delay_ms),
+        task_duration: Duration::from_millis(args.task_ms),
         jobs: args.jobs,
         guests: args.guests,
         per_cloud: args.per_cloud,
@@ -67,10 +71,11 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         directory: directory.clone(),
     };
     println!(
-        "cloud-janitor bench: {} ms per request, asynchronous deletes and tasks {} ms, {} calls per cloud \
-         in flight; runs kept in {}",
+        "cloud-janitor bench: {} ms per request, Nova and Cinder deletes {} ms, Proxmox tasks {} ms, \
+         {} calls per cloud in flight; runs kept in {}",
         args.latency_ms,
         args.async_delay_ms,
+        args.task_ms,
         args.per_cloud,
         directory.display()
     );

@@ -123,6 +123,43 @@ impl ProviderError {
         }
     }
 
+    /// The same failure again, for each resource of a batch whose one request failed: the class,
+    /// status and message are kept (a network error's source becomes its text).
+    pub fn duplicate(&self) -> ProviderError {
+        match self {
+            ProviderError::Api {
+                class,
+                method,
+                url,
+                status,
+                message,
+            } => ProviderError::Api {
+                class: *class,
+                method: method.clone(),
+                url: url.clone(),
+                status: *status,
+                message: message.clone(),
+            },
+            ProviderError::Exhausted { attempts, source } => ProviderError::Exhausted {
+                attempts: *attempts,
+                source: Box::new(source.duplicate()),
+            },
+            ProviderError::Auth { url, message } => ProviderError::Auth {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            ProviderError::Decode { url, message } => ProviderError::Decode {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            other => ProviderError::OperationFailed {
+                class: other.class(),
+                operation: "status read".to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// How the executor should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -6,6 +6,7 @@
 //! - `/compute/v2.1/...` (Nova; microversions 2.1 to 2.96)
 //! - `/network/v2.0/...` (Neutron; the catalog lists `/network`, discovered as v2.0)
 //! - `/volume/v3/{project_id}/...` (Cinder; catalog types `block-storage` and `volumev3`)
+//! - `/image/v2/...` (a minimal Glance: image records and their tags, no data)
 //! - `/_sim/faults` (fault injection, see [`crate::faults`])
 //!
 //! # Credentials (domain `default`)
@@ -62,10 +63,12 @@ mod call;
 mod cinder;
 mod direct;
 mod errors;
+mod glance;
 mod keystone;
 mod listing;
 mod neutron;
 mod nova;
+mod projects;
 mod scenario;
 mod seed;
 mod state;
@@ -134,6 +137,8 @@ pub(crate) struct Inner {
     cloud: Mutex<Cloud>,
     faults: Faults,
     log: Mutex<Vec<LoggedRequest>>,
+    /// Requests to URLs no simulated service serves, as `(method, path with query)`.
+    unserved: Mutex<Vec<(String, String)>>,
     shutdown: Notify,
 }
 
@@ -185,6 +190,7 @@ impl OpenStackSim {
             cloud: Mutex::new(cloud),
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
+            unserved: Mutex::new(Vec::new()),
             shutdown: Notify::new(),
         });
         let app = router(inner.clone());
@@ -257,6 +263,16 @@ impl OpenStackSim {
         self.inner.log().clone()
     }
 
+    /// Requests to URLs no simulated service serves (answered 404), as `(method, path)`: what a
+    /// client asked that the simulator cannot answer.
+    pub fn unserved_requests(&self) -> Vec<(String, String)> {
+        self.inner
+            .unserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Forgets the requests logged so far.
     pub fn clear_request_log(&self) {
         self.inner.log().clear();
@@ -288,7 +304,19 @@ fn router(inner: Arc<Inner>) -> Router {
         .merge(nova::routes(inner.clone()))
         .merge(neutron::routes(inner.clone()))
         .merge(cinder::routes(inner.clone()))
-        .fallback(unknown_path)
+        .merge(glance::routes(inner.clone()))
+        .fallback({
+            let inner = inner.clone();
+            move |method: axum::http::Method, uri: Uri| async move {
+                let path = uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+                inner
+                    .unserved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((method.to_string(), path));
+                unknown_path(uri).await
+            }
+        })
         .layer(from_fn_with_state(inner.faults.clone(), faults::inject));
     api.merge(faults::admin_router(inner.faults.clone()))
         .layer(from_fn_with_state(inner, record))

@@ -130,7 +130,7 @@ impl OpenStackProvider {
             },
             Ok(answer) => answer,
             // The one request failed (after its retries): every resource in it failed to be read.
-            Err(error) => return batch.iter().map(|_| Err(clone_error(&error))).collect(),
+            Err(error) => return batch.iter().map(|_| Err(error.duplicate())).collect(),
         };
         let mut out = Vec::with_capacity(batch.len());
         for resource in batch {
@@ -277,33 +277,5 @@ fn map_page<S>(page: Page<Stated<S>>, state_of: fn(&S) -> Observed) -> Page<(Str
             })
             .collect(),
         next: page.next,
-    }
-}
-
-/// The same failure for each resource of a batch whose one request failed.
-fn clone_error(error: &ProviderError) -> ProviderError {
-    match error {
-        ProviderError::Api {
-            class,
-            method,
-            url,
-            status,
-            message,
-        } => ProviderError::Api {
-            class: *class,
-            method: method.clone(),
-            url: url.clone(),
-            status: *status,
-            message: message.clone(),
-        },
-        ProviderError::Exhausted { attempts, source } => ProviderError::Exhausted {
-            attempts: *attempts,
-            source: Box::new(clone_error(source)),
-        },
-        other => ProviderError::OperationFailed {
-            class: other.class(),
-            operation: "status read".to_string(),
-            message: other.to_string(),
-        },
     }
 }

@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use crate::clock::SimClock;
 
 pub(crate) use records::{
-    FloatingIp, Keypair, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server, ServerGroup,
-    Snapshot, Subnet, Token, Volume, VolumeAttachment, OWNER_COMPUTE, OWNER_DHCP, OWNER_FLOATING_IP,
-    OWNER_ROUTER_GATEWAY, OWNER_ROUTER_INTERFACE,
+    Backup, FloatingIp, Image, Keypair, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server,
+    ServerGroup, Snapshot, Subnet, Token, Volume, VolumeAttachment, OWNER_COMPUTE, OWNER_DHCP,
+    OWNER_FLOATING_IP, OWNER_ROUTER_GATEWAY, OWNER_ROUTER_INTERFACE,
 };
 
 pub(crate) const DOMAIN_ID: &str = "default";
@@ -93,6 +93,8 @@ pub(crate) struct Cloud {
     pub server_groups: BTreeMap<String, ServerGroup>,
     pub volumes: BTreeMap<String, Volume>,
     pub snapshots: BTreeMap<String, Snapshot>,
+    pub backups: BTreeMap<String, Backup>,
+    pub images: BTreeMap<String, Image>,
     next_mac: u32,
     next_standard_attr_id: u64,
 }
@@ -129,6 +131,8 @@ impl Cloud {
             server_groups: BTreeMap::new(),
             volumes: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            backups: BTreeMap::new(),
+            images: BTreeMap::new(),
             next_mac: 0,
             next_standard_attr_id: 0,
         }
@@ -185,6 +189,8 @@ impl Cloud {
         let delay = self.volume_delete_delay;
         self.snapshots
             .retain(|_, s| s.delete_requested.is_none_or(|t| now < t + delay));
+        self.backups
+            .retain(|_, b| b.delete_requested.is_none_or(|t| now < t + delay));
         let mut gone = Vec::new();
         for volume in self.volumes.values_mut() {
             if volume.delete_requested.is_some_and(|t| now >= t + delay) {
@@ -202,7 +208,7 @@ impl Cloud {
     }
 
     /// Every table, by the kind names [`super::OpenStackSim::exists`] takes.
-    fn tables(&mut self) -> [(&'static str, &mut dyn Table); 12] {
+    fn tables(&mut self) -> [(&'static str, &mut dyn Table); 14] {
         [
             ("server", &mut self.servers),
             ("port", &mut self.ports),
@@ -216,6 +222,8 @@ impl Cloud {
             ("volume_snapshot", &mut self.snapshots),
             ("keypair", &mut self.keypairs),
             ("server_group", &mut self.server_groups),
+            ("volume_backup", &mut self.backups),
+            ("image", &mut self.images),
         ]
     }
 
@@ -298,6 +306,8 @@ stored! {
     ServerGroup in server_groups;
     Volume in volumes;
     Snapshot in snapshots;
+    Backup in backups;
+    Image in images with tags;
 }
 
 /// A stored record, as inspection and backdating see every kind alike.
@@ -334,6 +344,8 @@ dated_records!(
     SecurityGroupRule,
     Server,
     Snapshot,
+    Backup,
+    Image,
 );
 
 impl Record for Volume {
