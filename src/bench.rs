@@ -52,6 +52,9 @@ pub struct BenchSettings {
     pub per_cloud: usize,
     /// Run each janitor scenario with the adaptive limit too.
     pub adaptive_too: bool,
+    /// Also run the smallest OpenStack scenario against an API that answers 429 above this many
+    /// requests in flight: with the fixed limit, with four times it, and adaptive.
+    pub throttle: Option<u32>,
     /// `openstack` (python-openstackclient) to run beside the janitor on the smallest OpenStack
     /// scenario; none to skip it.
     pub peer: Option<PathBuf>,
@@ -125,14 +128,32 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How the janitor's per-cloud limit is set for one run.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    per_cloud: usize,
+    adaptive: bool,
+}
+
+impl Limit {
+    fn label(self) -> String {
+        if self.adaptive {
+            format!("AIMD from {}", self.per_cloud)
+        } else {
+            format!("fixed {}", self.per_cloud)
+        }
+    }
+}
+
 /// The janitor's config for one scenario.
-fn janitor_config(settings: &BenchSettings, adaptive: bool, clouds: &str) -> String {
+fn janitor_config(settings: &BenchSettings, limit: Limit, clouds: &str) -> String {
     format!(
         "schedule = \"0 0 0 1 1 *\"\nlisten = \"127.0.0.1:0\"\npass_timeout = \"30m\"\n\
-         max_deletes_per_pass = 1000000\n\n[concurrency]\nglobal = 64\nper_cloud = {}\nadaptive = {adaptive}\n\
+         max_deletes_per_pass = 1000000\n\n[concurrency]\nglobal = 64\nper_cloud = {}\nadaptive = {}\n\
          per_cloud_min = 2\nper_cloud_max = 32\n\n[waits]\nbusy_timeout = \"30s\"\ndelete_timeout = \"5m\"\n\
          poll_interval = \"{}ms\"\n\n{clouds}",
-        settings.per_cloud,
+        limit.per_cloud,
+        limit.adaptive,
         settings.async_delay.as_millis().max(100) / 2,
     )
 }
@@ -231,9 +252,18 @@ fn bound(settings: &BenchSettings, minimum: usize, concurrency: usize, chain: (u
     chain.max(throughput)
 }
 
-/// One OpenStack scenario cleaned by the janitor.
-async fn openstack_janitor(settings: &BenchSettings, jobs: usize, adaptive: bool) -> Result<Row, BenchError> {
+/// One OpenStack scenario cleaned by the janitor, against an API that throttles above `throttle`
+/// requests in flight when set.
+async fn openstack_janitor(
+    settings: &BenchSettings,
+    jobs: usize,
+    limit: Limit,
+    throttle: Option<u32>,
+) -> Result<Row, BenchError> {
     let sim = start_openstack(settings).await?;
+    if let Some(max) = throttle {
+        sim.faults().add(FaultRule::throttle("/", max));
+    }
     let (before, seeded) = seed(&sim, jobs)?;
     let clouds_yaml = settings.directory.join(format!("clouds-{jobs}.yaml"));
     std::fs::write(&clouds_yaml, sim.clouds_yaml()).map_err(io("writing clouds.yaml"))?;
@@ -243,9 +273,14 @@ async fn openstack_janitor(settings: &BenchSettings, jobs: usize, adaptive: bool
         clouds_yaml.display()
     );
     sim.clear_request_log();
-    let name = format!("openstack-{jobs}-{}", if adaptive { "aimd" } else { "fixed" });
+    let name = format!(
+        "openstack-{jobs}-{}{}-{}",
+        if limit.adaptive { "aimd" } else { "fixed" },
+        limit.per_cloud,
+        throttle.map_or_else(|| "open".to_string(), |max| format!("throttled{max}"))
+    );
     let (measured, phases) = run_janitor(
-        &janitor_config(settings, adaptive, &clouds),
+        &janitor_config(settings, limit, &clouds),
         &settings.directory,
         &name,
     )
@@ -261,9 +296,13 @@ async fn openstack_janitor(settings: &BenchSettings, jobs: usize, adaptive: bool
         .filter(|(m, p, _)| m == "POST" && p.contains("/auth/tokens"))
         .count();
     let minimum = WRITES_PER_JOB * jobs + listings + tokens;
+    let throttled = log.iter().filter(|(_, _, status)| *status == 429).count();
     let row = Row {
-        scenario: format!("OpenStack, {jobs} jobs"),
-        cleaner: format!("cloud-janitor ({})", if adaptive { "AIMD" } else { "fixed" }),
+        scenario: match throttle {
+            None => format!("OpenStack, {jobs} jobs"),
+            Some(max) => format!("OpenStack, {jobs} jobs, 429 above {max} in flight"),
+        },
+        cleaner: format!("cloud-janitor ({})", limit.label()),
         resources: seeded.resources,
         requests: log.len(),
         minimum,
@@ -278,7 +317,11 @@ async fn openstack_janitor(settings: &BenchSettings, jobs: usize, adaptive: bool
         cpu: measured.cpu,
         phases,
         left: left_over(&before, &sim.census()),
-        note: String::new(),
+        note: if throttled > 0 {
+            format!("{throttled} answered 429")
+        } else {
+            String::new()
+        },
     };
     sim.shutdown();
     Ok(row)
@@ -328,7 +371,7 @@ async fn openstack_peer(settings: &BenchSettings, jobs: usize, openstack: &Path)
 }
 
 /// `guests` running tagged VMs with one disk each, cleaned by the janitor.
-async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool) -> Result<Row, BenchError> {
+async fn proxmox_janitor(settings: &BenchSettings, guests: usize, limit: Limit) -> Result<Row, BenchError> {
     let config = ProxmoxSimConfig {
         task_duration: settings.task_duration,
         tls: false,
@@ -358,9 +401,12 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool
         settings.task_duration.as_millis().max(20),
     );
     sim.clear_request_log();
-    let name = format!("proxmox-{guests}-{}", if adaptive { "aimd" } else { "fixed" });
+    let name = format!(
+        "proxmox-{guests}-{}",
+        if limit.adaptive { "aimd" } else { "fixed" }
+    );
     let (measured, phases) = run_janitor(
-        &janitor_config(settings, adaptive, &clouds),
+        &janitor_config(settings, limit, &clouds),
         &settings.directory,
         &name,
     )
@@ -379,7 +425,7 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, adaptive: bool
     let minimum = 4 * guests + 2 + storages.min(8);
     let row = Row {
         scenario: format!("Proxmox, {guests} VMs"),
-        cleaner: format!("cloud-janitor ({})", if adaptive { "AIMD" } else { "fixed" }),
+        cleaner: format!("cloud-janitor ({})", limit.label()),
         resources: guests,
         requests: log.len(),
         minimum,
@@ -412,29 +458,44 @@ fn proxmox_bound(settings: &BenchSettings, minimum: usize, guests: usize) -> f64
 pub async fn run(settings: &BenchSettings, progress: impl Fn(&Row)) -> Result<Vec<Row>, BenchError> {
     std::fs::create_dir_all(&settings.directory).map_err(io("creating the bench directory"))?;
     let mut rows = Vec::new();
-    let modes: &[bool] = if settings.adaptive_too {
-        &[false, true]
+    let fixed = Limit {
+        per_cloud: settings.per_cloud,
+        adaptive: false,
+    };
+    let adaptive = Limit {
+        adaptive: true,
+        ..fixed
+    };
+    let limits: &[Limit] = if settings.adaptive_too {
+        &[fixed, adaptive]
     } else {
-        &[false]
+        &[fixed]
+    };
+    let mut push = |row: Row| {
+        progress(&row);
+        rows.push(row);
     };
     let smallest = settings.jobs.iter().copied().min();
     for &jobs in &settings.jobs {
-        for &adaptive in modes {
-            let row = openstack_janitor(settings, jobs, adaptive).await?;
-            progress(&row);
-            rows.push(row);
+        for &limit in limits {
+            push(openstack_janitor(settings, jobs, limit, None).await?);
         }
         if let (Some(openstack), true) = (&settings.peer, Some(jobs) == smallest) {
-            let row = openstack_peer(settings, jobs, openstack).await?;
-            progress(&row);
-            rows.push(row);
+            push(openstack_peer(settings, jobs, openstack).await?);
+        }
+    }
+    if let (Some(max), Some(jobs)) = (settings.throttle, smallest) {
+        let eager = Limit {
+            per_cloud: settings.per_cloud * 4,
+            adaptive: false,
+        };
+        for limit in [fixed, eager, adaptive] {
+            push(openstack_janitor(settings, jobs, limit, Some(max)).await?);
         }
     }
     if settings.guests > 0 {
-        for &adaptive in modes {
-            let row = proxmox_janitor(settings, settings.guests, adaptive).await?;
-            progress(&row);
-            rows.push(row);
+        for &limit in limits {
+            push(proxmox_janitor(settings, settings.guests, limit).await?);
         }
     }
     Ok(rows)

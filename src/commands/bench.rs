@@ -29,6 +29,10 @@ pub struct Args {
     /// Run only with the fixed limit, not also with the adaptive one.
     #[arg(long)]
     pub fixed_only: bool,
+    /// Also run the smallest OpenStack scenario against an API that answers 429 above this many
+    /// requests in flight (0: skip it), with the fixed limit, four times it, and adaptive.
+    #[arg(long, default_value_t = 16)]
+    pub throttle_above: u32,
     /// python-openstackclient's `openstack`, run on the smallest OpenStack scenario beside the
     /// janitor (default: the one on PATH, if any).
     #[arg(long)]
@@ -67,6 +71,7 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         guests: args.guests,
         per_cloud: args.per_cloud,
         adaptive_too: !args.fixed_only,
+        throttle: (args.throttle_above > 0 && !args.fixed_only).then_some(args.throttle_above),
         peer: peer.clone(),
         directory: directory.clone(),
     };
