@@ -20,12 +20,6 @@ on_exit() {
 }
 trap on_exit EXIT
 
-install_system_packages() {
-  python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
-  apt-get -o DPkg::Lock::Timeout=600 update -qq || return
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
-}
-
 install_client() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || return
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/e2e/osc-requirements.txt"
@@ -65,7 +59,7 @@ nothing_unserved() {
   fi
 }
 
-phase "system packages" install_system_packages
+phase "system packages" install_python_venv
 phase "openstackclient venv (pip)" install_client
 phase "cargo build" build_janitor
 phase "simulator up" start_simulator

@@ -158,12 +158,17 @@ fn janitor_config(settings: &BenchSettings, limit: Limit, clouds: &str) -> Strin
     )
 }
 
-/// Runs `cloud-janitor once` on `config`; its metrics land beside it.
+/// Runs `cloud-janitor once` with `limit` on `clouds`; its config, log and metrics land beside
+/// the simulator's request log, which `log` reads when it is over.
 async fn run_janitor(
-    config_text: &str,
-    directory: &Path,
+    settings: &BenchSettings,
+    limit: Limit,
+    clouds: &str,
     name: &str,
-) -> Result<(Measured, BTreeMap<String, f64>), BenchError> {
+    log: impl FnOnce() -> Vec<(String, String, u16)>,
+) -> Result<(Measured, BTreeMap<String, f64>, Vec<(String, String, u16)>), BenchError> {
+    let directory = settings.directory.as_path();
+    let config_text = janitor_config(settings, limit, clouds);
     let config = directory.join(format!("{name}.toml"));
     std::fs::write(&config, config_text).map_err(io(format!("writing {}", config.display())))?;
     let metrics = directory.join(format!("{name}.prom"));
@@ -186,7 +191,9 @@ async fn run_janitor(
             Some((phase.to_string(), value.trim().parse().ok()?))
         })
         .collect();
-    Ok((measured, phases))
+    let log = log();
+    keep_log(directory, name, &log);
+    Ok((measured, phases, log))
 }
 
 /// Per-kind counts of `after` above `before`.
@@ -279,14 +286,7 @@ async fn openstack_janitor(
         limit.per_cloud,
         throttle.map_or_else(|| "open".to_string(), |max| format!("throttled{max}"))
     );
-    let (measured, phases) = run_janitor(
-        &janitor_config(settings, limit, &clouds),
-        &settings.directory,
-        &name,
-    )
-    .await?;
-    let log = sim.request_log();
-    keep_log(&settings.directory, &name, &log);
+    let (measured, phases, log) = run_janitor(settings, limit, &clouds, &name, || sim.request_log()).await?;
     let listings = log
         .iter()
         .filter(|(m, p, _)| m == "GET" && p.contains("limit="))
@@ -348,10 +348,15 @@ async fn openstack_peer(settings: &BenchSettings, jobs: usize, openstack: &Path)
     let measured = run_measured(command, &settings.directory.join(format!("peer-{jobs}.log"))).await?;
     let log = sim.request_log();
     keep_log(&settings.directory, &format!("peer-{jobs}"), &log);
-    let unanswerable = log
+    let mut refusals: BTreeMap<u16, usize> = BTreeMap::new();
+    for (_, _, status) in log.iter().filter(|(_, _, status)| *status >= 400) {
+        *refusals.entry(*status).or_default() += 1;
+    }
+    let refusals: Vec<String> = refusals
         .iter()
-        .filter(|(_, _, status)| *status == 404 || *status == 400 || *status >= 500)
-        .count();
+        .map(|(status, count)| format!("{count} answered {status}"))
+        .collect();
+    let unserved = sim.unserved_requests().len();
     let row = Row {
         scenario: format!("OpenStack, {jobs} jobs"),
         cleaner: "openstack project cleanup".to_string(),
@@ -364,7 +369,7 @@ async fn openstack_peer(settings: &BenchSettings, jobs: usize, openstack: &Path)
         cpu: measured.cpu,
         phases: BTreeMap::new(),
         left: left_over(&before, &sim.census()),
-        note: format!("{unanswerable} answers 400/404/5xx"),
+        note: format!("{}; {unserved} to URLs not served", refusals.join(", ")),
     };
     sim.shutdown();
     Ok(row)
@@ -405,14 +410,7 @@ async fn proxmox_janitor(settings: &BenchSettings, guests: usize, limit: Limit) 
         "proxmox-{guests}-{}",
         if limit.adaptive { "aimd" } else { "fixed" }
     );
-    let (measured, phases) = run_janitor(
-        &janitor_config(settings, limit, &clouds),
-        &settings.directory,
-        &name,
-    )
-    .await?;
-    let log = sim.request_log();
-    keep_log(&settings.directory, &name, &log);
+    let (measured, phases, log) = run_janitor(settings, limit, &clouds, &name, || sim.request_log()).await?;
     let remaining = (0..guests)
         .filter(|n| sim.exists(first + u32::try_from(*n).unwrap_or(0)))
         .count();

@@ -13,6 +13,11 @@ use crate::selection::Verdict;
 
 type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
 
+/// The next scripted answer for `id`, if any is left.
+fn next<T>(script: &Script<T>, id: &str) -> Option<T> {
+    script.lock().unwrap().get_mut(id).and_then(VecDeque::pop_front)
+}
+
 /// A provider that plays back scripted answers per resource id, and records calls. Once a script
 /// runs out, observe answers Gone after a delete and Ready before; delete answers Completed.
 #[derive(Default)]
@@ -67,13 +72,7 @@ impl Scripted {
     }
     /// The next scripted state of `id`, as `observe` and `observe_many` both answer it.
     fn state_of(&self, id: &str) -> Result<Observed, ProviderError> {
-        let scripted = self
-            .observe
-            .lock()
-            .unwrap()
-            .get_mut(id)
-            .and_then(VecDeque::pop_front);
-        match scripted {
+        match next(&self.observe, id) {
             Some(answer) => answer.map_err(Self::error),
             None if self.deleted.lock().unwrap().iter().any(|d| d == id) => Ok(Observed::Gone),
             None => Ok(Observed::Ready),
@@ -133,13 +132,7 @@ impl Provider for Scripted {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.calls.lock().unwrap().push(format!("delete {id}"));
-        let scripted = self
-            .delete
-            .lock()
-            .unwrap()
-            .get_mut(id)
-            .and_then(VecDeque::pop_front);
-        let answer = scripted.unwrap_or(Ok(DeleteOutcome::Completed));
+        let answer = next(&self.delete, id).unwrap_or(Ok(DeleteOutcome::Completed));
         if answer.is_ok() {
             self.deleted.lock().unwrap().push(id.clone());
         }

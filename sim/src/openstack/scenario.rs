@@ -87,29 +87,6 @@ fn job(cloud: &mut Cloud, ctx: &Ctx, n: usize, external: &str) -> Result<(), Api
     Ok(())
 }
 
-/// The external network `bench-public` (172.16.0.0/16, project admin), made once.
-fn bench_external_network(cloud: &mut Cloud) -> Result<String, ApiError> {
-    if let Some(network) = cloud
-        .networks
-        .values()
-        .find(|n| n.external && n.name == "bench-public")
-    {
-        return Ok(network.id.clone());
-    }
-    let admin = Ctx::admin();
-    let req = NetworkReq {
-        external: true,
-        ..NetworkReq::named("bench-public", Vec::new())
-    };
-    let network = cloud.create::<Network>(&admin, req)?;
-    let req = SubnetReq {
-        enable_dhcp: Some(false),
-        ..SubnetReq::new(&network, "bench-public-subnet", "172.16.0.0/16", Vec::new())
-    };
-    cloud.create::<Subnet>(&admin, req)?;
-    Ok(network)
-}
-
 /// Models' resources one job leaves (see [`job`]).
 const RESOURCES_PER_JOB: usize = 11;
 
@@ -119,7 +96,8 @@ impl OpenStackSim {
     pub fn seed_ci_jobs(&self, jobs: usize) -> Result<JobsSeeded, super::SimError> {
         let mut cloud = self.inner.cloud();
         let seed = |cloud: &mut Cloud| -> Result<(), ApiError> {
-            let external = bench_external_network(cloud)?;
+            // 172.16.0.0/16: room for every job's router gateway and floating IP.
+            let (external, _) = super::seed::ensure_external_network(cloud, "bench-public", "172.16.0.0/16")?;
             let first = cloud
                 .networks
                 .values()

@@ -163,19 +163,28 @@ fn ensure_network(
 
 /// The external network `public` with its subnet, created once (as DevStack does) by admin.
 pub(crate) fn ensure_public_network(cloud: &mut Cloud) -> Result<(String, String), ApiError> {
+    ensure_external_network(cloud, "public", "172.24.4.0/24")
+}
+
+/// An external network `name` of project admin with one subnet of `cidr` (no DHCP), made once.
+pub(crate) fn ensure_external_network(
+    cloud: &mut Cloud,
+    name: &str,
+    cidr: &str,
+) -> Result<(String, String), ApiError> {
     ensure_network(
         cloud,
-        |n| n.external && n.name == "public",
+        |n| n.external && n.name == name,
         |cloud| {
             let admin = Ctx::admin();
             let req = NetworkReq {
                 external: true,
-                ..NetworkReq::named("public", Vec::new())
+                ..NetworkReq::named(name, Vec::new())
             };
             let network = cloud.create::<Network>(&admin, req)?;
             let req = SubnetReq {
                 enable_dhcp: Some(false),
-                ..SubnetReq::new(&network, "public-subnet", "172.24.4.0/24", Vec::new())
+                ..SubnetReq::new(&network, &format!("{name}-subnet"), cidr, Vec::new())
             };
             let subnet = cloud.create::<Subnet>(&admin, req)?;
             Ok((network, subnet))
