@@ -1,5 +1,5 @@
-//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3) on one HTTP
-//! listener, with in-memory state that tests seed and inspect through [`OpenStackSim`].
+//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3, Glance v2) on one
+//! HTTP listener, with in-memory state that tests seed and inspect through [`OpenStackSim`].
 //!
 //! # URL layout
 //! - `/identity` (versions; `/` answers the same), `/identity/v3`, `/identity/v3/auth/tokens`
@@ -48,6 +48,9 @@
 //! - A member's DELETE of any port with `device_owner` `compute:*` answers 403.
 //! - Unknown URLs answer 404 without checking the token; Cinder accepts any volume microversion.
 //! - No quotas, no subnet overlap checks, no Cinder `cascade` delete or attachments API.
+//! - Cinder backups are `available` at once (real: `creating` while the data is copied) and keep no
+//!   data; Glance images are records only and stay `queued`; Neutron has no service providers (an
+//!   empty list); a member listing Keystone's projects sees its own (real default policy: 403).
 //!
 //! # Layout
 //! - this module: [`SimConfig`], starting and stopping [`OpenStackSim`], its clock and request log,
@@ -55,7 +58,8 @@
 //! - `direct`: building and inspecting the cloud without HTTP ([`OpenStackSim::create_server`],
 //!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those.
 //! - `state`: the in-memory cloud every service acts on, its identities and records.
-//! - `keystone`, `nova`, `neutron`, `cinder`: one module per service, each its model and its URLs.
+//! - `keystone` (and `projects`), `nova`, `neutron`, `cinder`, `glance`: one module per service,
+//!   each its model and its URLs; `scenario` seeds the benchmark's CI jobs.
 //! - `call`, `errors`, `listing`, `tags`: what the services share: the authenticated caller, error
 //!   bodies in each service's shape, list filters and pages, and the tag URLs.
 
