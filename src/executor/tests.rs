@@ -64,6 +64,13 @@ impl Scripted {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+    /// The delete calls made, in order.
+    fn deletes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("delete"))
+            .collect()
+    }
     fn batched() -> Self {
         Scripted {
             batched: true,
@@ -488,12 +495,11 @@ async fn a_resource_released_by_its_owner_is_in_use_never_deleted_and_holds_what
         Outcome::Left(LeftReason::InUse { by: port.clone() })
     );
     assert_eq!(run.outcomes["net"], Outcome::Left(LeftReason::InUse { by: port }));
-    let deletes: Vec<_> = provider
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("delete"))
-        .collect();
-    assert_eq!(deletes, ["delete vm"], "only the server is sent a DELETE");
+    assert_eq!(
+        provider.deletes(),
+        ["delete vm"],
+        "only the server is sent a DELETE"
+    );
 }
 
 /// Five servers, each on its own port, all ports on one network.
@@ -627,12 +633,11 @@ async fn with_batched_reads_a_resource_released_by_its_owner_is_still_never_dele
         run.outcomes["nova-port"],
         Outcome::Left(LeftReason::InUse { by: port })
     );
-    let deletes: Vec<_> = provider
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("delete"))
-        .collect();
-    assert_eq!(deletes, ["delete vm"], "only the server is sent a DELETE");
+    assert_eq!(
+        provider.deletes(),
+        ["delete vm"],
+        "only the server is sent a DELETE"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -98,12 +98,7 @@ impl OpenStackSim {
         let seed = |cloud: &mut Cloud| -> Result<(), ApiError> {
             // 172.16.0.0/16: room for every job's router gateway and floating IP.
             let (external, _) = super::seed::ensure_external_network(cloud, "bench-public", "172.16.0.0/16")?;
-            let first = cloud
-                .networks
-                .values()
-                .filter(|n| n.name.starts_with("ci-job-"))
-                .count()
-                + 1;
+            let first = super::seed::next_job_number(cloud);
             let demo = Ctx::demo();
             for n in first..first + jobs {
                 job(cloud, &demo, n, &external)?;

@@ -338,6 +338,16 @@ fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<Seed
     })
 }
 
+/// The number of the next CI job: one past the jobs whose networks exist.
+pub(crate) fn next_job_number(cloud: &Cloud) -> usize {
+    cloud
+        .networks
+        .values()
+        .filter(|n| n.name.starts_with("ci-job-"))
+        .count()
+        + 1
+}
+
 /// Creates the whole topology (see [`Seeded`]) and makes it three hours old. Every request is built
 /// here against resources made here, so an error means a bug in the simulator.
 pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
@@ -347,12 +357,7 @@ pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
     let default_security_group = cloud.ensure_default_security_group(DEMO_PROJECT_ID);
 
     // Seeding again numbers the jobs on (job-4, job-5, job-6), so names never collide.
-    let first = cloud
-        .networks
-        .values()
-        .filter(|n| n.name.starts_with("ci-job-"))
-        .count()
-        + 1;
+    let first = next_job_number(cloud);
     let mut jobs = vec![
         full_job(cloud, &demo, first, &public_network)?,
         full_job(cloud, &demo, first + 1, &public_network)?,
