@@ -19,6 +19,13 @@ print_timings() {
   echo "    $(printf '%-28s %7ss' total "$(since "$T0")")"
 }
 
+# Python's venv module (Debian splits it out as python3-venv), installed when missing.
+install_python_venv() {
+  python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
+  apt-get -o DPkg::Lock::Timeout=600 update -qq || return
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
+}
+
 # JANITOR_BIN when set (it must be executable), else the binary built here, exported as JANITOR_BIN.
 build_janitor() {
   if [ -n "${JANITOR_BIN:-}" ]; then

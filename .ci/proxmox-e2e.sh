@@ -21,11 +21,6 @@ on_exit() {
 }
 trap on_exit EXIT
 
-install_system_packages() {
-  python3 -c 'import ensurepip, venv' 2>/dev/null && return 0
-  apt-get -o DPkg::Lock::Timeout=600 update -qq || return
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
-}
 
 install_test_venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || return
@@ -40,7 +35,7 @@ run_pytest() {
     "$ROOT/tests/e2e/test_proxmox.py" "$@"
 }
 
-phase "system packages" install_system_packages
+phase "system packages" install_python_venv
 phase "test venv (pip)" install_test_venv
 phase "cargo build" build_janitor
 phase "proxmoxer vs simulator" run_pytest "$@"

@@ -105,8 +105,15 @@ fn default_max_deletes() -> usize {
 pub struct ConcurrencyConfig {
     /// API calls in flight across every cloud.
     pub global: usize,
-    /// API calls in flight against one cloud.
+    /// API calls in flight against one cloud (where an adaptive limit starts).
     pub per_cloud: usize,
+    /// Let each cloud's limit move: one more after a window of healthy calls, half on a 429, a 503
+    /// or a timeout (AIMD), between `per_cloud_min` and `per_cloud_max`. On by default.
+    pub adaptive: bool,
+    /// The lowest an adaptive limit goes.
+    pub per_cloud_min: usize,
+    /// The highest an adaptive limit goes.
+    pub per_cloud_max: usize,
 }
 
 impl Default for ConcurrencyConfig {
@@ -114,6 +121,26 @@ impl Default for ConcurrencyConfig {
         ConcurrencyConfig {
             global: 16,
             per_cloud: 8,
+            // On: the benchmark (docs/BENCHMARKS.md) measured it faster on an API that never
+            // throttles and on one that answers 429 under load, with few 429s.
+            adaptive: true,
+            per_cloud_min: 2,
+            per_cloud_max: 32,
+        }
+    }
+}
+
+impl ConcurrencyConfig {
+    /// The executor's per-cloud limit.
+    pub fn limit_policy(&self) -> crate::executor::LimitPolicy {
+        if self.adaptive {
+            crate::executor::LimitPolicy::Adaptive {
+                initial: self.per_cloud,
+                min: self.per_cloud_min,
+                max: self.per_cloud_max,
+            }
+        } else {
+            crate::executor::LimitPolicy::Fixed(self.per_cloud)
         }
     }
 }
@@ -303,6 +330,15 @@ impl Config {
             return Err(invalid(
                 path,
                 "concurrency: global and per_cloud must be at least 1",
+            ));
+        }
+        let c = &raw.concurrency;
+        if c.adaptive
+            && !(1 <= c.per_cloud_min && c.per_cloud_min <= c.per_cloud && c.per_cloud <= c.per_cloud_max)
+        {
+            return Err(invalid(
+                path,
+                "concurrency: adaptive needs 1 <= per_cloud_min <= per_cloud <= per_cloud_max",
             ));
         }
         if raw.retry.max_attempts == 0 {

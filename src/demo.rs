@@ -88,7 +88,7 @@ pub fn progress_printer() -> Arc<dyn EventSink> {
                     after.as_secs_f64()
                 )
             }
-            Event::Retrying { .. } => return,
+            Event::Retrying { .. } | Event::ConcurrencyChanged { .. } => return,
             Event::Finished { key, outcome, .. } => match outcome {
                 Outcome::Deleted => format!("[{at:6.2}s] deleted    {key}"),
                 Outcome::AlreadyGone => format!("[{at:6.2}s] was gone   {key}"),

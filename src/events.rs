@@ -43,16 +43,19 @@ pub enum Event {
         outcome: Outcome,
         elapsed: Duration,
     },
+    /// A cloud's adaptive concurrency limit moved to `limit`.
+    ConcurrencyChanged { cloud: String, limit: usize },
 }
 
 impl Event {
-    /// The resource the event is about.
-    pub fn key(&self) -> &ResourceKey {
+    /// The resource the event is about, when it is about one.
+    pub fn key(&self) -> Option<&ResourceKey> {
         match self {
             Event::Attempted { key, .. }
             | Event::Requeued { key, .. }
             | Event::Retrying { key, .. }
-            | Event::Finished { key, .. } => key,
+            | Event::Finished { key, .. } => Some(key),
+            Event::ConcurrencyChanged { .. } => None,
         }
     }
 }
@@ -124,7 +127,7 @@ impl EventSink for Recorder {
             Event::Finished { key, outcome, .. } => {
                 recorded.outcomes.insert(key.clone(), outcome.clone());
             }
-            Event::Attempted { .. } | Event::Retrying { .. } => {}
+            Event::Attempted { .. } | Event::Retrying { .. } | Event::ConcurrencyChanged { .. } => {}
         }
     }
 }
@@ -135,7 +138,12 @@ pub struct LogSink;
 
 impl EventSink for LogSink {
     fn on_event(&self, event: &Event) {
-        let key = event.key();
+        let Some(key) = event.key() else {
+            if let Event::ConcurrencyChanged { cloud, limit } = event {
+                tracing::info!(%cloud, limit, "concurrency limit changed");
+            }
+            return;
+        };
         let (cloud, kind, id) = (&key.cloud, key.kind, &key.id);
         match event {
             Event::Attempted { attempt, .. } => {
@@ -154,6 +162,7 @@ impl EventSink for LogSink {
             Event::Finished { outcome, elapsed, .. } => {
                 tracing::info!(%cloud, %kind, %id, outcome = outcome.label(), elapsed = ?elapsed, "done")
             }
+            Event::ConcurrencyChanged { .. } => {}
         }
     }
 }

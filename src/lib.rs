@@ -2,8 +2,11 @@
 //! dependency order.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "sim")]
+pub mod bench;
 pub mod commands;
 pub mod config;
+pub mod cputime;
 pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;

@@ -48,6 +48,10 @@ enum Command {
     /// any OpenStack client can use, and a janitor config.
     #[cfg(feature = "sim")]
     Simulate(commands::simulate::Args),
+    /// The benchmark (docs/BENCHMARKS.md): one pass per scenario against the simulated clouds with
+    /// a fixed latency, beside `openstack project cleanup`, and one table of figures.
+    #[cfg(feature = "sim")]
+    Bench(commands::bench::Args),
     /// Exits 0 if the daemon at URL answers /healthz (for container health checks without a shell).
     Healthcheck(commands::healthcheck::Args),
 }
@@ -76,7 +80,7 @@ impl Command {
             Command::Explain(args) => Some(&args.config),
             Command::History(args) => Some(&args.config),
             #[cfg(feature = "sim")]
-            Command::Demo(_) | Command::Simulate(_) => None,
+            Command::Demo(_) | Command::Simulate(_) | Command::Bench(_) => None,
             Command::Healthcheck(_) => None,
         }
     }
@@ -100,6 +104,8 @@ async fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args).await,
         #[cfg(feature = "sim")]
         Command::Simulate(args) => commands::simulate::run(args).await,
+        #[cfg(feature = "sim")]
+        Command::Bench(args) => commands::bench::run(args).await,
         Command::Healthcheck(args) => commands::healthcheck::run(args).await,
     };
     let exit = result.unwrap_or_else(|error| {

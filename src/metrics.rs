@@ -40,6 +40,8 @@ pub struct Metrics {
     pub history_persistent: IntGauge,
     pub config_valid: IntGauge,
     pub config_reloads_total: IntCounterVec,
+    pub concurrency_limit: IntGaugeVec,
+    pub last_pass_phase_seconds: GaugeVec,
     /// `(cloud, kind, reason)` label sets of the per-pass gauges set so far, so that a series that
     /// drops to nothing says 0 instead of keeping its last value.
     gauge_series: Arc<Mutex<HashSet<(String, String, String)>>>,
@@ -270,6 +272,26 @@ impl Metrics {
                     &["result"],
                 )?,
             )?,
+            concurrency_limit: registered(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "concurrency_limit",
+                        "Calls the janitor allows in flight against the cloud now (moves when [concurrency] adaptive is on)",
+                    ),
+                    &["cloud"],
+                )?,
+            )?,
+            last_pass_phase_seconds: registered(
+                r,
+                GaugeVec::new(
+                    opts(
+                        "last_pass_phase_seconds",
+                        "Where the last pass spent its time: discover (wall), plan_cpu (CPU of judging and building the plan), execute (wall)",
+                    ),
+                    &["phase"],
+                )?,
+            )?,
             gauge_series: Arc::new(Mutex::new(HashSet::new())),
             registry,
         };
@@ -278,6 +300,13 @@ impl Metrics {
             metrics.passes_total.with_label_values(&[result]);
         }
         Ok(metrics)
+    }
+
+    /// Records how long a phase of the current pass took (`discover`, `plan_cpu`, `execute`).
+    pub fn pass_phase(&self, phase: &'static str, seconds: f64) {
+        self.last_pass_phase_seconds
+            .with_label_values(&[phase])
+            .set(seconds);
     }
 
     /// A pass starts now.
@@ -411,7 +440,14 @@ impl Metrics {
 
 impl EventSink for Metrics {
     fn on_event(&self, event: &Event) {
-        let key = event.key();
+        let Some(key) = event.key() else {
+            if let Event::ConcurrencyChanged { cloud, limit } = event {
+                self.concurrency_limit
+                    .with_label_values(&[cloud.as_str()])
+                    .set(i64::try_from(*limit).unwrap_or(i64::MAX));
+            }
+            return;
+        };
         let labels = [key.cloud.as_str(), key.kind.as_str()];
         match event {
             Event::Requeued { .. } => self.conflicts_requeued_total.with_label_values(&labels).inc(),
@@ -436,7 +472,10 @@ impl EventSink for Metrics {
                     .with_label_values(&[labels[0], labels[1], label])
                     .inc();
             }
-            Event::Finished { .. } | Event::Attempted { .. } | Event::Retrying { .. } => {}
+            Event::Finished { .. }
+            | Event::Attempted { .. }
+            | Event::Retrying { .. }
+            | Event::ConcurrencyChanged { .. } => {}
         }
     }
 }

@@ -145,6 +145,7 @@ impl Janitor {
     /// [`Janitor::plan`] of one cloud only, when `only` names one.
     pub async fn plan_clouds(&self, remember: bool, only: Option<&str>) -> Planned {
         let started = Utc::now();
+        let discovery_started = Instant::now();
         let timeout = self.settings.pass_timeout;
         let clouds = self
             .clouds
@@ -163,6 +164,10 @@ impl Janitor {
         }))
         .await;
 
+        self.metrics
+            .pass_phase("discover", discovery_started.elapsed().as_secs_f64());
+        // Planning is pure computation: its thread's CPU time is its cost.
+        let planning = crate::cputime::ThreadCpu::start();
         let mut statuses = Vec::new();
         let mut listed_clouds = HashSet::new();
         let mut everything: Vec<(Resource, &Selector)> = Vec::new();
@@ -216,10 +221,12 @@ impl Janitor {
             })
             .collect();
         let resources = everything.into_iter().map(|(r, _)| r).collect();
+        let plan = Plan::build(resources, verdicts);
+        self.metrics.pass_phase("plan_cpu", planning.seconds());
         Planned {
             pass,
             started,
-            plan: Plan::build(resources, verdicts),
+            plan,
             clouds: statuses,
         }
     }
@@ -294,7 +301,7 @@ impl Janitor {
         let settings = ExecutorSettings {
             retry: self.settings.retry,
             global_concurrency: self.settings.concurrency.global,
-            per_cloud_concurrency: self.settings.concurrency.per_cloud,
+            per_cloud: self.settings.concurrency.limit_policy(),
             busy_timeout: self.settings.waits.busy_timeout,
             delete_timeout: self.settings.waits.delete_timeout,
             poll_interval: self.settings.waits.poll_interval,
@@ -310,11 +317,14 @@ impl Janitor {
         if let Some(watch) = watch {
             events = events.with(watch);
         }
+        let executing = Instant::now();
         match self.settings.mode {
             Mode::Delete => {
                 Executor::new(providers, settings, Arc::new(events), cancel)
                     .execute(&planned.plan)
-                    .await
+                    .await;
+                self.metrics
+                    .pass_phase("execute", executing.elapsed().as_secs_f64());
             }
             Mode::ReportOnly => tracing::info!(
                 would_delete = planned.plan.order.len(),

@@ -65,8 +65,14 @@ pub struct Plan {
 impl Plan {
     /// Builds the plan from every discovered resource and its verdict (the two slices run in step).
     pub fn build(resources: Vec<Resource>, verdicts: Vec<Verdict>) -> Plan {
-        let mut graph: DiGraph<PlanNode, ()> = DiGraph::new();
-        let mut index: HashMap<ResourceKey, NodeIndex> = HashMap::new();
+        // Sized up front: a graph grown by doubling holds up to twice the nodes it needs, and each
+        // node holds a whole resource.
+        let edges = resources
+            .iter()
+            .map(|r| r.references.len() + r.used_by.len())
+            .sum();
+        let mut graph: DiGraph<PlanNode, ()> = DiGraph::with_capacity(resources.len(), edges);
+        let mut index: HashMap<ResourceKey, NodeIndex> = HashMap::with_capacity(resources.len());
         let mut entries: Vec<(Resource, Verdict)> = resources.into_iter().zip(verdicts).collect();
         // Insertion order decides tie-breaks below; sorting makes plans reproducible.
         entries.sort_by(|a, b| a.0.key.cmp(&b.0.key));

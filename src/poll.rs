@@ -23,6 +23,8 @@ pub struct PollPolicy {
     pub interval: Duration,
     pub max_interval: Duration,
     pub timeout: Duration,
+    /// How long to wait before the first look (zero: look at once).
+    pub first_look: Duration,
 }
 
 impl PollPolicy {
@@ -31,7 +33,15 @@ impl PollPolicy {
             interval,
             max_interval: interval.saturating_mul(8),
             timeout,
+            first_look: Duration::ZERO,
         }
+    }
+
+    /// The same policy, its first look `delay` after the start (within the timeout): an operation
+    /// that takes time is not asked about the moment it began.
+    pub fn first_look_after(mut self, delay: Duration) -> Self {
+        self.first_look = delay.min(self.timeout);
+        self
     }
 }
 
@@ -53,6 +63,9 @@ where
     let started = Instant::now();
     let deadline = started + policy.timeout;
     let mut interval = policy.interval;
+    if !policy.first_look.is_zero() {
+        tokio::time::sleep(policy.first_look).await;
+    }
     loop {
         let last_state = match check().await? {
             Poll::Done(value) => return Ok(Ok(value)),

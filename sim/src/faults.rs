@@ -36,6 +36,10 @@ pub struct FaultRule {
     /// Latency added before the answer, injected or real.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Applies only while more than this many requests are in flight (this one included): an API
+    /// that throttles under load.
+    #[serde(default)]
+    pub above_in_flight: Option<u32>,
 }
 
 impl FaultRule {
@@ -59,11 +63,25 @@ impl FaultRule {
         }
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
+    /// A rule that answers 429 to every request whose path contains `path` while more than
+    /// `max_in_flight` requests are in flight.
+    pub fn throttle(path: &str, max_in_flight: u32) -> Self {
+        FaultRule {
+            path: path.to_string(),
+            status: Some(429),
+            above_in_flight: Some(max_in_flight),
+            ..FaultRule::default()
+        }
+    }
+
+    fn matches(&self, method: &Method, path: &str, in_flight: usize) -> bool {
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
             && path.contains(&self.path)
+            && self
+                .above_in_flight
+                .is_none_or(|max| in_flight > usize::try_from(max).unwrap_or(usize::MAX))
     }
 }
 
@@ -81,6 +99,8 @@ pub struct Injected {
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     rules: Arc<Mutex<Vec<FaultRule>>>,
+    /// Requests inside the middleware now.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Faults {
@@ -95,9 +115,14 @@ impl Faults {
     /// Applies the rules to one request: delays add up over every matching rule, the first matching
     /// rule with a status answers, and each rule that applied uses up one of its `count`.
     pub fn take(&self, method: &Method, path: &str) -> Injected {
+        self.take_with(method, path, 0)
+    }
+
+    /// [`Faults::take`] while `in_flight` requests are in flight.
+    fn take_with(&self, method: &Method, path: &str, in_flight: usize) -> Injected {
         let mut rules = self.lock();
         let mut injected = Injected::default();
-        for rule in rules.iter_mut().filter(|r| r.matches(method, path)) {
+        for rule in rules.iter_mut().filter(|r| r.matches(method, path, in_flight)) {
             injected.delay += Duration::from_millis(rule.delay_ms);
             if let Some(status) = rule.status {
                 if injected.response.is_some() {
@@ -121,13 +146,26 @@ impl Faults {
 
 /// The axum middleware: `Router::layer(axum::middleware::from_fn_with_state(faults, inject))`.
 pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) -> Response {
-    let injected = faults.take(request.method(), request.uri().path());
+    use std::sync::atomic::Ordering;
+    let in_flight = faults.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _counted = InFlight(faults.in_flight.clone());
+    let injected = faults.take_with(request.method(), request.uri().path(), in_flight);
     if !injected.delay.is_zero() {
         tokio::time::sleep(injected.delay).await;
     }
-    match injected.response {
+    let response = match injected.response {
         None => next.run(request).await,
         Some((status, body, headers)) => injected_response(status, body, headers),
+    };
+    response
+}
+
+/// One request in flight, counted until it is answered or dropped.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -183,6 +221,20 @@ mod tests {
         assert_eq!(
             faults.take(&Method::DELETE, "/v2.0/ports/abc"),
             Injected::default()
+        );
+    }
+
+    #[test]
+    fn a_throttle_applies_only_above_its_requests_in_flight() {
+        let faults = Faults::default();
+        faults.add(FaultRule::throttle("/", 2));
+        assert_eq!(faults.take_with(&Method::GET, "/x", 2).response, None);
+        let refused = faults.take_with(&Method::GET, "/x", 3).response;
+        assert_eq!(refused.map(|r| r.0), Some(429));
+        assert_eq!(
+            faults.take_with(&Method::GET, "/x", 1).response,
+            None,
+            "the rule stays"
         );
     }
 

@@ -149,3 +149,35 @@ async fn auth_offline_nodes_and_faults() {
     pve.sim.shutdown();
     support::wait_until_refused(&pve.url("/version")).await;
 }
+
+#[tokio::test]
+async fn a_stopped_vm_becomes_a_template_by_a_task_and_a_running_one_is_refused() {
+    use cloud_janitor_sim::proxmox::GuestSpec;
+    let pve = start().await;
+    let stopped = pve.sim.add_guest(GuestSpec::vm(301, "golden"));
+    let running = pve.sim.add_guest(GuestSpec::vm(302, "busy").running());
+    let post = |vmid: u32| {
+        pve.http
+            .post(pve.url(&format!("/nodes/pve1/qemu/{vmid}/template")))
+            .header("Authorization", &pve.auth)
+    };
+    let (status, body) = pve.send(post(running)).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("you can't convert a VM to template if VM is running\n"))
+    );
+    let (status, body) = pve.send(post(stopped)).await;
+    assert_eq!(status, 200);
+    let upid = body["data"].as_str().unwrap().to_string();
+    assert!(upid.contains(":qmtemplate:301:"), "{upid}");
+    pve.sim.advance_clock(TASK_DURATION);
+    let (_, task) = pve.get(&format!("/nodes/pve1/tasks/{upid}/status")).await;
+    assert_eq!(task["data"]["exitstatus"], "OK");
+    let (_, config) = pve.get("/nodes/pve1/qemu/301/config").await;
+    assert_eq!(config["data"]["template"], 1);
+    let (status, body) = pve.send(post(stopped)).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (500, Some("you can't convert a template to a template\n"))
+    );
+}

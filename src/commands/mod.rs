@@ -13,6 +13,8 @@ use crate::report::PassResult;
 use crate::setup::{build_janitor, SetupError};
 
 #[cfg(feature = "sim")]
+pub mod bench;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod explain;
 pub mod healthcheck;
@@ -92,6 +94,10 @@ pub enum CommandError {
     #[cfg(feature = "sim")]
     #[error("cannot configure the demo janitor: {0}")]
     Demo(#[source] crate::provider::ProviderError),
+    /// The benchmark could not run.
+    #[cfg(feature = "sim")]
+    #[error("benchmark: {0}")]
+    Bench(#[source] Box<crate::bench::BenchError>),
 }
 
 impl CommandError {
@@ -108,7 +114,7 @@ impl CommandError {
             }
             CommandError::Io { .. } | CommandError::Json(_) => Exit::Failed,
             #[cfg(feature = "sim")]
-            CommandError::Demo(_) => Exit::Failed,
+            CommandError::Demo(_) | CommandError::Bench(_) => Exit::Failed,
         }
     }
 

@@ -25,6 +25,14 @@ pub struct Args {
     /// to the clouds.yaml.
     #[arg(long)]
     pub proxmox_listen: Option<SocketAddr>,
+    /// Seed this many interrupted CI jobs of the benchmark's shape (docs/BENCHMARKS.md) instead of
+    /// the demo's leftovers.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// On exit, write every request served (`METHOD PATH STATUS`, `unserved` after those to URLs
+    /// the simulator does not serve) to this file.
+    #[arg(long)]
+    pub request_log: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
@@ -56,12 +64,23 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         write_atomically(path, &text)
             .map_err(CommandError::io(format!("cannot write {}", path.display())))?;
     }
-    let cloud = start_openstack(args.listen, args.clouds_yaml.clone(), args.empty)
-        .await
-        .map_err(CommandError::io(format!(
-            "cannot start the simulated OpenStack on {}",
-            args.listen
-        )))?;
+    let cloud = start_openstack(
+        args.listen,
+        args.clouds_yaml.clone(),
+        args.empty || args.jobs.is_some(),
+    )
+    .await
+    .map_err(CommandError::io(format!(
+        "cannot start the simulated OpenStack on {}",
+        args.listen
+    )))?;
+    if let Some(jobs) = args.jobs {
+        let seeded = cloud
+            .sim
+            .seed_ci_jobs(jobs)
+            .map_err(|error| CommandError::io("cannot seed the CI jobs")(std::io::Error::other(error)))?;
+        println!("seeded {} CI jobs ({} resources)", seeded.jobs, seeded.resources);
+    }
     println!("simulated OpenStack: {}", cloud.sim.url());
     println!("Keystone (auth_url): {}", cloud.sim.auth_url());
     println!(
@@ -74,6 +93,24 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     println!("serving until interrupted");
     shutdown_token().cancelled().await;
     cloud.sim.shutdown();
+    if let Some(path) = &args.request_log {
+        let unserved = cloud.sim.unserved_requests();
+        let text: String = cloud
+            .sim
+            .request_log()
+            .into_iter()
+            .map(|(method, path, status)| {
+                let mark = if unserved.contains(&(method.clone(), path.clone())) {
+                    " unserved"
+                } else {
+                    ""
+                };
+                format!("{method} {path} {status}{mark}\n")
+            })
+            .collect();
+        write_atomically(path, &text)
+            .map_err(CommandError::io(format!("cannot write {}", path.display())))?;
+    }
     if let Some(cluster) = cluster {
         cluster.sim.shutdown();
     }

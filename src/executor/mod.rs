@@ -12,10 +12,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::batch::{Admission, Purpose, StatusReads};
+pub use self::limit::{ConcurrencyLimit, Health, LimitPolicy};
 use crate::events::{Event, EventSink, Task};
 use crate::model::{DeleteOutcome, Observed};
 use crate::outcome::{LeftReason, Outcome};
@@ -24,14 +26,17 @@ use crate::policy::{decide, Decision, GiveUpReason, RetryPolicy};
 use crate::poll::{poll_until, Poll, PollPolicy};
 use crate::provider::{ErrorClass, Provider, ProviderError};
 
+mod batch;
+mod limit;
+
 /// How the executor paces and bounds itself.
 #[derive(Debug, Clone)]
 pub struct ExecutorSettings {
     pub retry: RetryPolicy,
     /// Calls in flight across every cloud.
     pub global_concurrency: usize,
-    /// Calls in flight against one cloud.
-    pub per_cloud_concurrency: usize,
+    /// Calls in flight against one cloud: fixed, or adaptive between bounds.
+    pub per_cloud: LimitPolicy,
     /// How long a resource may stay in a transitional state (deleting, locked, ...) before it is
     /// left for the next pass.
     pub busy_timeout: Duration,
@@ -51,9 +56,21 @@ pub struct Executor {
     settings: ExecutorSettings,
     events: Arc<dyn EventSink>,
     cancel: CancellationToken,
-    global: Arc<Semaphore>,
-    per_cloud: HashMap<String, Arc<Semaphore>>,
+    global: Semaphore,
+    per_cloud: HashMap<String, ConcurrencyLimit>,
+    /// Per cloud, the nodes between their status read and the end of their delete call: three
+    /// times the most calls the cloud may have in flight, so batched reads keep deletes busy while
+    /// no read waits long for its delete.
+    admission: HashMap<String, Admission>,
+    /// Rung when an admission place comes free.
+    freed: Arc<Notify>,
     deletes_issued: AtomicUsize,
+}
+
+/// The permits one call holds: the global one and its cloud's.
+struct Permits<'a> {
+    _global: Option<SemaphorePermit<'a>>,
+    cloud: Option<limit::Slot<'a>>,
 }
 
 /// Where one node's work stands while it runs.
@@ -71,30 +88,61 @@ impl Executor {
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> Self {
+        let most_in_flight = match settings.per_cloud {
+            LimitPolicy::Fixed(limit) => limit,
+            LimitPolicy::Adaptive { max, .. } => max,
+        }
+        .max(1);
         let per_cloud = providers
             .keys()
+            .map(|cloud| (cloud.clone(), ConcurrencyLimit::new(settings.per_cloud)))
+            .collect();
+        let freed = Arc::new(Notify::new());
+        let admission = providers
+            .keys()
             .map(|cloud| {
-                (
-                    cloud.clone(),
-                    Arc::new(Semaphore::new(settings.per_cloud_concurrency.max(1))),
-                )
+                let window = Admission::new(most_in_flight * 4, most_in_flight * 2, freed.clone());
+                (cloud.clone(), window)
             })
             .collect();
         Executor {
-            global: Arc::new(Semaphore::new(settings.global_concurrency.max(1))),
+            global: Semaphore::new(settings.global_concurrency.max(1)),
             providers,
             settings,
             events,
             cancel,
             per_cloud,
+            admission,
+            freed,
             deletes_issued: AtomicUsize::new(0),
         }
+    }
+
+    /// The current concurrency limit of each cloud.
+    pub fn concurrency_limits(&self) -> HashMap<String, usize> {
+        self.per_cloud
+            .iter()
+            .map(|(cloud, limit)| (cloud.clone(), limit.current()))
+            .collect()
     }
 
     /// Runs every actionable node of the plan. A node starts once all its actionable predecessors are
     /// gone; a node that stays leaves everything it uses in place (reported as blocked). Every
     /// actionable node ends with exactly one [`Event::Finished`].
     pub async fn execute(&self, plan: &Plan) {
+        for (cloud, limit) in self.concurrency_limits() {
+            self.emit(Event::ConcurrencyChanged { cloud, limit });
+        }
+        let (reads, queue) = StatusReads::new();
+        let nodes = async move {
+            self.execute_nodes(plan, &reads).await;
+            // Dropping `reads` closes the queue: the rounds end once the last is answered.
+            drop(reads);
+        };
+        futures::join!(nodes, self.run_status_rounds(queue, self.freed.clone()));
+    }
+
+    async fn execute_nodes<'p>(&self, plan: &'p Plan, reads: &StatusReads<'p>) {
         let graph = &plan.graph;
         let actionable = |n: NodeIndex| graph[n].disposition.is_actionable();
         let mut outcomes: HashMap<NodeIndex, Outcome> = HashMap::new();
@@ -106,7 +154,7 @@ impl Executor {
                 .filter(|&p| actionable(p))
                 .count();
             if blockers == 0 {
-                running.push(self.run(node, &graph[node]));
+                running.push(self.run(node, &graph[node], reads));
             } else {
                 waiting.insert(node, blockers);
             }
@@ -120,7 +168,7 @@ impl Executor {
                         *count -= 1;
                         if *count == 0 {
                             waiting.remove(&next);
-                            running.push(self.run(next, &graph[next]));
+                            running.push(self.run(next, &graph[next], reads));
                         }
                     }
                 }
@@ -179,14 +227,19 @@ impl Executor {
         });
     }
 
-    async fn run(&self, index: NodeIndex, node: &PlanNode) -> (NodeIndex, Outcome) {
+    async fn run<'p>(
+        &self,
+        index: NodeIndex,
+        node: &'p PlanNode,
+        reads: &StatusReads<'p>,
+    ) -> (NodeIndex, Outcome) {
         let mut run = NodeRun {
             node,
             task: task_of(node),
             started: Instant::now(),
             attempt: 0,
         };
-        let outcome = self.run_node(&mut run).await.unwrap_or_else(Outcome::Left);
+        let outcome = self.run_node(&mut run, reads).await.unwrap_or_else(Outcome::Left);
         self.finish(node, run.task, &outcome, run.started.elapsed());
         (index, outcome)
     }
@@ -201,20 +254,63 @@ impl Executor {
         Ok(())
     }
 
+    /// Waits for a global and a per-cloud permit.
+    async fn permits(&self, cloud: &str) -> Permits<'_> {
+        // The semaphores are never closed, so acquiring cannot fail; if it somehow did, running the
+        // call unbounded is safer than dropping it.
+        let global = self.global.acquire().await.ok();
+        let cloud = match self.per_cloud.get(cloud) {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
+        };
+        Permits {
+            _global: global,
+            cloud,
+        }
+    }
+
+    /// Tells the cloud's limit how a call went: congested when it failed so, or when the provider
+    /// met a 429, 503 or no answer meanwhile (reads it retried inside included).
+    fn after_call(
+        &self,
+        cloud: &str,
+        provider: &dyn Provider,
+        permits: &Permits<'_>,
+        throttled_before: u64,
+        health: Health,
+    ) {
+        let health = if provider.throttled() > throttled_before {
+            Health::Congested
+        } else {
+            health
+        };
+        let (Some(limit), Some(slot)) = (self.per_cloud.get(cloud), permits.cloud.as_ref()) else {
+            return;
+        };
+        if let Some(limit) = limit.record(slot, health) {
+            self.emit(Event::ConcurrencyChanged {
+                cloud: cloud.to_string(),
+                limit,
+            });
+        }
+    }
+
     /// Holds a global and a per-cloud permit around one API call.
     async fn call<T>(
         &self,
         cloud: &str,
+        provider: &dyn Provider,
         call: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        // The semaphores are never closed, so acquiring cannot fail; if it somehow did, running the
-        // call unbounded is safer than dropping it.
-        let _global = self.global.acquire().await.ok();
-        let _cloud = match self.per_cloud.get(cloud) {
-            Some(semaphore) => semaphore.acquire().await.ok(),
-            None => None,
+        let permits = self.permits(cloud).await;
+        let before = provider.throttled();
+        let result = call.await;
+        let health = match &result {
+            Ok(_) => Health::Healthy,
+            Err(error) => health_of(error),
         };
-        call.await
+        self.after_call(cloud, provider, &permits, before, health);
+        result
     }
 
     async fn sleep_or_stop(&self, delay: Duration) -> Result<(), LeftReason> {
@@ -230,7 +326,11 @@ impl Executor {
         rand::random::<f64>()
     }
 
-    async fn run_node(&self, run: &mut NodeRun<'_>) -> Result<Outcome, LeftReason> {
+    async fn run_node<'p>(
+        &self,
+        run: &mut NodeRun<'p>,
+        reads: &StatusReads<'p>,
+    ) -> Result<Outcome, LeftReason> {
         let node = run.node;
         let resource = &node.resource;
         let key = &resource.key;
@@ -244,17 +344,23 @@ impl Executor {
         let mut counted_delete = false;
         loop {
             self.check_continue()?;
-            // The status read right before the delete: the plan is minutes old by now.
+            // The status read right before the delete: the plan is minutes old by now. Batched
+            // with others that became ready together, never older than this question, and inside
+            // the admission window with the delete, so at most a window of deletes older than it.
             // The provider retries reads itself; a status read that still fails ends the node.
-            let observed = self
-                .call(&key.cloud, provider.observe(resource))
-                .await
-                .map_err(|error| left_after(&error, GiveUpReason::AttemptsExhausted))?;
+            let purpose = if owned {
+                Purpose::Watch
+            } else {
+                Purpose::BeforeDelete
+            };
+            let (observed, admitted) = reads.observe(self, provider.as_ref(), resource, purpose).await;
+            let observed = observed.map_err(|error| left_after(&error, GiveUpReason::AttemptsExhausted))?;
             match observed {
                 Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
                 Observed::Gone => return Ok(Outcome::AlreadyGone),
                 Observed::Failed(state) => return Err(LeftReason::PermanentError { message: state }),
                 Observed::Busy(state) => {
+                    drop(admitted);
                     let since = *busy_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.settings.busy_timeout {
                         return Err(LeftReason::Busy {
@@ -283,9 +389,13 @@ impl Executor {
                 key: key.clone(),
                 attempt: run.attempt + 1,
             });
-            match self.call(&key.cloud, provider.delete(resource)).await {
+            let deleted = self
+                .call(&key.cloud, provider.as_ref(), provider.delete(resource))
+                .await;
+            drop(admitted);
+            match deleted {
                 Ok(DeleteOutcome::Completed) => return Ok(Outcome::Deleted),
-                Ok(DeleteOutcome::Accepted) => match self.await_gone(provider.as_ref(), node).await {
+                Ok(DeleteOutcome::Accepted) => match self.await_gone(provider.as_ref(), node, reads).await {
                     Ok(()) => return Ok(Outcome::Deleted),
                     Err(WaitEnd::Failed(state)) => return Err(LeftReason::PermanentError { message: state }),
                     Err(WaitEnd::Error(error)) => self.after_failure(run, &error).await?,
@@ -327,15 +437,22 @@ impl Executor {
 
     /// Polls an accepted asynchronous delete until the resource is gone. A missing or empty status,
     /// or any state but a failed one, means "not done yet", up to `delete_timeout`.
-    async fn await_gone(&self, provider: &dyn Provider, node: &PlanNode) -> Result<(), WaitEnd> {
+    async fn await_gone<'p>(
+        &self,
+        provider: &dyn Provider,
+        node: &'p PlanNode,
+        reads: &StatusReads<'p>,
+    ) -> Result<(), WaitEnd> {
         let resource = &node.resource;
         let remaining = self.settings.deadline.saturating_duration_since(Instant::now());
+        // Nothing asynchronous is done the moment it is accepted: the first look waits an interval.
         let policy = PollPolicy::new(
             self.settings.poll_interval,
             self.settings.delete_timeout.min(remaining),
-        );
+        )
+        .first_look_after(self.settings.poll_interval);
         let result = poll_until(policy, || async {
-            match self.call(&resource.key.cloud, provider.observe(resource)).await {
+            match reads.observe(self, provider, resource, Purpose::Watch).await.0 {
                 Ok(Observed::Gone) => Ok(Poll::Done(())),
                 Ok(Observed::Failed(state)) => Err(WaitEnd::Failed(state)),
                 Ok(Observed::Busy(state)) => Ok(Poll::Pending(describe_state(&state))),
@@ -363,6 +480,20 @@ impl Executor {
 enum WaitEnd {
     Failed(String),
     Error(ProviderError),
+}
+
+/// What a failed call says about the cloud's load.
+fn health_of(error: &ProviderError) -> Health {
+    match error {
+        ProviderError::Exhausted { source, .. } | ProviderError::Listing { source, .. } => health_of(source),
+        ProviderError::Network { .. } => Health::Congested,
+        other => match other.class() {
+            ErrorClass::RateLimited { .. } => Health::Congested,
+            // A 409 or a 404 is the API answering promptly.
+            ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Permanent => Health::Healthy,
+            ErrorClass::Transient => Health::Neutral,
+        },
+    }
 }
 
 /// Why a resource stays after `error` ended the attempts at it.

@@ -14,6 +14,11 @@ use crate::selection::Verdict;
 
 type Script<T> = Mutex<HashMap<String, VecDeque<T>>>;
 
+/// The next scripted answer for `id`, if any is left.
+fn next<T>(script: &Script<T>, id: &str) -> Option<T> {
+    script.lock().unwrap().get_mut(id).and_then(VecDeque::pop_front)
+}
+
 /// A provider that plays back scripted answers per resource id, and records calls. Once a script
 /// runs out, observe answers Gone after a delete and Ready before; delete answers Completed.
 #[derive(Default)]
@@ -24,6 +29,16 @@ struct Scripted {
     deleted: Mutex<Vec<String>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Reads status in batches (one key for everything) when set.
+    batched: bool,
+    /// Each batch: when it started and which ids it read.
+    rounds: Mutex<Vec<(Instant, Vec<String>)>>,
+    /// When each delete call returned, by id.
+    delete_done: Mutex<Vec<(String, Instant)>>,
+    /// A batch answers nothing for this id.
+    unanswered: Option<String>,
+    /// Answers that asked to slow down so far.
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl Scripted {
@@ -50,6 +65,36 @@ impl Scripted {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+    /// The delete calls made, in order.
+    fn deletes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("delete"))
+            .collect()
+    }
+    fn batched() -> Self {
+        Scripted {
+            batched: true,
+            ..Scripted::default()
+        }
+    }
+    /// The next scripted state of `id`, as `observe` and `observe_many` both answer it.
+    fn state_of(&self, id: &str) -> Result<Observed, ProviderError> {
+        match next(&self.observe, id) {
+            Some(answer) => answer.map_err(Self::error),
+            None if self.deleted.lock().unwrap().iter().any(|d| d == id) => Ok(Observed::Gone),
+            None => Ok(Observed::Ready),
+        }
+    }
+    fn rounds_with(&self, id: &str) -> Vec<Instant> {
+        self.rounds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, ids)| ids.iter().any(|i| i == id))
+            .map(|(at, _)| *at)
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -66,17 +111,27 @@ impl Provider for Scripted {
     async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError> {
         let id = &resource.key.id;
         self.calls.lock().unwrap().push(format!("observe {id}"));
-        let scripted = self
-            .observe
+        self.state_of(id)
+    }
+    fn batch_key(&self, _resource: &Resource) -> Option<crate::provider::BatchKey> {
+        self.batched.then(|| "all".into())
+    }
+    async fn observe_many(&self, batch: &[&Resource]) -> Vec<Result<Observed, ProviderError>> {
+        let ids: Vec<String> = batch.iter().map(|r| r.key.id.clone()).collect();
+        self.calls
             .lock()
             .unwrap()
-            .get_mut(id)
-            .and_then(VecDeque::pop_front);
-        match scripted {
-            Some(answer) => answer.map_err(Self::error),
-            None if self.deleted.lock().unwrap().contains(id) => Ok(Observed::Gone),
-            None => Ok(Observed::Ready),
-        }
+            .push(format!("round {}", ids.join(",")));
+        self.rounds.lock().unwrap().push((Instant::now(), ids.clone()));
+        // A batch read takes as long as a delete, so later questions queue behind it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ids.iter()
+            .filter(|id| self.unanswered.as_deref() != Some(id.as_str()))
+            .map(|id| self.state_of(id))
+            .collect()
+    }
+    fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::SeqCst)
     }
     async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {
         let id = &resource.key.id;
@@ -85,16 +140,17 @@ impl Provider for Scripted {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.calls.lock().unwrap().push(format!("delete {id}"));
-        let scripted = self
-            .delete
-            .lock()
-            .unwrap()
-            .get_mut(id)
-            .and_then(VecDeque::pop_front);
-        let answer = scripted.unwrap_or(Ok(DeleteOutcome::Completed));
+        let answer = next(&self.delete, id).unwrap_or(Ok(DeleteOutcome::Completed));
         if answer.is_ok() {
             self.deleted.lock().unwrap().push(id.clone());
         }
+        if answer == Err(ErrorClass::RateLimited { retry_after: None }) {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+        }
+        self.delete_done
+            .lock()
+            .unwrap()
+            .push((id.clone(), Instant::now()));
         answer.map_err(Self::error)
     }
 }
@@ -112,7 +168,7 @@ fn settings() -> ExecutorSettings {
             max_delay: Duration::from_secs(8),
         },
         global_concurrency: 8,
-        per_cloud_concurrency: 4,
+        per_cloud: LimitPolicy::Fixed(4),
         busy_timeout: Duration::from_secs(60),
         delete_timeout: Duration::from_secs(120),
         poll_interval: Duration::from_secs(1),
@@ -327,7 +383,7 @@ async fn concurrency_is_bounded_per_cloud_and_the_delete_cap_holds() {
     );
     let provider = Arc::new(Scripted::default());
     let mut settings = settings();
-    settings.per_cloud_concurrency = 3;
+    settings.per_cloud = LimitPolicy::Fixed(3);
     settings.max_deletes = 12;
     let run = execute(provider.clone(), &plan, settings).await;
     assert_eq!(provider.max_in_flight.load(Ordering::SeqCst), 3);
@@ -430,10 +486,190 @@ async fn a_resource_released_by_its_owner_is_in_use_never_deleted_and_holds_what
         Outcome::Left(LeftReason::InUse { by: port.clone() })
     );
     assert_eq!(run.outcomes["net"], Outcome::Left(LeftReason::InUse { by: port }));
+    assert_eq!(
+        provider.deletes(),
+        ["delete vm"],
+        "only the server is sent a DELETE"
+    );
+}
+
+/// Five servers, each on its own port, all ports on one network.
+fn servers_on_ports() -> Plan {
+    let net = key(Kind::Network, "net");
+    let mut resources = vec![res(Kind::Network, "net", &[])];
+    for i in 0..5 {
+        let port = key(Kind::Port, &format!("port-{i}"));
+        resources.push(res(Kind::Server, &format!("vm-{i}"), std::slice::from_ref(&port)));
+        resources.push(res(Kind::Port, &format!("port-{i}"), std::slice::from_ref(&net)));
+    }
+    all_selected(resources)
+}
+
+#[tokio::test(start_paused = true)]
+async fn batched_reads_are_taken_after_the_blockers_are_gone_and_allow_one_delete_each() {
+    let plan = servers_on_ports();
+    let provider = Arc::new(Scripted::batched().on_delete(
+        "port-2",
+        vec![Err(ErrorClass::Conflict), Ok(DeleteOutcome::Completed)],
+    ));
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert!(
+        run.outcomes.values().all(|o| *o == Outcome::Deleted),
+        "{:?}",
+        run.outcomes
+    );
+    let done = provider.delete_done.lock().unwrap().clone();
+    let done_at =
+        |id: &str| -> Vec<Instant> { done.iter().filter(|(d, _)| d == id).map(|(_, at)| *at).collect() };
+    let users: HashMap<&str, Vec<String>> = HashMap::from([
+        ("net", (0..5).map(|i| format!("port-{i}")).collect()),
+        ("port-0", vec!["vm-0".to_string()]),
+        ("port-2", vec!["vm-2".to_string()]),
+    ]);
+    for (id, users) in &users {
+        let last_user_gone = users.iter().flat_map(|u| done_at(u)).max().unwrap();
+        let reads = provider.rounds_with(id);
+        assert!(
+            reads.iter().all(|read| *read >= last_user_gone),
+            "{id} is read only after its users are gone"
+        );
+    }
+    // Each delete follows its own read: port-2 conflicted once, so it was read twice.
+    for i in 0..5 {
+        for id in [format!("vm-{i}"), format!("port-{i}")] {
+            let deletes = done_at(&id).len();
+            assert_eq!(
+                provider.rounds_with(&id).len(),
+                deletes,
+                "{id}: one read per delete"
+            );
+        }
+    }
+    let rounds = provider.rounds.lock().unwrap().len();
+    assert!(rounds < 12, "12 reads before deletes share {rounds} rounds");
+    assert!(
+        !provider.calls().iter().any(|c| c.starts_with("observe ")),
+        "every read was batched"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_asked_while_a_round_runs_waits_for_the_next_round() {
+    // vm-0's delete takes 100 ms, as does a round: port-0 becomes ready while the round that read
+    // the servers may still run, and must be read by a round of its own that starts later.
+    let plan = servers_on_ports();
+    let provider = Arc::new(Scripted::batched());
+    execute(provider.clone(), &plan, settings()).await;
+    let rounds = provider.rounds.lock().unwrap().clone();
+    let first_with_port = rounds
+        .iter()
+        .position(|(_, ids)| ids.iter().any(|i| i.starts_with("port")))
+        .unwrap();
+    assert!(first_with_port > 0);
+    assert!(rounds[0].1.iter().all(|id| id.starts_with("vm-")), "{rounds:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_batch_an_empty_status_is_busy_and_an_unanswered_read_deletes_nothing() {
+    let plan = all_selected(vec![res(Kind::Server, "vm", &[]), res(Kind::Volume, "vol", &[])]);
+    let provider = Arc::new(Scripted {
+        unanswered: Some("vol".to_string()),
+        ..Scripted::batched().on_observe(
+            "vm",
+            vec![
+                Ok(Observed::Busy(String::new())),
+                Ok(Observed::Busy(String::new())),
+                Ok(Observed::Ready),
+            ],
+        )
+    });
+    let run = execute(provider.clone(), &plan, settings()).await;
+    assert_eq!(run.outcomes["vm"], Outcome::Deleted);
+    assert_eq!(provider.rounds_with("vm").len(), 3, "busy twice, then ready");
+    assert!(
+        matches!(run.outcomes["vol"], Outcome::Left(_)),
+        "{:?}",
+        run.outcomes["vol"]
+    );
     let deletes: Vec<_> = provider
         .calls()
         .into_iter()
         .filter(|c| c.starts_with("delete"))
         .collect();
-    assert_eq!(deletes, ["delete vm"], "only the server is sent a DELETE");
+    assert_eq!(deletes, ["delete vm"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_batched_reads_a_resource_released_by_its_owner_is_still_never_deleted() {
+    let (server, net) = (key(Kind::Server, "vm"), key(Kind::Network, "net"));
+    let mut owned = res(Kind::Port, "nova-port", std::slice::from_ref(&net));
+    owned.removal = crate::model::Removal::WithOwner(server.clone());
+    owned.used_by = vec![server.clone()];
+    let plan = Plan::build(
+        vec![
+            res(Kind::Server, "vm", &[]),
+            owned,
+            res(Kind::Network, "net", &[]),
+        ],
+        vec![
+            Verdict::Selected,
+            Verdict::NotMatched("tags_all"),
+            Verdict::Selected,
+        ],
+    );
+    let provider = Arc::new(Scripted::batched().on_observe("nova-port", vec![Ok(Observed::Ready)]));
+    let run = execute(provider.clone(), &plan, settings()).await;
+    let port = key(Kind::Port, "nova-port");
+    assert_eq!(
+        run.outcomes["nova-port"],
+        Outcome::Left(LeftReason::InUse { by: port })
+    );
+    assert_eq!(
+        provider.deletes(),
+        ["delete vm"],
+        "only the server is sent a DELETE"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_limit_halves_on_429_and_grows_back_between_its_bounds() {
+    let plan = all_selected(
+        (0..60)
+            .map(|i| res(Kind::Port, &format!("p{i:02}"), &[]))
+            .collect(),
+    );
+    let provider = Arc::new(Scripted::default().on_delete(
+        "p05",
+        vec![
+            Err(ErrorClass::RateLimited { retry_after: None }),
+            Ok(DeleteOutcome::Completed),
+        ],
+    ));
+    let mut settings = settings();
+    settings.global_concurrency = 64;
+    settings.per_cloud = LimitPolicy::Adaptive {
+        initial: 4,
+        min: 2,
+        max: 6,
+    };
+    let run = execute(provider.clone(), &plan, settings).await;
+    assert!(run.outcomes.values().all(|o| *o == Outcome::Deleted));
+    let limits: Vec<usize> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConcurrencyChanged { limit, .. } => Some(*limit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits.first(), Some(&4), "the starting limit is published");
+    let halved = limits.windows(2).position(|w| w[1] < w[0]).expect("a decrease");
+    assert_eq!(limits[halved + 1], (limits[halved] / 2).max(2));
+    assert!(limits.iter().all(|l| (2..=6).contains(l)), "{limits:?}");
+    assert_eq!(
+        limits.last(),
+        Some(&6),
+        "healthy calls grow it back to its bound: {limits:?}"
+    );
+    assert!(provider.max_in_flight.load(Ordering::SeqCst) <= 6);
 }

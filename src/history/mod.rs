@@ -466,6 +466,7 @@ impl EventSink for HistoryStore {
                 let error = error.clone();
                 self.update(key, |record| record.last_error = Some(error));
             }
+            Event::ConcurrencyChanged { .. } => {}
             Event::Finished { key, outcome, .. } => {
                 let now = Utc::now();
                 self.update(key, |record| match outcome {

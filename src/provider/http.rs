@@ -2,6 +2,7 @@
 //! TLS settings, every request counted in `cloud_janitor_api_requests_total`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +110,8 @@ pub struct ApiClient {
     metrics: Arc<Metrics>,
     limiter: Option<Arc<RateLimiter>>,
     retry: RetryPolicy,
+    /// Answers that asked to slow down (429, 503) or never came, shared by the client's clones.
+    throttled: Arc<AtomicU64>,
 }
 
 impl ApiClient {
@@ -144,6 +147,7 @@ impl ApiClient {
             metrics,
             limiter: None,
             retry: RetryPolicy::default(),
+            throttled: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -189,6 +193,11 @@ impl ApiClient {
         }
     }
 
+    /// How many answers so far were 429 or 503, or never came (a timeout, a refused connection).
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
     /// Limits this cloud to `per_second` requests (none when `None`).
     pub fn with_rate_limit(mut self, per_second: Option<f64>) -> Self {
         self.limiter = per_second.map(|rate| Arc::new(RateLimiter::new(rate)));
@@ -224,11 +233,15 @@ impl ApiClient {
         .await;
         match outcome {
             Ok(response) => {
+                if matches!(response.status.as_u16(), 429 | 503) {
+                    self.throttled.fetch_add(1, Ordering::Relaxed);
+                }
                 self.metrics
                     .api_request(&self.cloud, service, Some(response.status.as_u16()));
                 Ok(response)
             }
             Err(source) => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
                 self.metrics.api_request(&self.cloud, service, None);
                 Err(ProviderError::Network { method, url, source })
             }

@@ -12,6 +12,9 @@ pub mod http;
 pub mod openstack;
 pub mod proxmox;
 
+/// Names a set of status reads one request can answer (`network:ports`, `proxmox:guests`).
+pub type BatchKey = std::borrow::Cow<'static, str>;
+
 /// How the executor should treat a failed call. Decided once, by the provider that saw the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -120,6 +123,43 @@ impl ProviderError {
         }
     }
 
+    /// The same failure again, for each resource of a batch whose one request failed: the class,
+    /// status and message are kept (a network error's source becomes its text).
+    pub fn duplicate(&self) -> ProviderError {
+        match self {
+            ProviderError::Api {
+                class,
+                method,
+                url,
+                status,
+                message,
+            } => ProviderError::Api {
+                class: *class,
+                method: method.clone(),
+                url: url.clone(),
+                status: *status,
+                message: message.clone(),
+            },
+            ProviderError::Exhausted { attempts, source } => ProviderError::Exhausted {
+                attempts: *attempts,
+                source: Box::new(source.duplicate()),
+            },
+            ProviderError::Auth { url, message } => ProviderError::Auth {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            ProviderError::Decode { url, message } => ProviderError::Decode {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            other => ProviderError::OperationFailed {
+                class: other.class(),
+                operation: "status read".to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// How the executor should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -176,6 +216,31 @@ pub trait Provider: Send + Sync {
     /// Reads the resource's current state; called right before each delete and while polling an
     /// asynchronous one. A 404 is `Ok(Observed::Gone)`, not an error.
     async fn observe(&self, resource: &Resource) -> Result<Observed, ProviderError>;
+
+    /// Which status reads one request can answer together: resources with equal keys may be read
+    /// by one [`Provider::observe_many`] call. `None`, the default, reads the resource alone.
+    fn batch_key(&self, _resource: &Resource) -> Option<BatchKey> {
+        None
+    }
+
+    /// Reads the current state of every resource in `batch` (all of one [`Provider::batch_key`]) in
+    /// as few requests as the API allows, each sent after this call began: one answer per resource,
+    /// in order. A resource missing from a complete answer is gone; one the answer cannot speak for
+    /// is read alone. The default reads each with [`Provider::observe`].
+    async fn observe_many(&self, batch: &[&Resource]) -> Vec<Result<Observed, ProviderError>> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for resource in batch {
+            answers.push(self.observe(resource).await);
+        }
+        answers
+    }
+
+    /// How many answers so far asked the janitor to slow down (429, 503) or never came (timeouts,
+    /// refused connections), reads retried inside the provider included; an adaptive concurrency
+    /// limit halves when this grows during a call.
+    fn throttled(&self) -> u64 {
+        0
+    }
 
     /// Deletes the resource (with whatever preparation it needs: clearing a router's gateway,
     /// stopping a guest). A 404 is `Ok(DeleteOutcome::Completed)`.

@@ -25,16 +25,16 @@ pub(crate) const APP_CRED_NAME: &str = "cloud-janitor";
 pub(crate) const APP_CRED_SECRET: &str = "janitor-appcred-secret";
 
 /// A Keystone user with its one project and roles there.
-struct User {
-    id: &'static str,
-    name: &'static str,
+pub(crate) struct User {
+    pub id: &'static str,
+    pub name: &'static str,
     password: &'static str,
-    project_id: &'static str,
-    project_name: &'static str,
+    pub project_id: &'static str,
+    pub project_name: &'static str,
     roles: &'static [&'static str],
 }
 
-const USERS: [User; 3] = [
+pub(crate) const USERS: [User; 3] = [
     User {
         id: DEMO_USER_ID,
         name: "demo",
@@ -72,6 +72,7 @@ pub(crate) fn routes(app: Arc<Inner>) -> Router {
             "/identity/v3/auth/tokens",
             get(validate).head(validate).post(issue).delete(revoke),
         )
+        .merge(super::projects::routes(app.clone()))
         .with_state(app)
 }
 
@@ -334,10 +335,16 @@ fn catalog(url: &str, project_id: &str, octavia: bool) -> Value {
             "cinderv3",
             format!("{url}/volume/v3/{project_id}")
         ),
+        service(
+            "image0000000000000000000000000006",
+            "image",
+            "glance",
+            format!("{url}/image")
+        ),
     ]);
     if let (true, Some(list)) = (octavia, services.as_array_mut()) {
         list.push(service(
-            "loadbalancer00000000000000000000006",
+            "loadbalancer00000000000000000000007",
             "load-balancer",
             "octavia",
             format!("{url}/load-balancer"),

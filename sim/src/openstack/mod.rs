@@ -1,5 +1,6 @@
-//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3, Octavia v2) on one
-//! HTTP listener, with in-memory state that tests seed and inspect through [`OpenStackSim`].
+//! A simulated OpenStack cloud (Keystone v3, Nova v2.1, Neutron v2.0, Cinder v3, Octavia v2, Glance
+//! v2) on one HTTP listener, with in-memory state that tests seed and inspect through
+//! [`OpenStackSim`].
 //!
 //! # URL layout
 //! - `/identity` (versions; `/` answers the same), `/identity/v3`, `/identity/v3/auth/tokens`
@@ -8,6 +9,7 @@
 //! - `/volume/v3/{project_id}/...` (Cinder; catalog types `block-storage` and `volumev3`)
 //! - `/load-balancer/v2/lbaas/...` (Octavia; catalog type `load-balancer`, unless
 //!   [`SimConfig::octavia`] is `None`)
+//! - `/image/v2/...` (a minimal Glance: image records and their tags, no data)
 //! - `/_sim/faults` (fault injection, see [`crate::faults`])
 //!
 //! # Credentials (domain `default`)
@@ -49,6 +51,9 @@
 //! - A member's DELETE of any port with `device_owner` `compute:*` answers 403.
 //! - Unknown URLs answer 404 without checking the token; Cinder accepts any volume microversion.
 //! - No quotas, no subnet overlap checks, no Cinder `cascade` delete or attachments API.
+//! - Cinder backups are `available` at once (real: `creating` while the data is copied) and keep no
+//!   data; Glance images are records only and stay `queued`; Neutron has no service providers (an
+//!   empty list); a member listing Keystone's projects sees its own (real default policy: 403).
 //!
 //! # Layout
 //! - this module: [`SimConfig`], starting and stopping [`OpenStackSim`], its clock and request log,
@@ -57,8 +62,8 @@
 //!   [`OpenStackSim::exists`], ...) and the CI leftovers; `seed` builds those, `leaks` untagged
 //!   resources that look leaked.
 //! - `state`: the in-memory cloud every service acts on, its identities and records.
-//! - `keystone`, `nova`, `neutron`, `cinder`, `octavia`: one module per service, each its model and
-//!   its URLs.
+//! - `keystone` (and `projects`), `nova`, `neutron`, `cinder`, `octavia`, `glance`: one module per
+//!   service, each its model and its URLs; `scenario` seeds the benchmark's CI jobs.
 //! - `call`, `errors`, `listing`, `tags`: what the services share: the authenticated caller, error
 //!   bodies in each service's shape, list filters and pages, and the tag URLs.
 
@@ -66,12 +71,15 @@ mod call;
 mod cinder;
 mod direct;
 mod errors;
+mod glance;
 mod keystone;
 mod leaks;
 mod listing;
 mod neutron;
 mod nova;
 mod octavia;
+mod projects;
+mod scenario;
 mod seed;
 mod state;
 mod tags;
@@ -97,6 +105,7 @@ use state::Cloud;
 
 pub use direct::{NewServer, SimError};
 pub use octavia::SeededLoadBalancerJob;
+pub use scenario::{JobsSeeded, CENSUS_KINDS};
 pub use seed::{Seeded, SeededJob, Survivors, CI_TAG};
 pub use state::OctaviaTimings;
 
@@ -144,6 +153,8 @@ pub(crate) struct Inner {
     cloud: Mutex<Cloud>,
     faults: Faults,
     log: Mutex<Vec<LoggedRequest>>,
+    /// Requests to URLs no simulated service serves, as `(method, path with query)`.
+    unserved: Mutex<Vec<(String, String)>>,
     shutdown: Notify,
 }
 
@@ -196,6 +207,7 @@ impl OpenStackSim {
             cloud: Mutex::new(cloud),
             faults: Faults::default(),
             log: Mutex::new(Vec::new()),
+            unserved: Mutex::new(Vec::new()),
             shutdown: Notify::new(),
         });
         let app = router(inner.clone());
@@ -268,6 +280,16 @@ impl OpenStackSim {
         self.inner.log().clone()
     }
 
+    /// Requests to URLs no simulated service serves (answered 404), as `(method, path)`: what a
+    /// client asked that the simulator cannot answer.
+    pub fn unserved_requests(&self) -> Vec<(String, String)> {
+        self.inner
+            .unserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Forgets the requests logged so far.
     pub fn clear_request_log(&self) {
         self.inner.log().clear();
@@ -300,7 +322,19 @@ fn router(inner: Arc<Inner>) -> Router {
         .merge(neutron::routes(inner.clone()))
         .merge(cinder::routes(inner.clone()))
         .merge(octavia::routes(inner.clone()))
-        .fallback(unknown_path)
+        .merge(glance::routes(inner.clone()))
+        .fallback({
+            let inner = inner.clone();
+            move |method: axum::http::Method, uri: Uri| async move {
+                let path = uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+                inner
+                    .unserved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((method.to_string(), path));
+                unknown_path(uri).await
+            }
+        })
         .layer(from_fn_with_state(inner.faults.clone(), faults::inject));
     api.merge(faults::admin_router(inner.faults.clone()))
         .layer(from_fn_with_state(inner, record))

@@ -163,19 +163,28 @@ fn ensure_network(
 
 /// The external network `public` with its subnet, created once (as DevStack does) by admin.
 pub(crate) fn ensure_public_network(cloud: &mut Cloud) -> Result<(String, String), ApiError> {
+    ensure_external_network(cloud, "public", "172.24.4.0/24")
+}
+
+/// An external network `name` of project admin with one subnet of `cidr` (no DHCP), made once.
+pub(crate) fn ensure_external_network(
+    cloud: &mut Cloud,
+    name: &str,
+    cidr: &str,
+) -> Result<(String, String), ApiError> {
     ensure_network(
         cloud,
-        |n| n.external && n.name == "public",
+        |n| n.external && n.name == name,
         |cloud| {
             let admin = Ctx::admin();
             let req = NetworkReq {
                 external: true,
-                ..NetworkReq::named("public", Vec::new())
+                ..NetworkReq::named(name, Vec::new())
             };
             let network = cloud.create::<Network>(&admin, req)?;
             let req = SubnetReq {
                 enable_dhcp: Some(false),
-                ..SubnetReq::new(&network, "public-subnet", "172.24.4.0/24", Vec::new())
+                ..SubnetReq::new(&network, &format!("{name}-subnet"), cidr, Vec::new())
             };
             let subnet = cloud.create::<Subnet>(&admin, req)?;
             Ok((network, subnet))
@@ -329,6 +338,16 @@ fn full_job(cloud: &mut Cloud, ctx: &Ctx, n: usize, public: &str) -> Result<Seed
     })
 }
 
+/// The number of the next CI job: one past the jobs whose networks exist.
+pub(crate) fn next_job_number(cloud: &Cloud) -> usize {
+    cloud
+        .networks
+        .values()
+        .filter(|n| n.name.starts_with("ci-job-"))
+        .count()
+        + 1
+}
+
 /// Creates the whole topology (see [`Seeded`]) and makes it three hours old. Every request is built
 /// here against resources made here, so an error means a bug in the simulator.
 pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
@@ -338,12 +357,7 @@ pub(crate) fn seed_ci_leftovers(cloud: &mut Cloud) -> Result<Seeded, ApiError> {
     let default_security_group = cloud.ensure_default_security_group(DEMO_PROJECT_ID);
 
     // Seeding again numbers the jobs on (job-4, job-5, job-6), so names never collide.
-    let first = cloud
-        .networks
-        .values()
-        .filter(|n| n.name.starts_with("ci-job-"))
-        .count()
-        + 1;
+    let first = next_job_number(cloud);
     let mut jobs = vec![
         full_job(cloud, &demo, first, &public_network)?,
         full_job(cloud, &demo, first + 1, &public_network)?,

@@ -323,6 +323,7 @@ fn guest_call(
             upid(cluster.guest_task(at, "qmconfig", user, ending))
         }
         ["status", "current"] if get => cluster.status_current(at),
+        ["template"] if post => cluster.template(at, user),
         ["status", "stop"] if post => upid(cluster.stop(at, user, flag(params, "overrule-shutdown"))?),
         ["status", "shutdown"] if post => {
             let seconds = params

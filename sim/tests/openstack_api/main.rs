@@ -8,6 +8,7 @@
 mod support;
 
 mod cinder;
+mod cleanup_clients;
 mod client;
 mod keystone;
 mod neutron;

@@ -521,7 +521,7 @@ pub(super) fn observed(
 }
 
 /// A server's state. An empty status is "busy", never ready and never gone.
-fn server_state(server: &ServerState) -> Observed {
+pub(super) fn server_state(server: &ServerState) -> Observed {
     let lower = server.status.to_ascii_lowercase();
     let task = server.task_state.as_deref();
     if server.locked {
@@ -538,7 +538,7 @@ fn server_state(server: &ServerState) -> Observed {
 }
 
 /// A volume's or snapshot's state.
-fn cinder_state(state: &CinderState) -> Observed {
+pub(super) fn cinder_state(state: &CinderState) -> Observed {
     match state.status.to_ascii_lowercase().as_str() {
         "available" | "error" | "error_restoring" | "error_extending" | "error_managing" => Observed::Ready,
         "error_deleting" => Observed::Failed(format!("status {}", state.status)),
@@ -548,7 +548,7 @@ fn cinder_state(state: &CinderState) -> Observed {
 
 /// The state of a port its owner's removal takes along: busy while still bound to the server, or
 /// held by the load balancer, that owns it.
-fn port_state(port: &PortBinding) -> Observed {
+pub(super) fn port_state(port: &PortBinding) -> Observed {
     let owner = port.device_owner.as_deref().unwrap_or_default();
     match &port.device_id {
         Some(device) if owner.starts_with("compute:") => Observed::Busy(format!("bound to server {device}")),

@@ -11,6 +11,7 @@ mod config;
 mod details;
 mod discover;
 mod session;
+mod status;
 mod wire;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::model::{DeleteOutcome, Kind, Observed, Resource};
 use crate::policy::RetryPolicy;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
-use crate::provider::{ErrorClass, Provider, ProviderError};
+use crate::provider::{BatchKey, ErrorClass, Provider, ProviderError};
 
 /// Tags the selection rules require, passed down so servers and floating IPs can be filtered on the
 /// server side.
@@ -167,6 +168,18 @@ impl Provider for OpenStackProvider {
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
             Err(error) => Err(error),
         }
+    }
+
+    fn batch_key(&self, resource: &Resource) -> Option<BatchKey> {
+        status::batch_key(resource.key.kind)
+    }
+
+    async fn observe_many(&self, batch: &[&Resource]) -> Vec<Result<Observed, ProviderError>> {
+        self.observe_batch(batch).await
+    }
+
+    fn throttled(&self) -> u64 {
+        self.session.throttled()
     }
 
     async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {

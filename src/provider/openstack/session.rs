@@ -120,6 +120,11 @@ impl Session {
         }
     }
 
+    /// Answers so far that asked to slow down or never came (see [`ApiClient::throttled`]).
+    pub fn throttled(&self) -> u64 {
+        self.client.throttled()
+    }
+
     /// The project every listing is scoped to.
     pub async fn project_id(&self) -> Result<String, ProviderError> {
         Ok(self.token(false).await?.project_id.clone())

@@ -343,6 +343,15 @@ pub struct PortBinding {
     pub device_owner: Option<String>,
 }
 
+/// A listed item's id with what its status read decides on, for batched status reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Stated<S> {
+    #[serde(deserialize_with = "required")]
+    pub id: String,
+    #[serde(flatten)]
+    pub state: S,
+}
+
 /// One page of a collection: `{"<collection>": [...], "<collection>_links": [{"rel": "next",
 /// "href": ...}]}`, the shape Nova, Neutron and Cinder share.
 #[derive(Debug, Clone, PartialEq)]

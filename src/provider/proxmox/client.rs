@@ -134,6 +134,11 @@ impl PveClient {
         self
     }
 
+    /// Answers so far that asked to slow down or never came (see [`ApiClient::throttled`]).
+    pub fn throttled(&self) -> u64 {
+        self.http.throttled()
+    }
+
     /// Sends a request with form parameters and decodes `data` as a `T`; one re-authentication on a
     /// 401 with ticket auth.
     pub async fn call<T: DeserializeOwned>(

@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod details;
 pub mod discover;
+mod status;
 pub mod tasks;
 pub mod wire;
 
@@ -37,16 +38,20 @@ use crate::model::{DeleteOutcome, Kind, Observed, Resource};
 use crate::policy::RetryPolicy;
 use crate::provider::decode::Listed;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
-use crate::provider::{ErrorClass, Provider, ProviderError};
+use crate::provider::{BatchKey, ErrorClass, Provider, ProviderError};
 
-/// How many guest configs or storage listings are read at once during discovery.
-const DISCOVERY_CONCURRENCY: usize = 4;
+/// How many guest configs or storage listings are read at once during discovery: as many as the
+/// default per-cloud limit lets deletes run, since a config read per guest is most of discovery.
+const DISCOVERY_CONCURRENCY: usize = 8;
 
 /// One Proxmox VE cluster.
 pub struct ProxmoxProvider {
     cloud: String,
     client: PveClient,
     settings: ProxmoxSettings,
+    /// Whether each guest ran, by vmid, as the status read right before its delete saw it; taken
+    /// (and so used once) by that delete.
+    running: std::sync::Mutex<std::collections::HashMap<u32, bool>>,
 }
 
 fn config_error(cloud: &str, error: impl std::fmt::Display) -> ProviderError {
@@ -146,6 +151,7 @@ impl ProxmoxProvider {
             cloud: cloud_name,
             client,
             settings: settings.clone(),
+            running: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -154,6 +160,12 @@ impl ProxmoxProvider {
     pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
         self.client = self.client.with_read_retry(policy);
         self
+    }
+
+    fn observed_running(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u32, bool>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn node_in_scope(&self, node: &str) -> bool {
@@ -293,10 +305,16 @@ impl ProxmoxProvider {
                 message: format!("guest is locked ({lock})"),
             });
         }
-        let running = match self.guest_status(&path).await {
-            Ok(status) => status.status.as_deref() != Some("stopped"),
-            Err(error) if error.class() == ErrorClass::NotFound => return Ok(DeleteOutcome::Completed),
-            Err(error) => return Err(error),
+        let seen = self
+            .observed_running()
+            .remove(&ProxmoxDetails::guest(resource)?.vmid);
+        let running = match seen {
+            Some(running) => running,
+            None => match self.guest_status(&path).await {
+                Ok(status) => status.status.as_deref() != Some("stopped"),
+                Err(error) if error.class() == ErrorClass::NotFound => return Ok(DeleteOutcome::Completed),
+                Err(error) => return Err(error),
+            },
         };
         if running {
             self.bring_down(resource, &path).await?;
@@ -510,6 +528,18 @@ impl Provider for ProxmoxProvider {
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
             Err(error) => Err(error),
         }
+    }
+
+    fn batch_key(&self, resource: &Resource) -> Option<BatchKey> {
+        status::batch_key(resource)
+    }
+
+    async fn observe_many(&self, batch: &[&Resource]) -> Vec<Result<Observed, ProviderError>> {
+        self.observe_batch(batch).await
+    }
+
+    fn throttled(&self) -> u64 {
+        self.client.throttled()
     }
 
     async fn delete(&self, resource: &Resource) -> Result<DeleteOutcome, ProviderError> {

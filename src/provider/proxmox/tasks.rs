@@ -67,7 +67,8 @@ pub async fn wait_for_task(
         message: format!("`{upid}` is not a task id"),
     })?;
     let path = ApiPath::new(["nodes", parsed.node.as_str(), "tasks", upid, "status"]);
-    let policy = PollPolicy::new(interval, timeout);
+    // A task just started is not finished: the first look waits an interval.
+    let policy = PollPolicy::new(interval, timeout).first_look_after(interval);
     // The poll is this read's retry: a failure that passes is "not yet", looked at again at the
     // poll's cadence until the task's deadline.
     let outcome = poll_until(policy, || async {

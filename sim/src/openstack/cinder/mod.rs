@@ -1,12 +1,13 @@
-//! Cinder v3: volumes and snapshots under `/volume/v3/{project_id}`, their metadata filters, the
+//! Cinder v3: volumes, snapshots and backups under `/volume/v3/{project_id}`, their metadata filters, the
 //! 400 for a volume in use or with snapshots, and asynchronous deletes.
 //!
 //! # Layout
 //! - this module: the [`CinderCall`] every handler extracts (with the URL's project checked),
 //!   the list, show, create and delete URLs of a [`Resource`], microversions, and the routes.
-//! - `volumes`, `snapshots`: each kind's model (what a create or delete does, and when Cinder
+//! - `volumes`, `snapshots`, `backups`: each kind's model (what a create or delete does, and when Cinder
 //!   refuses) and its JSON.
 
+mod backups;
 mod snapshots;
 mod volumes;
 
@@ -30,7 +31,7 @@ use super::call::Call;
 use super::errors::{parse_json, ApiError, Service};
 use super::keystone::require_token;
 use super::listing::{self, PageOf, Params, View};
-use super::state::{Cloud, Ctx, Snapshot, Stored, Volume};
+use super::state::{Backup, Cloud, Ctx, Snapshot, Stored, Volume};
 use super::{version_routes, Inner};
 
 pub(crate) use snapshots::SnapshotSpec;
@@ -146,6 +147,11 @@ pub(crate) fn routes(app: Arc<Inner>) -> Router {
         .route(
             &format!("{API}/{{project_id}}/snapshots/{{id}}"),
             get(show::<Snapshot>).delete(delete::<Snapshot>),
+        )
+        .merge(resource_routes::<Backup>())
+        .route(
+            &format!("{API}/{{project_id}}/backups/{{id}}"),
+            get(show::<Backup>).delete(delete::<Backup>),
         )
         .route_layer(from_fn(echo_version))
         .route_layer(from_fn_with_state(app.clone(), require_token));

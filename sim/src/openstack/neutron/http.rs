@@ -189,6 +189,11 @@ async fn list(
         let extensions: Vec<Value> = EXTENSIONS.iter().map(|(a, n)| extension_body(a, n)).collect();
         return Ok(Json(json!({"extensions": extensions})));
     }
+    if segment == "service-providers" {
+        // No advanced service (VPN, load balancer, ...) is configured: none has a provider, and
+        // the empty list is what Neutron answers then, filters and `fields` or not.
+        return Ok(Json(json!({"service_providers": []})));
+    }
     let collection = collection(&segment)?;
     let mut cloud = call.cloud();
     collection

@@ -24,9 +24,9 @@ pub(crate) use octavia::{
     Provisioning,
 };
 pub(crate) use records::{
-    FloatingIp, Keypair, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server, ServerGroup,
-    Snapshot, Subnet, Token, Volume, VolumeAttachment, OWNER_COMPUTE, OWNER_DHCP, OWNER_FLOATING_IP,
-    OWNER_ROUTER_GATEWAY, OWNER_ROUTER_INTERFACE,
+    Backup, FloatingIp, Image, Keypair, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server,
+    ServerGroup, Snapshot, Subnet, Token, Volume, VolumeAttachment, OWNER_COMPUTE, OWNER_DHCP,
+    OWNER_FLOATING_IP, OWNER_ROUTER_GATEWAY, OWNER_ROUTER_INTERFACE,
 };
 
 pub(crate) const DOMAIN_ID: &str = "default";
@@ -102,6 +102,8 @@ pub(crate) struct Cloud {
     pub snapshots: BTreeMap<String, Snapshot>,
     /// Octavia's tables; `None` for a cloud without the load-balancer service.
     pub load_balancing: Option<LoadBalancing>,
+    pub backups: BTreeMap<String, Backup>,
+    pub images: BTreeMap<String, Image>,
     next_mac: u32,
     next_standard_attr_id: u64,
 }
@@ -139,6 +141,8 @@ impl Cloud {
             volumes: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             load_balancing: None,
+            backups: BTreeMap::new(),
+            images: BTreeMap::new(),
             next_mac: 0,
             next_standard_attr_id: 0,
         }
@@ -195,6 +199,8 @@ impl Cloud {
         let delay = self.volume_delete_delay;
         self.snapshots
             .retain(|_, s| s.delete_requested.is_none_or(|t| now < t + delay));
+        self.backups
+            .retain(|_, b| b.delete_requested.is_none_or(|t| now < t + delay));
         let mut gone = Vec::new();
         for volume in self.volumes.values_mut() {
             if volume.delete_requested.is_some_and(|t| now >= t + delay) {
@@ -227,6 +233,8 @@ impl Cloud {
             ("volume_snapshot", &mut self.snapshots),
             ("keypair", &mut self.keypairs),
             ("server_group", &mut self.server_groups),
+            ("volume_backup", &mut self.backups),
+            ("image", &mut self.images),
         ];
         if let Some(octavia) = &mut self.load_balancing {
             tables.extend(octavia.tables());
@@ -313,6 +321,8 @@ stored! {
     ServerGroup in server_groups;
     Volume in volumes;
     Snapshot in snapshots;
+    Backup in backups;
+    Image in images with tags;
 }
 
 /// A stored record, as inspection and backdating see every kind alike.
@@ -349,6 +359,8 @@ dated_records!(
     SecurityGroupRule,
     Server,
     Snapshot,
+    Backup,
+    Image,
 );
 
 impl Record for Volume {

@@ -1,6 +1,6 @@
 //! The records each service keeps: tokens, Neutron's networks, subnets (and the addresses in them),
 //! ports, routers, floating IPs and security groups, Nova's servers, keypairs and groups, and
-//! Cinder's volumes and snapshots.
+//! Cinder's volumes, snapshots and backups, and Glance's images.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -281,6 +281,43 @@ pub(crate) struct Snapshot {
     pub status: String,
     pub metadata: BTreeMap<String, String>,
     pub delete_requested: Option<Instant>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A Cinder backup of a volume; it outlives the volume.
+#[derive(Debug, Clone)]
+pub(crate) struct Backup {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub volume_id: String,
+    pub size: u64,
+    pub status: String,
+    pub incremental: bool,
+    pub metadata: BTreeMap<String, String>,
+    pub delete_requested: Option<Instant>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A Glance image record (no image data is stored).
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    pub id: String,
+    pub name: String,
+    /// Shown as `owner`.
+    pub project_id: String,
+    pub visibility: String,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub protected: bool,
+    pub container_format: Option<String>,
+    pub disk_format: Option<String>,
+    pub min_disk: u64,
+    pub min_ram: u64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }

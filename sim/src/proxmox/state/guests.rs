@@ -342,6 +342,40 @@ impl Cluster {
         Ok(self.guest_task(at, &task_type, user, ending))
     }
 
+    /// `POST .../{vmid}/template`: a stopped, unlocked guest becomes a template; a VM by a
+    /// `qmtemplate` task (its UPID returned), a container at once (`null`).
+    pub fn template(&mut self, at: GuestRef<'_>, user: &str) -> Result<Value, ApiError> {
+        let guest = self.reachable_guest(at)?;
+        let vmid = at.vmid;
+        if guest.flag("template") {
+            return Err(ApiError::die("you can't convert a template to a template"));
+        }
+        if guest.running {
+            let what = match at.guest_type {
+                GuestType::Qemu => "VM",
+                GuestType::Lxc => "CT",
+            };
+            return Err(ApiError::die(format!(
+                "you can't convert a {what} to template if {what} is running"
+            )));
+        }
+        if let Some(locked) = guest.locked() {
+            return Err(ApiError::die(locked));
+        }
+        match at.guest_type {
+            GuestType::Qemu => {
+                let ending = self.ending(None, Effect::Template(vmid));
+                Ok(Value::String(self.guest_task(at, "qmtemplate", user, ending)))
+            }
+            GuestType::Lxc => {
+                if let Some(guest) = self.guests.get_mut(&vmid) {
+                    guest.config.insert("template".to_string(), "1".to_string());
+                }
+                Ok(Value::Null)
+            }
+        }
+    }
+
     /// `DELETE /nodes/{node}/{type}/{vmid}`. The caller has already waited for the lock file.
     pub fn destroy(
         &mut self,

@@ -26,6 +26,8 @@ pub enum Effect {
         name: String,
     },
     ClearLock(u32),
+    /// The guest becomes a template.
+    Template(u32),
 }
 
 /// How a new task ends: after how long, with which failure text (success when `None`), doing what.
@@ -136,6 +138,11 @@ impl Cluster {
             Effect::ClearLock(vmid) => {
                 if let Some(guest) = self.guests.get_mut(&vmid) {
                     guest.config.remove("lock");
+                }
+            }
+            Effect::Template(vmid) => {
+                if let Some(guest) = self.guests.get_mut(&vmid) {
+                    guest.config.insert("template".to_string(), "1".to_string());
                 }
             }
             Effect::Destroy {
