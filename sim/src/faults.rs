@@ -1,17 +1,36 @@
 //! Fault and latency injection shared by both simulators: rules matched by method and path, applied
-//! by an axum middleware before the request reaches the simulated API.
+//! by an axum middleware before the request reaches the simulated API. Besides error answers and
+//! latency, a rule can break the connection itself ([`Breakage`]): hang up without an answer, cut
+//! an answer short, or stream a body that never ends.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+
+/// A fault below HTTP: what no status code can say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breakage {
+    /// The connection closes before a byte of the answer, as after a reset or a crashed worker. The
+    /// API never sees the request.
+    Hangup,
+    /// The API acts on the request, then its answer stops halfway: status, headers and the whole
+    /// body's `Content-Length` go out, then half the body, then the connection closes. An answer
+    /// without a body (a 204 to a DELETE) is lost whole: done, but the client never hears of it.
+    Truncate,
+    /// The answer's body never ends: after it, whitespace streams without end (chunked, no
+    /// `Content-Length`), as from a runaway server.
+    Endless,
+}
 
 /// One injected behaviour. A request matches when its method equals `method` (any method when
 /// `None`) and its path contains `path`.
@@ -36,6 +55,10 @@ pub struct FaultRule {
     /// Latency added before the answer, injected or real.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Breaks the connection: instead of the answer ([`Breakage::Hangup`]), or the answer (`status`'s
+    /// when set, else the real one) on its way out.
+    #[serde(default)]
+    pub breakage: Option<Breakage>,
 }
 
 impl FaultRule {
@@ -46,6 +69,17 @@ impl FaultRule {
             path: path.to_string(),
             status: Some(status),
             count: Some(count),
+            ..FaultRule::default()
+        }
+    }
+
+    /// A rule that breaks the connection of the next `count` requests `method path` (see [`Breakage`]).
+    pub fn broken(method: &str, path: &str, breakage: Breakage, count: u32) -> Self {
+        FaultRule {
+            method: Some(method.to_string()),
+            path: path.to_string(),
+            count: Some(count),
+            breakage: Some(breakage),
             ..FaultRule::default()
         }
     }
@@ -75,6 +109,7 @@ pub type InjectedResponse = (u16, Option<String>, Vec<(String, String)>);
 pub struct Injected {
     pub delay: Duration,
     pub response: Option<InjectedResponse>,
+    pub breakage: Option<Breakage>,
 }
 
 /// The shared, mutable set of rules of one simulator.
@@ -93,17 +128,23 @@ impl Faults {
     }
 
     /// Applies the rules to one request: delays add up over every matching rule, the first matching
-    /// rule with a status answers, and each rule that applied uses up one of its `count`.
+    /// rule with a status or a breakage decides the answer, and each rule that applied uses up one of
+    /// its `count`.
     pub fn take(&self, method: &Method, path: &str) -> Injected {
         let mut rules = self.lock();
         let mut injected = Injected::default();
+        let mut decided = false;
         for rule in rules.iter_mut().filter(|r| r.matches(method, path)) {
             injected.delay += Duration::from_millis(rule.delay_ms);
-            if let Some(status) = rule.status {
-                if injected.response.is_some() {
+            if rule.status.is_some() || rule.breakage.is_some() {
+                if decided {
                     continue;
                 }
-                injected.response = Some((status, rule.body.clone(), rule.headers.clone()));
+                decided = true;
+                injected.response = rule
+                    .status
+                    .map(|status| (status, rule.body.clone(), rule.headers.clone()));
+                injected.breakage = rule.breakage;
             }
             if let Some(count) = rule.count.as_mut() {
                 *count = count.saturating_sub(1);
@@ -125,10 +166,65 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if !injected.delay.is_zero() {
         tokio::time::sleep(injected.delay).await;
     }
-    match injected.response {
+    if injected.breakage == Some(Breakage::Hangup) {
+        return hang_up();
+    }
+    let response = match injected.response {
         None => next.run(request).await,
         Some((status, body, headers)) => injected_response(status, body, headers),
+    };
+    match injected.breakage {
+        Some(Breakage::Truncate) => truncated(response).await,
+        Some(Breakage::Endless) => endless(response),
+        Some(Breakage::Hangup) | None => response,
     }
+}
+
+/// The error a broken body ends with; hyper closes the connection on it.
+fn broken_pipe() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected breakage")
+}
+
+/// An answer whose body fails before its first byte: hyper closes the connection without writing
+/// the head (it goes out with the first body bytes), so the client sees no answer at all. The
+/// request log still shows the placeholder status, 200.
+fn hang_up() -> Response {
+    let body = stream::once(async { Err::<Bytes, _>(broken_pipe()) });
+    Response::new(Body::from_stream(body))
+}
+
+/// `response` with its head and its whole body's `Content-Length`, but only the first half of the
+/// body before the connection closes; nothing at all when it has no body.
+async fn truncated(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if bytes.is_empty() {
+        return hang_up();
+    }
+    let half = bytes.slice(..bytes.len() / 2);
+    parts
+        .headers
+        .insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    // The pause between the half and the failure lets hyper flush the half: it writes what it has
+    // whenever the body makes it wait, and drops its buffer when the body fails.
+    let failure = stream::once(async {
+        tokio::task::yield_now().await;
+        Err(broken_pipe())
+    });
+    let chunks = stream::once(async { Ok(half) }).chain(failure);
+    Response::from_parts(parts, Body::from_stream(chunks))
+}
+
+/// `response` with its body followed by whitespace without end, chunked.
+fn endless(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let filler = Bytes::from(vec![b' '; 64 * 1024]);
+    let rest = stream::repeat_with(move || Ok::<Bytes, std::io::Error>(filler.clone()));
+    let body = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    Response::from_parts(parts, Body::from_stream(body.chain(rest)))
 }
 
 fn injected_response(status: u16, body: Option<String>, headers: Vec<(String, String)>) -> Response {
