@@ -135,6 +135,13 @@ impl OpenStackSim {
             .is_some()
     }
 
+    /// Moves one resource's creation (and update) time `age` into the past, so it looks that old;
+    /// false if there is no such resource. Kinds as in [`OpenStackSim::exists`]; server groups carry
+    /// no times.
+    pub fn backdate(&self, kind: &str, id: &str, age: chrono::Duration) -> bool {
+        self.look(|cloud| cloud.backdate_one(kind, id, age))
+    }
+
     /// Runs one operation as user `demo` in project `demo`.
     fn as_demo<T>(
         &self,
@@ -142,6 +149,34 @@ impl OpenStackSim {
         operation: impl FnOnce(&mut Cloud, &Ctx) -> Result<T, ApiError>,
     ) -> Result<T, SimError> {
         operation(&mut self.inner.cloud(), &Ctx::demo()).map_err(|e| SimError::from_api(action, e))
+    }
+
+    /// Runs one operation as user `other` in project `other`, whose resources project `demo` must
+    /// never touch (and, but for what `other` shares, never sees).
+    fn as_other<T>(
+        &self,
+        action: &'static str,
+        operation: impl FnOnce(&mut Cloud, &Ctx) -> Result<T, ApiError>,
+    ) -> Result<T, SimError> {
+        operation(&mut self.inner.cloud(), &Ctx::other()).map_err(|e| SimError::from_api(action, e))
+    }
+
+    /// Creates a network in project `other`; returns its id.
+    pub fn create_network_of_other_project(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
+        let req = NetworkReq::named(name, strings(tags));
+        self.as_other("create network", |cloud, ctx| cloud.create::<Network>(ctx, req))
+    }
+
+    /// Creates a security group in project `other`; returns its id.
+    pub fn create_security_group_of_other_project(
+        &self,
+        name: &str,
+        tags: &[&str],
+    ) -> Result<String, SimError> {
+        let req = SecurityGroupReq::named(name, strings(tags));
+        self.as_other("create security group", |cloud, ctx| {
+            cloud.create::<SecurityGroup>(ctx, req)
+        })
     }
 
     /// Creates a network in project `demo`; returns its id.

@@ -416,3 +416,39 @@ fn a_breakage_is_one_rule_s_answer_and_posts_as_json() {
         serde_json::from_str(r#"{"path": "/ports", "status": 200, "breakage": "endless"}"#).unwrap();
     assert_eq!(rule.breakage, Some(Breakage::Endless));
 }
+
+#[tokio::test]
+async fn one_resource_is_backdated_and_another_project_s_resources_stay_out_of_sight() {
+    let (sim, client) = client::demo().await;
+    let old = sim.create_security_group("ci-old", &["ci-job"]).unwrap();
+    let new = sim.create_security_group("ci-new", &["ci-job"]).unwrap();
+    assert!(sim.backdate("security_group", &old, chrono::Duration::hours(3)));
+    assert!(!sim.backdate("security_group", "no-such-group", chrono::Duration::hours(3)));
+    let theirs = sim
+        .create_security_group_of_other_project("ci-theirs", &["ci-job"])
+        .unwrap();
+    let their_network = sim
+        .create_network_of_other_project("ci-theirs", &["ci-job"])
+        .unwrap();
+    let (_, groups) = client.get("/network/v2.0/security-groups?tags=ci-job").await;
+    let age = |id: &str| {
+        let group = client::items(&groups, "security_groups")
+            .iter()
+            .find(|g| g["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed: {groups}"));
+        let created: chrono::DateTime<chrono::Utc> = group["created_at"].as_str().unwrap().parse().unwrap();
+        chrono::Utc::now() - created
+    };
+    assert!(age(&old) > chrono::Duration::minutes(179), "{:?}", age(&old));
+    assert!(age(&new) < chrono::Duration::minutes(1), "{:?}", age(&new));
+    assert_eq!(client::items(&groups, "security_groups").len(), 2, "not {theirs}");
+    let (status, _) = client
+        .get(&format!("/network/v2.0/networks/{their_network}"))
+        .await;
+    assert_eq!(status, 404);
+    let other = Client::login(&sim, "other", "otherpass", "other").await;
+    let (_, mine) = other
+        .get(&format!("/network/v2.0/security-groups/{theirs}"))
+        .await;
+    assert_eq!(mine["security_group"]["project_id"], json!(other.project_id));
+}

@@ -243,6 +243,11 @@ impl Cloud {
             table.backdate(age);
         }
     }
+
+    /// Moves one resource's times `age` into the past; false if there is no such resource.
+    pub fn backdate_one(&mut self, kind: &str, id: &str, age: chrono::Duration) -> bool {
+        self.table(kind).is_some_and(|t| t.backdate_one(id, age))
+    }
 }
 
 /// Where the cloud keeps a record type (a table keyed by id), whose project a record is in, and its
@@ -373,6 +378,7 @@ trait Table {
     fn has(&self, key: &str) -> bool;
     fn len(&self) -> usize;
     fn backdate(&mut self, age: chrono::Duration);
+    fn backdate_one(&mut self, key: &str, age: chrono::Duration) -> bool;
 }
 
 impl<K, R: Record> Table for BTreeMap<K, R> {
@@ -386,6 +392,13 @@ impl<K, R: Record> Table for BTreeMap<K, R> {
 
     fn backdate(&mut self, age: chrono::Duration) {
         self.values_mut().for_each(|r| r.backdate(age));
+    }
+
+    fn backdate_one(&mut self, key: &str, age: chrono::Duration) -> bool {
+        self.values_mut()
+            .find(|r| r.key() == key)
+            .map(|r| r.backdate(age))
+            .is_some()
     }
 }
 
