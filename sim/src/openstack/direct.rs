@@ -120,6 +120,28 @@ impl OpenStackSim {
         })
     }
 
+    /// The subnets a port has addresses on (a port on a network without subnets has none).
+    pub fn port_subnets(&self, port_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .ports
+                .get(port_id)
+                .map(|p| p.fixed_ips.iter().map(|(subnet, _)| subnet.clone()).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The ports Nova created for a server booted on networks, which it deletes with the server.
+    pub fn nova_ports(&self, server_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .servers
+                .get(server_id)
+                .map(|s| s.nova_created_ports.clone())
+                .unwrap_or_default()
+        })
+    }
+
     /// A volume's status (`available`, `in-use`, `deleting`, `error_deleting`).
     pub fn volume_status(&self, volume_id: &str) -> Option<String> {
         self.look(|cloud| cloud.volumes.get(volume_id).map(|v| v.status.clone()))
