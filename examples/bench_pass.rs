@@ -78,8 +78,6 @@ async fn run(
     let spec = CloudSpec {
         name: "bench".into(),
         selector: Selector::new(&selection)?,
-        tags_all: selection.tags_all.clone(),
-        tags_any: Vec::new(),
         provider: ProviderSpec::OpenStack(OpenStackSettings::from_clouds_yaml("sim", clouds_yaml)),
     };
     let cloud = build_cloud(&spec, RetryPolicy::default(), metrics.clone(), &HashMap::new())?;

@@ -198,8 +198,6 @@ fn spec(name: &str, selection: SelectionConfig, provider: ProviderSpec) -> Resul
     Ok(CloudSpec {
         name: name.to_string(),
         selector,
-        tags_all: selection.tags_all.clone(),
-        tags_any: selection.tags_any.clone(),
         provider,
     })
 }

@@ -57,16 +57,6 @@ impl OpenStackProvider {
         ApiPath::new(segments).query("limit", self.page_size.to_string())
     }
 
-    /// The tag filters the selection allows on the server side, when it has any.
-    fn tag_filters(&self, mut path: ApiPath) -> ApiPath {
-        for (key, tags) in [("tags", &self.filter.all), ("tags-any", &self.filter.any)] {
-            if !tags.is_empty() {
-                path = path.query(key, tags.join(","));
-            }
-        }
-        path
-    }
-
     /// Lists a whole collection, following `<collection>_links` next links (Nova, Neutron and Cinder
     /// all use that shape). Each page is decoded from its bytes straight into `T`.
     async fn list<T: DeserializeOwned>(
@@ -134,15 +124,13 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         provider.list(net, scoped(&["subnets"]), "subnets"),
         provider.list(net, scoped(&["ports"]), "ports"),
         provider.list(net, scoped(&["routers"]), "routers"),
-        provider.list(net, provider.tag_filters(scoped(&["floatingips"])), "floatingips"),
+        // Whole, unselected ones too: a floating IP names its port and router, which do not name it.
+        provider.list(net, scoped(&["floatingips"]), "floatingips"),
         provider.list(net, scoped(&["security-groups"]), "security_groups"),
     )?;
     let (servers, keypairs, server_groups) = futures::try_join!(
-        provider.list(
-            compute,
-            provider.tag_filters(provider.collection(&["servers", "detail"])),
-            "servers"
-        ),
+        // Whole, unselected ones too: a server names its keypair, which does not name its users.
+        provider.list(compute, provider.collection(&["servers", "detail"]), "servers"),
         provider.list(compute, provider.collection(&["os-keypairs"]), "keypairs"),
         provider.list(
             compute,

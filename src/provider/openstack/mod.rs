@@ -1,11 +1,10 @@
 //! The OpenStack provider: discovers Nova, Neutron and Cinder resources of one project, maps their
 //! JSON to the provider-agnostic model with every real reference, and deletes them.
 //!
-//! Which listings are filtered by tag on the server: servers and floating IPs, because nothing else
-//! refers to them, so an unlisted one can still be seen as a user through what it uses (a port's
-//! `device_id`, a volume's attachments). Everything that others use (ports, subnets, networks,
-//! security groups, routers, volumes) is listed whole for the project, so an untagged user is never
-//! missed. Every listing is scoped to the token's project on the server side.
+//! No listing is filtered by tag on the server: each is listed whole for the project (scoped to the
+//! token's project on the server side), so an unselected user is never missed. Servers and floating
+//! IPs too, though nothing refers to them: a server names its keypair and a floating IP its port
+//! and router, and nothing on the keypair's, port's or router's side says so.
 
 mod config;
 mod details;
@@ -31,19 +30,10 @@ use crate::policy::RetryPolicy;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
 use crate::provider::{ErrorClass, Provider, ProviderError};
 
-/// Tags the selection rules require, passed down so servers and floating IPs can be filtered on the
-/// server side.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagFilter {
-    pub all: Vec<String>,
-    pub any: Vec<String>,
-}
-
 /// One OpenStack cloud (one project).
 pub struct OpenStackProvider {
     cloud: String,
     session: Session,
-    filter: TagFilter,
     page_size: u32,
 }
 
@@ -53,7 +43,6 @@ impl OpenStackProvider {
     pub fn new(
         cloud: &str,
         settings: &OpenStackSettings,
-        filter: TagFilter,
         metrics: Arc<Metrics>,
         env: &HashMap<String, String>,
     ) -> Result<Self, ProviderError> {
@@ -69,7 +58,6 @@ impl OpenStackProvider {
         Ok(OpenStackProvider {
             cloud: cloud.to_string(),
             session: Session::new(client, credentials),
-            filter,
             page_size: settings.page_size,
         })
     }
