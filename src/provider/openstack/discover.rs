@@ -230,7 +230,8 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
-    let mut interfaces_of_router: HashMap<&str, Vec<ResourceKey>> = HashMap::new();
+    // Each router's interfaces, with the subnets each is on.
+    let mut interfaces_of_router: HashMap<&str, Vec<(ResourceKey, Vec<&str>)>> = HashMap::new();
     for item in &listings.ports {
         let owner = item.device_owner.as_deref().unwrap_or_default();
         if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p)) {
@@ -258,7 +259,7 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             interfaces_of_router
                 .entry(router_id)
                 .or_default()
-                .push(r.key.clone());
+                .push((r.key.clone(), subnets_of(item)));
             r
         } else {
             let details = OpenStackDetails::Port {
@@ -293,6 +294,11 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
+    let port_subnets: HashMap<&str, Vec<&str>> = listings
+        .ports
+        .iter()
+        .map(|port| (port.id.as_str(), subnets_of(port)))
+        .collect();
     for item in &listings.floating_ips {
         let common = item.common();
         let mut r = base(cloud, Kind::FloatingIp, common, OpenStackDetails::Plain);
@@ -301,12 +307,17 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             r.references.push(key(Kind::Port, port));
         }
         if let Some(router) = &item.router_id {
-            // RouterInterfaceInUseByFloatingIP: the FIP must go before its router's interfaces.
+            // RouterInterfaceInUseByFloatingIP: the FIP must go before the interface that joins its
+            // port's subnet to the router; before every interface of the router when that port is
+            // not listed.
+            let on_port = item.port_id.as_deref().and_then(|port| port_subnets.get(port));
+            let interfaces = interfaces_of_router.get(router.as_str()).into_iter().flatten();
             r.references.extend(
-                interfaces_of_router
-                    .get(router.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
+                interfaces
+                    .filter(|(_, subnets)| {
+                        on_port.is_none_or(|wanted| subnets.iter().any(|s| wanted.contains(s)))
+                    })
+                    .map(|(interface, _)| interface.clone()),
             );
             r.references.push(key(Kind::Router, router));
         }
@@ -389,6 +400,14 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
     out
+}
+
+/// The subnets a port has addresses on.
+fn subnets_of(port: &Port) -> Vec<&str> {
+    port.fixed_ips
+        .iter()
+        .filter_map(|ip| ip.subnet_id.as_deref())
+        .collect()
 }
 
 /// Cinder has no tags: a volume's or snapshot's metadata keys and values stand in for them, so
@@ -736,6 +755,43 @@ mod tests {
             Details::OpenStack(OpenStackDetails::Port {
                 device_owner: Some("compute:nova".into())
             })
+        );
+    }
+
+    /// Found by the property tests: a floating IP held every interface of its router, though
+    /// Neutron refuses to remove only the one its port's subnet needs.
+    #[test]
+    fn a_floating_ip_holds_the_router_interface_its_port_needs_and_no_other() {
+        let listings = Listings {
+            routers: items(r#"[{"id": "r1", "project_id": "demo"}]"#),
+            ports: items(
+                r#"[{"id": "ri1", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1"},
+                    {"id": "ri2", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn2"}], "network_id": "n2"},
+                    {"id": "p1", "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1"}]"#,
+            ),
+            floating_ips: items(
+                r#"[{"id": "f1", "port_id": "p1", "router_id": "r1"},
+                    {"id": "f2", "port_id": "not-listed", "router_id": "r1"}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let references = |id: &str| -> Vec<String> {
+            let fip = resources.iter().find(|r| r.key.id == id).expect("listed");
+            fip.references.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(references("f1"), ["port p1", "router_interface ri1", "router r1"]);
+        assert_eq!(
+            references("f2"),
+            [
+                "port not-listed",
+                "router_interface ri1",
+                "router_interface ri2",
+                "router r1"
+            ],
+            "a port it cannot see: every interface, to be safe"
         );
     }
 
