@@ -10,7 +10,10 @@ use super::neutron::{
 };
 use super::nova::{Nic, ServerSpec};
 use super::seed::{self, Seeded};
-use super::state::{Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet};
+use super::state::{
+    Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server, Stored, Subnet,
+    DEMO_PROJECT_ID,
+};
 use super::OpenStackSim;
 
 /// A seeding or inspection helper refused the request, as the API would have.
@@ -97,6 +100,48 @@ impl OpenStackSim {
     /// The id of the external network `public`.
     pub fn public_network_id(&self) -> String {
         self.network_id(|n| n.external && n.name == "public")
+    }
+
+    /// The id of project `demo`'s `default` security group.
+    pub fn default_security_group_id(&self) -> String {
+        self.look(|cloud| cloud.ensure_default_security_group(DEMO_PROJECT_ID))
+    }
+
+    /// The subnets of a network, of any project.
+    pub fn network_subnets(&self, network_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .subnets
+                .values()
+                .filter(|s| s.network_id == network_id)
+                .map(|s| s.id.clone())
+                .collect()
+        })
+    }
+
+    /// Adds `tag` to a resource of any project, as an admin may: a CI tag on what no cleanup may
+    /// touch (`public`, `shared`, the `default` group). Kinds with tags, as in
+    /// [`OpenStackSim::exists`]; false if there is no such resource or its kind has no tags.
+    pub fn add_tag(&self, kind: &str, id: &str, tag: &str) -> bool {
+        fn add<T: Stored>(cloud: &mut Cloud, id: &str, tag: &str) -> bool {
+            let Some(tags) = T::table_mut(cloud).get_mut(id).and_then(T::tags_mut) else {
+                return false;
+            };
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_string());
+            }
+            true
+        }
+        self.look(|cloud| match kind {
+            "network" => add::<Network>(cloud, id, tag),
+            "subnet" => add::<Subnet>(cloud, id, tag),
+            "port" => add::<Port>(cloud, id, tag),
+            "router" => add::<Router>(cloud, id, tag),
+            "floating_ip" => add::<FloatingIp>(cloud, id, tag),
+            "security_group" => add::<SecurityGroup>(cloud, id, tag),
+            "server" => add::<Server>(cloud, id, tag),
+            _ => false,
+        })
     }
 
     /// A server's status (`ACTIVE`, `SHUTOFF`, `DELETED` shortly before it is gone).

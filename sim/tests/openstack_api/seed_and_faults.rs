@@ -452,3 +452,25 @@ async fn one_resource_is_backdated_and_another_project_s_resources_stay_out_of_s
         .await;
     assert_eq!(mine["security_group"]["project_id"], json!(other.project_id));
 }
+
+#[tokio::test]
+async fn guarded_resources_can_carry_a_ci_tag_added_as_an_admin_would() {
+    let (sim, client) = client::demo().await;
+    let default_group = sim.default_security_group_id();
+    let shared = sim.shared_network_id();
+    let shared_subnets = sim.network_subnets(&shared);
+    assert_eq!(shared_subnets.len(), 1);
+    assert!(sim.add_tag("security_group", &default_group, "ci-job"));
+    assert!(sim.add_tag("network", &shared, "ci-job"));
+    assert!(sim.add_tag("subnet", &shared_subnets[0], "ci-job"));
+    assert!(!sim.add_tag("volume", "any", "ci-job"), "Cinder has no tags");
+    assert!(!sim.add_tag("network", "no-such-network", "ci-job"));
+    let (_, groups) = client.get("/network/v2.0/security-groups?tags=ci-job").await;
+    assert_eq!(client::strings(&groups, "security_groups", "name"), ["default"]);
+    assert_eq!(
+        client::strings(&groups, "security_groups", "id"),
+        [default_group.as_str()]
+    );
+    let (_, networks) = client.get("/network/v2.0/networks?tags=ci-job").await;
+    assert_eq!(client::strings(&networks, "networks", "id"), [shared.as_str()]);
+}
