@@ -299,3 +299,112 @@ pub async fn proxmox(seeded: bool) -> (DemoCluster, TempDir) {
     .expect("the simulated Proxmox VE starts");
     (cluster, dir)
 }
+
+/// What a write request to a simulator acts on, read from its method and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// An OpenStack resource: its collection (`ports`, `routers`, `os-keypairs`, ...) and its id (a
+    /// keypair's name). A router's interface removal and gateway change name the router.
+    OpenStack { collection: String, id: String },
+    /// A Proxmox guest, by vmid (stop, shutdown, destroy).
+    Guest(u32),
+    /// A Proxmox volume, deleted through `node`'s view of its storage.
+    Volume { node: String, volid: String },
+    /// A write that names no resource the janitor may touch (anything else).
+    Other(String),
+}
+
+/// `%XX` escapes decoded (paths in the request logs are as sent).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path's segments, query dropped, each decoded.
+fn segments(path: &str) -> Vec<String> {
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decoded)
+        .collect()
+}
+
+/// What a request to the simulated OpenStack writes to; `None` for reads and token requests.
+pub fn openstack_write_target(method: &str, path: &str) -> Option<WriteTarget> {
+    if method == "GET" || path.ends_with("/auth/tokens") {
+        return None;
+    }
+    let parts = segments(path);
+    let target = match parts.as_slice() {
+        [.., collection, id, action] if collection == "routers" && action.ends_with("_router_interface") => {
+            WriteTarget::OpenStack {
+                collection: collection.clone(),
+                id: id.clone(),
+            }
+        }
+        [.., collection, id] if method == "DELETE" || method == "PUT" => WriteTarget::OpenStack {
+            collection: collection.clone(),
+            id: id.clone(),
+        },
+        _ => WriteTarget::Other(format!("{method} {path}")),
+    };
+    Some(target)
+}
+
+/// The segments of a Proxmox VE path after `nodes`.
+fn after_nodes(path: &str) -> Vec<String> {
+    let parts = segments(path);
+    match parts.iter().position(|s| s == "nodes") {
+        Some(at) => parts[at + 1..].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// The guest a Proxmox VE path names (`/nodes/{node}/{qemu|lxc}/{vmid}/...`).
+pub fn proxmox_guest_of(path: &str) -> Option<u32> {
+    match after_nodes(path).as_slice() {
+        [_node, kind, vmid, ..] if kind == "qemu" || kind == "lxc" => vmid.parse().ok(),
+        _ => None,
+    }
+}
+
+/// What a request to the simulated Proxmox VE writes to; `None` for reads.
+pub fn proxmox_write_target(method: &str, path: &str) -> Option<WriteTarget> {
+    if method == "GET" {
+        return None;
+    }
+    let target = match (proxmox_guest_of(path), after_nodes(path).as_slice()) {
+        (Some(vmid), _) => WriteTarget::Guest(vmid),
+        (None, [node, storage_word, _storage, content, volid @ ..])
+            if storage_word == "storage"
+                && content == "content"
+                && !volid.is_empty()
+                && method == "DELETE" =>
+        {
+            WriteTarget::Volume {
+                node: node.clone(),
+                volid: volid.join("/"),
+            }
+        }
+        _ => WriteTarget::Other(format!("{method} {path}")),
+    };
+    Some(target)
+}
