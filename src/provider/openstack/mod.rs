@@ -54,7 +54,8 @@ impl OpenStackProvider {
             (None, false) => TlsTrust::BundledRoots,
         };
         let client = ApiClient::new(cloud, metrics, &trust, settings.request_timeout)?
-            .with_rate_limit(settings.max_requests_per_second);
+            .with_rate_limit(settings.max_requests_per_second)
+            .with_max_response_bytes(settings.max_response_bytes);
         Ok(OpenStackProvider {
             cloud: cloud.to_string(),
             session: Session::new(client, credentials),
