@@ -52,6 +52,10 @@ pub struct FaultRule {
     /// How many requests the rule applies to; forever when `None`.
     #[serde(default)]
     pub count: Option<u32>,
+    /// How many matching requests pass untouched before the rule applies: a fault on the second
+    /// read of a resource (a poll after its delete) skips the first (the read before it).
+    #[serde(default)]
+    pub skip: u32,
     /// Latency added before the answer, injected or real.
     #[serde(default)]
     pub delay_ms: u64,
@@ -135,6 +139,10 @@ impl Faults {
         let mut injected = Injected::default();
         let mut decided = false;
         for rule in rules.iter_mut().filter(|r| r.matches(method, path)) {
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
             injected.delay += Duration::from_millis(rule.delay_ms);
             if rule.status.is_some() || rule.breakage.is_some() {
                 if decided {
@@ -280,6 +288,24 @@ mod tests {
             faults.take(&Method::DELETE, "/v2.0/ports/abc"),
             Injected::default()
         );
+    }
+
+    #[test]
+    fn a_rule_skips_its_first_matching_requests() {
+        let faults = Faults::default();
+        faults.add(FaultRule {
+            skip: 2,
+            ..FaultRule::status("GET", "/servers/s1", 200, 1)
+        });
+        let statuses: Vec<Option<u16>> = (0..4)
+            .map(|_| {
+                faults
+                    .take(&Method::GET, "/compute/v2.1/servers/s1")
+                    .response
+                    .map(|r| r.0)
+            })
+            .collect();
+        assert_eq!(statuses, [None, None, Some(200), None]);
     }
 
     #[test]
