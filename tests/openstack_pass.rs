@@ -7,34 +7,20 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use cloud_janitor::config::Config;
-use cloud_janitor::history::Access;
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::outcome::{LeftReason, Outcome};
 use cloud_janitor::pass::Janitor;
 use cloud_janitor::report::{PassReport, PassResult, ReportItem};
-use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::faults::FaultRule;
-use support::{metric, Cloud};
+use support::{janitor_from, metric, Cloud};
 use tokio_util::sync::CancellationToken;
 
 /// The janitor for `cloud` as its config describes it, with `env` as the environment (quick waits
 /// and retries by default).
 fn janitor(cloud: &Cloud, env: &[(&str, &str)]) -> (Janitor, Arc<Metrics>) {
-    let path = cloud.config("janitor.toml", "");
-    let mut environment: HashMap<String, String> = HashMap::from([
-        ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT".into(), "300ms".into()),
-        ("CLOUD_JANITOR_RETRY__BASE_DELAY".into(), "20ms".into()),
-        ("CLOUD_JANITOR_RETRY__MAX_DELAY".into(), "100ms".into()),
-    ]);
-    environment.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::load_with_env(&path, environment).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).unwrap();
-    (janitor, metrics)
+    janitor_from(&cloud.config("janitor.toml", ""), env)
 }
 
 async fn pass(janitor: &Janitor) -> PassReport {

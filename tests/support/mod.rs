@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cloud_janitor::config::Config;
 use cloud_janitor::demo::{config_text, start_openstack, start_proxmox, DemoCloud, DemoCluster};
+use cloud_janitor::history::Access;
+use cloud_janitor::metrics::Metrics;
+use cloud_janitor::pass::Janitor;
+use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::openstack::OpenStackSim;
 #[allow(unused_imports)] // Not every test binary waits.
 pub use cloud_janitor_sim::wait::wait_for;
@@ -231,6 +236,29 @@ pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         wanted.sort_unstable();
         (found == wanted).then(|| value.parse().ok()).flatten()
     })
+}
+
+/// The quick waits and retries of the in-process janitors, unless a test says otherwise: a pass over
+/// the seeded simulated OpenStack takes about a second.
+pub const QUICK: [(&str, &str); 4] = [
+    ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms"),
+    ("CLOUD_JANITOR_WAITS__POLL_INTERVAL", "20ms"),
+    ("CLOUD_JANITOR_RETRY__BASE_DELAY", "20ms"),
+    ("CLOUD_JANITOR_RETRY__MAX_DELAY", "100ms"),
+];
+
+/// A janitor built in process from the config at `path` as `once` builds it, with [`QUICK`] and
+/// then `env` (which wins) as its environment.
+pub fn janitor_from(path: &Path, env: &[(&str, &str)]) -> (Janitor, std::sync::Arc<Metrics>) {
+    let environment = QUICK
+        .iter()
+        .chain(env)
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let config = Config::load_with_env(path, environment).expect("the config is valid");
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).expect("the janitor builds");
+    (janitor, metrics)
 }
 
 /// The simulated OpenStack, seeded with the demo's CI leftovers (or empty), with its clouds.yaml in
