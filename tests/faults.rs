@@ -53,6 +53,8 @@ enum Sim {
 struct Bench {
     sim: Sim,
     janitor: Janitor,
+    /// The config's `pass_timeout`.
+    pass_timeout: Duration,
     /// What the rules pick and a correct cleanup deletes.
     selected: BTreeMap<String, &'static str>,
     /// What the rules pick but a correct cleanup leaves, for good: in use, locked, and what those
@@ -129,12 +131,17 @@ impl Bench {
     /// The simulated OpenStack seeded like the demo, and its janitor with `env` over the quick
     /// defaults.
     async fn openstack(env: &[(&str, &str)]) -> Bench {
+        Bench::openstack_within(PASS_TIMEOUT, env).await
+    }
+
+    /// [`Bench::openstack`] with `pass_timeout` as the config's.
+    async fn openstack_within(pass_timeout: Duration, env: &[(&str, &str)]) -> Bench {
         let cloud = Cloud::start(true).await;
         let seeded = cloud.demo.seeded.clone().unwrap();
         let request_timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
-        let pass_timeout = format!("{}s", PASS_TIMEOUT.as_secs());
+        let pass_timeout_text = format!("{}ms", pass_timeout.as_millis());
         let mut environment = vec![
-            ("CLOUD_JANITOR_PASS_TIMEOUT", pass_timeout.as_str()),
+            ("CLOUD_JANITOR_PASS_TIMEOUT", pass_timeout_text.as_str()),
             ("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "4"),
             ("CLOUD_JANITOR_WAITS__DELETE_TIMEOUT", "5s"),
             (
@@ -163,6 +170,7 @@ impl Bench {
         Bench {
             sim: Sim::OpenStack(Box::new(cloud)),
             janitor,
+            pass_timeout,
             selected,
             held,
             untouchable,
@@ -230,6 +238,7 @@ tags_all = ["{CI_TAG}"]
         Bench {
             sim: Sim::Proxmox(sim, dir),
             janitor,
+            pass_timeout: PASS_TIMEOUT,
             selected: ids(&[101, 102, 201]),
             held: BTreeMap::new(),
             untouchable: ids(&[110, 9000, 105]),
@@ -322,7 +331,7 @@ tags_all = ["{CI_TAG}"]
 
     /// One pass, which must end before its deadline and the call then in flight (check 1).
     async fn pass(&self, watch: Option<Arc<dyn EventSink>>) -> PassReport {
-        let bound = PASS_TIMEOUT + REQUEST_TIMEOUT;
+        let bound = self.pass_timeout + REQUEST_TIMEOUT;
         let started = Instant::now();
         let report = tokio::time::timeout(bound, self.janitor.run_pass(CancellationToken::new(), watch))
             .await
@@ -590,6 +599,32 @@ async fn a_503_with_retry_after_on_a_delete_waits_as_long_as_it_says() {
         })
         .collect();
     assert_eq!(delays, vec![Duration::from_secs(2)]);
+}
+
+/// A `Retry-After` longer than the pass has left is honoured by not asking again this pass: the
+/// pass still ends at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_the_pass_ends_that_resource_at_the_deadline() {
+    let bench = Bench::openstack_within(Duration::from_secs(3), &[]).await;
+    let server = bench.seeded().jobs[1].servers[0].clone();
+    bench.inject(retry_after(
+        forever(FaultRule::status("GET", &format!("/servers/{server}"), 503, 0)),
+        "3600",
+    ));
+    let faulted = bench
+        .row(
+            Expect::kept(
+                Stay::These(vec![server.clone()]),
+                &["pass_deadline", "retries_exhausted"],
+            ),
+            || {},
+        )
+        .await;
+    assert!(
+        faulted.report.duration < Duration::from_secs(4),
+        "{:?}",
+        faulted.report.duration
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

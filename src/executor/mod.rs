@@ -201,7 +201,9 @@ impl Executor {
         Ok(())
     }
 
-    /// Holds a global and a per-cloud permit around one API call.
+    /// Holds a global and a per-cloud permit around one API call, which ends at the pass deadline
+    /// at the latest: a provider's own waits (a server's `Retry-After`, a task's) cannot hold the
+    /// pass past it.
     async fn call<T>(
         &self,
         cloud: &str,
@@ -214,7 +216,15 @@ impl Executor {
             Some(semaphore) => semaphore.acquire().await.ok(),
             None => None,
         };
-        call.await
+        let started = Instant::now();
+        match tokio::time::timeout_at(self.settings.deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Deadline {
+                operation: "a call at the pass deadline".to_string(),
+                waited: started.elapsed(),
+                last_state: "in flight".to_string(),
+            }),
+        }
     }
 
     async fn sleep_or_stop(&self, delay: Duration) -> Result<(), LeftReason> {
@@ -245,11 +255,16 @@ impl Executor {
         loop {
             self.check_continue()?;
             // The status read right before the delete: the plan is minutes old by now.
-            // The provider retries reads itself; a status read that still fails ends the node.
+            // The provider retries reads itself; a status read that still fails ends the node
+            // (at the deadline, as one the deadline ended).
             let observed = self
                 .call(&key.cloud, provider.observe(resource))
                 .await
-                .map_err(|error| left_after(&error, GiveUpReason::AttemptsExhausted))?;
+                .map_err(|error| {
+                    self.check_continue()
+                        .err()
+                        .unwrap_or_else(|| left_after(&error, GiveUpReason::AttemptsExhausted))
+                })?;
             match observed {
                 Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
                 Observed::Gone => return Ok(Outcome::AlreadyGone),
