@@ -44,8 +44,8 @@ const CI_TAG: &str = "ci-job";
 enum Sim {
     /// Seeded like the demo.
     OpenStack(Box<Cloud>),
-    /// With its token secret's directory.
-    Proxmox(ProxmoxSim, #[allow(dead_code)] TempDir),
+    /// With the directory of its token secret, removed with it.
+    Proxmox { sim: ProxmoxSim, _dir: TempDir },
 }
 
 /// A simulated cloud, the janitor for it, and what the five checks compare against, by id with the
@@ -236,7 +236,7 @@ tags_all = ["{CI_TAG}"]
         let (janitor, _) = janitor_from(&write(dir.path(), "janitor.toml", &config), &[]);
         let ids = |vmids: &[u32]| vmids.iter().map(|v| (v.to_string(), "guest")).collect();
         Bench {
-            sim: Sim::Proxmox(sim, dir),
+            sim: Sim::Proxmox { sim, _dir: dir },
             janitor,
             pass_timeout: PASS_TIMEOUT,
             selected: ids(&[101, 102, 201]),
@@ -258,7 +258,7 @@ tags_all = ["{CI_TAG}"]
     fn openstack_sim(&self) -> &Cloud {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud,
-            Sim::Proxmox(..) => panic!("an OpenStack bench"),
+            Sim::Proxmox { .. } => panic!("an OpenStack bench"),
         }
     }
 
@@ -269,7 +269,7 @@ tags_all = ["{CI_TAG}"]
 
     fn proxmox_sim(&self) -> &ProxmoxSim {
         match &self.sim {
-            Sim::Proxmox(sim, _) => sim,
+            Sim::Proxmox { sim, .. } => sim,
             Sim::OpenStack(..) => panic!("a Proxmox VE bench"),
         }
     }
@@ -277,14 +277,14 @@ tags_all = ["{CI_TAG}"]
     fn inject(&self, rule: FaultRule) {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud.sim.faults().add(rule),
-            Sim::Proxmox(sim, _) => sim.faults().add(rule),
+            Sim::Proxmox { sim, .. } => sim.faults().add(rule),
         }
     }
 
     fn clear_faults(&self) {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud.sim.faults().clear(),
-            Sim::Proxmox(sim, _) => sim.faults().clear(),
+            Sim::Proxmox { sim, .. } => sim.faults().clear(),
         }
     }
 
@@ -292,21 +292,21 @@ tags_all = ["{CI_TAG}"]
     fn log(&self) -> Vec<(String, String, u16)> {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud.sim.request_log(),
-            Sim::Proxmox(sim, _) => sim.request_log(),
+            Sim::Proxmox { sim, .. } => sim.request_log(),
         }
     }
 
     fn clear_log(&self) {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud.sim.clear_request_log(),
-            Sim::Proxmox(sim, _) => sim.clear_request_log(),
+            Sim::Proxmox { sim, .. } => sim.clear_request_log(),
         }
     }
 
     fn exists(&self, id: &str, kind: &str) -> bool {
         match &self.sim {
             Sim::OpenStack(cloud) => cloud.sim.exists(kind, id),
-            Sim::Proxmox(sim, _) => sim.exists(id.parse().unwrap()),
+            Sim::Proxmox { sim, .. } => sim.exists(id.parse().unwrap()),
         }
     }
 
@@ -316,7 +316,7 @@ tags_all = ["{CI_TAG}"]
             .filter_map(|(method, path, _)| {
                 let target = match &self.sim {
                     Sim::OpenStack(..) => openstack_write_target(method, path),
-                    Sim::Proxmox(..) => proxmox_write_target(method, path),
+                    Sim::Proxmox { .. } => proxmox_write_target(method, path),
                 }?;
                 let id = match target {
                     WriteTarget::OpenStack { id, .. } => Some(id),

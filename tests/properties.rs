@@ -1013,10 +1013,12 @@ fn build_proxmox(plan: &ProxmoxPlan, built: &mut Built) {
             || guest.protection
             || guest.lock.is_some()
             || (guest.on_pve2 && plan.pve2_offline);
-        let picked = guest.marks.ci
-            && !guest.marks.keep
-            && (!rules.name_pattern || guest.marks.ci_name)
-            && (!rules.min_age || (guest.marks.old && dated));
+        // Old only if its age can be known: an undated container's counts from this pass.
+        let aged = Marks {
+            old: guest.marks.old && dated,
+            ..guest.marks.clone()
+        };
+        let picked = rules.picks(&aged);
         let kind = if guest.container { "container" } else { "vm" };
         built.add(Known::new(
             PVE,
