@@ -1,7 +1,8 @@
 //! What the janitor's integration tests share, one helper each: temporary directories and files,
 //! the binary run with a timeout (and killed if it overstays), a daemon killed when its test ends,
 //! metric values read from an exposition, the simulators started and seeded, janitor configs for
-//! them, and request-log lookups. Waiting for real-time events is `cloud_janitor_sim::wait::wait_for`.
+//! them, an in-process janitor built from a config, and request-log lookups (which resource a write
+//! names). Waiting for real-time events is `cloud_janitor_sim::wait::wait_for`.
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
 use std::io::Read as _;
