@@ -196,9 +196,6 @@ pub struct Config {
 pub struct CloudSpec {
     pub name: String,
     pub selector: Selector,
-    /// The selection's tag rules, for providers that filter listings on the server side.
-    pub tags_all: Vec<String>,
-    pub tags_any: Vec<String>,
     pub provider: ProviderSpec,
 }
 
@@ -517,8 +514,6 @@ fn parse_cloud(table: serde_json::Value, position: usize) -> Result<CloudSpec, S
     Ok(CloudSpec {
         name,
         selector,
-        tags_all: select.tags_all,
-        tags_any: select.tags_any,
         provider,
     })
 }
@@ -534,6 +529,7 @@ fn is_label_safe(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::selection::Verdict;
 
     const GOOD_CLOUD: &str = r#"
 [[clouds]]
@@ -590,8 +586,20 @@ tags_all = ["ci-job"]
             ],
         )
         .unwrap();
-        let OverriddenCloud { tags_any, .. } = OverriddenCloud::of(&config);
-        assert_eq!(tags_any, ["job-1", "job-2"]);
+        // The overridden `tags_any` picks a resource with one of its tags, and no other.
+        let selector = &config.clouds[0].selector;
+        let now = chrono::Utc::now();
+        let verdict = |tag: &str| {
+            let key = crate::model::ResourceKey::new("ci-open.stack", crate::model::Kind::Port, "p1");
+            let mut port = crate::model::Resource::new(key, "p");
+            port.tags = vec!["ci-job".into(), tag.into()];
+            port.created = Some(now - chrono::Duration::hours(2));
+            selector.judge(&port, None, now)
+        };
+        assert_eq!(
+            (verdict("job-2"), verdict("job-3")),
+            (Verdict::Selected, Verdict::NotMatched("tags_any"))
+        );
         let ProviderSpec::OpenStack(settings) = &config.clouds[0].provider else {
             panic!("an OpenStack cloud");
         };
@@ -607,19 +615,6 @@ tags_all = ["ci-job"]
             load(&text, &[("CLOUD_JANITOR_CLOUDS__CI_OPEN_STACK", "x")]).unwrap_err(),
         ];
         insta::assert_snapshot!(errors.join("\n"));
-    }
-
-    /// What a test needs of a cloud's selection after overrides.
-    struct OverriddenCloud {
-        tags_any: Vec<String>,
-    }
-
-    impl OverriddenCloud {
-        fn of(config: &Config) -> Self {
-            OverriddenCloud {
-                tags_any: config.clouds[0].tags_any.clone(),
-            }
-        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::history::{Access, HistoryError, HistoryStore};
 use crate::metrics::Metrics;
 use crate::pass::{Cloud, Janitor, PassSettings};
 use crate::policy::RetryPolicy;
-use crate::provider::openstack::{OpenStackProvider, TagFilter};
+use crate::provider::openstack::OpenStackProvider;
 use crate::provider::proxmox::ProxmoxProvider;
 use crate::provider::{Provider, ProviderError};
 
@@ -31,15 +31,7 @@ pub fn build_cloud(
 ) -> Result<Cloud, ProviderError> {
     let provider: Arc<dyn Provider> = match &spec.provider {
         ProviderSpec::OpenStack(settings) => {
-            let filter = TagFilter {
-                all: spec.tags_all.clone(),
-                any: spec.tags_any.clone(),
-            };
-            Arc::new(
-                OpenStackProvider::new(&spec.name, settings, filter, metrics, env)?
-                    .with_read_retry(retry)
-                    .with_suspected_leaks(spec.selector.leak_rules().detect),
-            )
+            Arc::new(OpenStackProvider::new(&spec.name, settings, metrics, env)?.with_read_retry(retry))
         }
         ProviderSpec::Proxmox(settings) => {
             Arc::new(ProxmoxProvider::new(spec.name.clone(), settings, metrics)?.with_read_retry(retry))

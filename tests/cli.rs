@@ -552,9 +552,11 @@ async fn a_second_signal_exits_at_once_with_130() {
         ..cloud_janitor_sim::faults::FaultRule::latency("/servers/", Duration::from_secs(60))
     });
     let config = cloud.config("janitor.toml", "");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
     let mut run = cli();
     run.env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
         .args(["run", "--config"])
         .arg(&config);
     let daemon = Daemon::spawn(run);
@@ -568,6 +570,12 @@ async fn a_second_signal_exits_at_once_with_130() {
     })
     .await;
     daemon.signal("TERM");
+    // Two signals sent at once can reach the process as one: the second goes once the first was
+    // taken (the daemon stops serving its pages as it starts to shut down).
+    wait_for(PASS_DEADLINE, "the first signal taken", || async {
+        page(&base, "/healthz").await.is_none()
+    })
+    .await;
     daemon.signal("TERM");
     let (status, stderr) = daemon.wait(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(130), "{stderr}");

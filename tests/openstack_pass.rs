@@ -7,34 +7,20 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use cloud_janitor::config::Config;
-use cloud_janitor::history::Access;
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor::outcome::{LeftReason, Outcome};
 use cloud_janitor::pass::Janitor;
 use cloud_janitor::report::{PassReport, PassResult, ReportItem};
-use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::faults::FaultRule;
-use support::{metric, Cloud};
+use support::{janitor_from, metric, Cloud};
 use tokio_util::sync::CancellationToken;
 
 /// The janitor for `cloud` as its config describes it, with `env` as the environment (quick waits
 /// and retries by default).
 fn janitor(cloud: &Cloud, env: &[(&str, &str)]) -> (Janitor, Arc<Metrics>) {
-    let path = cloud.config("janitor.toml", "");
-    let mut environment: HashMap<String, String> = HashMap::from([
-        ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT".into(), "300ms".into()),
-        ("CLOUD_JANITOR_RETRY__BASE_DELAY".into(), "20ms".into()),
-        ("CLOUD_JANITOR_RETRY__MAX_DELAY".into(), "100ms".into()),
-    ]);
-    environment.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::load_with_env(&path, environment).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).unwrap();
-    (janitor, metrics)
+    janitor_from(&cloud.config("janitor.toml", ""), env)
 }
 
 async fn pass(janitor: &Janitor) -> PassReport {
@@ -168,4 +154,42 @@ async fn leftover_gauges_drop_to_zero_when_the_leftover_goes_and_stay_while_the_
         metric(&exposition, "cloud_janitor_pass_duration_seconds_count", &[]),
         Some(3.0)
     );
+}
+
+/// Found by the property tests (`tests/properties.rs`): servers and floating IPs were listed
+/// filtered by tag, so an untagged server using a selected keypair, and an untagged floating IP on
+/// a selected port, were not seen, and the keypair and the port were deleted from under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untagged_server_s_keypair_and_an_untagged_floating_ip_s_port_are_in_use_never_deleted() {
+    use cloud_janitor_sim::openstack::{NewServer, CI_TAG};
+    let cloud = Cloud::start(false).await;
+    let sim = &cloud.sim;
+    let keypair = sim.create_keypair("ci-job-key").unwrap();
+    let server = sim
+        .create_server(NewServer {
+            name: "untagged",
+            key_name: Some(&keypair),
+            ..NewServer::default()
+        })
+        .unwrap();
+    let network = sim.create_network("ci-net", &[CI_TAG]).unwrap();
+    let subnet = sim
+        .create_subnet(&network, "ci-subnet", "10.9.0.0/24", &[CI_TAG])
+        .unwrap();
+    let router = sim
+        .create_router("ci-router", Some(&sim.public_network_id()), &[CI_TAG])
+        .unwrap();
+    sim.add_router_interface(&router, &subnet).unwrap();
+    let port = sim.create_port(&network, "ci-port", &[], &[CI_TAG]).unwrap();
+    let fip = sim.create_floating_ip(Some(&port), &[]).unwrap();
+    let (janitor, _) = janitor(&cloud, &[]);
+    let report = pass(&janitor).await;
+    let in_use_by = |id: &str| match &item(&report, id).status {
+        Outcome::Left(LeftReason::InUse { by }) => by.id.clone(),
+        other => panic!("{id}: {other:?}\n{}", report.render_table()),
+    };
+    assert_eq!((in_use_by(&keypair), in_use_by(&port)), (server, fip));
+    assert!(sim.exists("keypair", &keypair) && sim.exists("port", &port));
+    assert_eq!(cloud.writes_to(&keypair), Vec::<String>::new());
+    assert_eq!(cloud.writes_to(&port), Vec::<String>::new());
 }

@@ -40,6 +40,8 @@ async fn every_delete_follows_a_fresh_batched_read_and_nothing_unselected_is_wri
         sim: sim.clone(),
         clouds_yaml,
         seeded: Some(seeded.clone()),
+        load_balancer_job: None,
+        idle_floating_ip: None,
     };
     let janitor = demo_janitor(&cloud, None, Arc::new(Metrics::new())).unwrap();
     sim.clear_request_log();

@@ -1,17 +1,79 @@
 //! Fault and latency injection shared by both simulators: rules matched by method and path, applied
-//! by an axum middleware before the request reaches the simulated API.
+//! by an axum middleware before the request reaches the simulated API. Besides error answers and
+//! latency, a rule can break the connection itself ([`Breakage`]): hang up without an answer, cut
+//! an answer short, or stream a body that never ends. A rule can also edit the real answer
+//! ([`Rewrite`]): one resource's fields, wherever the answer carries it (its own read or a list).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+
+/// A fault below HTTP: what no status code can say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breakage {
+    /// The connection closes before a byte of the answer, as after a reset or a crashed worker. The
+    /// API never sees the request.
+    Hangup,
+    /// The API acts on the request, then its answer stops halfway: status, headers and the whole
+    /// body's `Content-Length` go out, then half the body, then the connection closes. An answer
+    /// without a body (a 204 to a DELETE) is lost whole: done, but the client never hears of it.
+    Truncate,
+    /// The answer's body never ends: after it, whitespace streams without end (chunked, no
+    /// `Content-Length`), as from a runaway server.
+    Endless,
+}
+
+/// An edit of the real answer: every JSON object in it whose `"id"` is `id` gets the fields of
+/// `set` (a `null` stays a `null`) and loses those named in `remove`. A rule with a rewrite counts
+/// (`skip`, `count`) the answers that carry the resource, not the requests; it adds no status of its
+/// own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    pub id: String,
+    #[serde(default)]
+    pub set: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl Rewrite {
+    /// Edits every object in `value` that is the resource; whether there was one.
+    fn apply(&self, value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut hit = false;
+                if object.get("id").and_then(serde_json::Value::as_str) == Some(self.id.as_str()) {
+                    for (field, new) in &self.set {
+                        object.insert(field.clone(), new.clone());
+                    }
+                    for field in &self.remove {
+                        object.remove(field);
+                    }
+                    hit = true;
+                }
+                for nested in object.values_mut() {
+                    hit |= self.apply(nested);
+                }
+                hit
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |hit, item| self.apply(item) | hit)
+            }
+            _ => false,
+        }
+    }
+}
 
 /// One injected behaviour. A request matches when its method equals `method` (any method when
 /// `None`) and its path contains `path`.
@@ -33,6 +95,10 @@ pub struct FaultRule {
     /// How many requests the rule applies to; forever when `None`.
     #[serde(default)]
     pub count: Option<u32>,
+    /// How many matching requests pass untouched before the rule applies: a fault on the second
+    /// read of a resource (a poll after its delete) skips the first (the read before it).
+    #[serde(default)]
+    pub skip: u32,
     /// Latency added before the answer, injected or real.
     #[serde(default)]
     pub delay_ms: u64,
@@ -40,6 +106,13 @@ pub struct FaultRule {
     /// that throttles under load.
     #[serde(default)]
     pub above_in_flight: Option<u32>,
+    /// Breaks the connection: instead of the answer ([`Breakage::Hangup`]), or the answer (`status`'s
+    /// when set, else the real one) on its way out.
+    #[serde(default)]
+    pub breakage: Option<Breakage>,
+    /// Edits the real answer instead (see [`Rewrite`]).
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
 }
 
 impl FaultRule {
@@ -50,6 +123,37 @@ impl FaultRule {
             path: path.to_string(),
             status: Some(status),
             count: Some(count),
+            ..FaultRule::default()
+        }
+    }
+
+    /// A rule that breaks the connection of the next `count` requests `method path` (see [`Breakage`]).
+    pub fn broken(method: &str, path: &str, breakage: Breakage, count: u32) -> Self {
+        FaultRule {
+            method: Some(method.to_string()),
+            path: path.to_string(),
+            count: Some(count),
+            breakage: Some(breakage),
+            ..FaultRule::default()
+        }
+    }
+
+    /// A rule that edits resource `id` in the next `count` answers to `method path` that carry it,
+    /// setting the fields of `set` (a JSON object).
+    pub fn rewrite(method: &str, path: &str, id: &str, set: serde_json::Value, count: u32) -> Self {
+        let set = match set {
+            serde_json::Value::Object(set) => set,
+            _ => serde_json::Map::new(),
+        };
+        FaultRule {
+            method: Some(method.to_string()),
+            path: path.to_string(),
+            count: Some(count),
+            rewrite: Some(Rewrite {
+                id: id.to_string(),
+                set,
+                remove: Vec::new(),
+            }),
             ..FaultRule::default()
         }
     }
@@ -93,6 +197,7 @@ pub type InjectedResponse = (u16, Option<String>, Vec<(String, String)>);
 pub struct Injected {
     pub delay: Duration,
     pub response: Option<InjectedResponse>,
+    pub breakage: Option<Breakage>,
 }
 
 /// The shared, mutable set of rules of one simulator.
@@ -112,8 +217,14 @@ impl Faults {
         self.lock().clear();
     }
 
+    /// The rules still in force: those not used up.
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.lock().clone()
+    }
+
     /// Applies the rules to one request: delays add up over every matching rule, the first matching
-    /// rule with a status answers, and each rule that applied uses up one of its `count`.
+    /// rule with a status or a breakage decides the answer, and each rule that applied uses up one of
+    /// its `count`.
     pub fn take(&self, method: &Method, path: &str) -> Injected {
         self.take_with(method, path, 0)
     }
@@ -122,13 +233,23 @@ impl Faults {
     fn take_with(&self, method: &Method, path: &str, in_flight: usize) -> Injected {
         let mut rules = self.lock();
         let mut injected = Injected::default();
-        for rule in rules.iter_mut().filter(|r| r.matches(method, path, in_flight)) {
+        let mut decided = false;
+        let applies = |r: &FaultRule| r.rewrite.is_none() && r.matches(method, path, in_flight);
+        for rule in rules.iter_mut().filter(|r| applies(r)) {
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
             injected.delay += Duration::from_millis(rule.delay_ms);
-            if let Some(status) = rule.status {
-                if injected.response.is_some() {
+            if rule.status.is_some() || rule.breakage.is_some() {
+                if decided {
                     continue;
                 }
-                injected.response = Some((status, rule.body.clone(), rule.headers.clone()));
+                decided = true;
+                injected.response = rule
+                    .status
+                    .map(|status| (status, rule.body.clone(), rule.headers.clone()));
+                injected.breakage = rule.breakage;
             }
             if let Some(count) = rule.count.as_mut() {
                 *count = count.saturating_sub(1);
@@ -136,6 +257,40 @@ impl Faults {
         }
         rules.retain(|r| r.count != Some(0));
         injected
+    }
+
+    /// Whether a rewrite rule matches `method path`: its answer is then read whole and edited.
+    fn rewrites(&self, method: &Method, path: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|r| r.rewrite.is_some() && r.matches(method, path, 0))
+    }
+
+    /// Applies the rewrite rules of `method path` to its answer `value`; each rule whose resource
+    /// is in it uses up one of its `skip`, else one of its `count`. Whether anything changed.
+    fn rewrite(&self, method: &Method, path: &str, value: &mut serde_json::Value) -> bool {
+        let mut rules = self.lock();
+        let mut changed = false;
+        for rule in rules.iter_mut().filter(|r| r.matches(method, path, 0)) {
+            let Some(rewrite) = rule.rewrite.as_ref() else {
+                continue;
+            };
+            let mut edited = value.clone();
+            if !rewrite.apply(&mut edited) {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
+            *value = edited;
+            changed = true;
+            if let Some(count) = rule.count.as_mut() {
+                *count = count.saturating_sub(1);
+            }
+        }
+        rules.retain(|r| r.count != Some(0));
+        changed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FaultRule>> {
@@ -149,15 +304,48 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     use std::sync::atomic::Ordering;
     let in_flight = faults.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _counted = InFlight(faults.in_flight.clone());
-    let injected = faults.take_with(request.method(), request.uri().path(), in_flight);
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let injected = faults.take_with(&method, &path, in_flight);
     if !injected.delay.is_zero() {
         tokio::time::sleep(injected.delay).await;
     }
+    if injected.breakage == Some(Breakage::Hangup) {
+        return hang_up();
+    }
     let response = match injected.response {
+        None if faults.rewrites(&method, &path) => {
+            rewritten(&faults, &method, &path, next.run(request).await).await
+        }
         None => next.run(request).await,
         Some((status, body, headers)) => injected_response(status, body, headers),
     };
-    response
+    match injected.breakage {
+        Some(Breakage::Truncate) => truncated(response).await,
+        Some(Breakage::Endless) => endless(response),
+        Some(Breakage::Hangup) | None => response,
+    }
+}
+
+/// `response` after the rewrite rules of `method path`; untouched unless its body is JSON that
+/// carries a rule's resource.
+async fn rewritten(faults: &Faults, method: &Method, path: &str, response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if !faults.rewrite(method, path, &mut value) {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let edited = value.to_string();
+    parts.headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        HeaderValue::from(edited.len()),
+    );
+    Response::from_parts(parts, Body::from(edited))
 }
 
 /// One request in flight, counted until it is answered or dropped.
@@ -167,6 +355,53 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The error a broken body ends with; hyper closes the connection on it.
+fn broken_pipe() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected breakage")
+}
+
+/// An answer whose body fails before its first byte: hyper closes the connection without writing
+/// the head (it goes out with the first body bytes), so the client sees no answer at all. The
+/// request log still shows the placeholder status, 200.
+fn hang_up() -> Response {
+    let body = stream::once(async { Err::<Bytes, _>(broken_pipe()) });
+    Response::new(Body::from_stream(body))
+}
+
+/// `response` with its head and its whole body's `Content-Length`, but only the first half of the
+/// body before the connection closes; nothing at all when it has no body.
+async fn truncated(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if bytes.is_empty() {
+        return hang_up();
+    }
+    let half = bytes.slice(..bytes.len() / 2);
+    parts
+        .headers
+        .insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    // The pause between the half and the failure lets hyper flush the half: it writes what it has
+    // whenever the body makes it wait, and drops its buffer when the body fails.
+    let failure = stream::once(async {
+        tokio::task::yield_now().await;
+        Err(broken_pipe())
+    });
+    let chunks = stream::once(async { Ok(half) }).chain(failure);
+    Response::from_parts(parts, Body::from_stream(chunks))
+}
+
+/// `response` with its body followed by whitespace without end, chunked.
+fn endless(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let filler = Bytes::from(vec![b' '; 64 * 1024]);
+    let rest = stream::repeat_with(move || Ok::<Bytes, std::io::Error>(filler.clone()));
+    let body = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    Response::from_parts(parts, Body::from_stream(body.chain(rest)))
 }
 
 fn injected_response(status: u16, body: Option<String>, headers: Vec<(String, String)>) -> Response {
@@ -235,6 +470,55 @@ mod tests {
             faults.take_with(&Method::GET, "/x", 1).response,
             None,
             "the rule stays"
+        );
+    }
+
+    #[test]
+    fn a_rule_skips_its_first_matching_requests() {
+        let faults = Faults::default();
+        faults.add(FaultRule {
+            skip: 2,
+            ..FaultRule::status("GET", "/servers/s1", 200, 1)
+        });
+        let statuses: Vec<Option<u16>> = (0..4)
+            .map(|_| {
+                faults
+                    .take(&Method::GET, "/compute/v2.1/servers/s1")
+                    .response
+                    .map(|r| r.0)
+            })
+            .collect();
+        assert_eq!(statuses, [None, None, Some(200), None]);
+    }
+
+    #[test]
+    fn a_rewrite_edits_the_resource_wherever_the_answer_carries_it_and_counts_those_answers() {
+        let faults = Faults::default();
+        faults.add(FaultRule {
+            skip: 1,
+            ..FaultRule::rewrite("GET", "/servers", "s1", serde_json::json!({"status": ""}), 1)
+        });
+        let list = serde_json::json!({"servers": [{"id": "s0", "status": "ACTIVE"}, {"id": "s1", "status": "ACTIVE"}]});
+        let mut other = serde_json::json!({"server": {"id": "s0", "status": "ACTIVE"}});
+        assert!(
+            !faults.rewrite(&Method::GET, "/servers/s0", &mut other),
+            "not the resource"
+        );
+        let mut first = list.clone();
+        assert!(
+            !faults.rewrite(&Method::GET, "/servers/detail", &mut first),
+            "skipped"
+        );
+        assert_eq!(first, list);
+        assert!(faults.take(&Method::GET, "/servers/detail").response.is_none());
+        let mut second = list.clone();
+        assert!(faults.rewrite(&Method::GET, "/servers/detail", &mut second));
+        assert_eq!(second["servers"][1]["status"], "");
+        assert_eq!(second["servers"][0]["status"], "ACTIVE");
+        let mut third = list.clone();
+        assert!(
+            !faults.rewrite(&Method::GET, "/servers/detail", &mut third),
+            "used up"
         );
     }
 

@@ -181,3 +181,62 @@ async fn a_stopped_vm_becomes_a_template_by_a_task_and_a_running_one_is_refused(
         (500, Some("you can't convert a template to a template\n"))
     );
 }
+
+#[tokio::test]
+async fn a_hung_task_runs_holding_the_lock_until_released_then_fails() {
+    let pve = start().await;
+    let vmid = pve
+        .sim
+        .add_guest(cloud_janitor_sim::proxmox::GuestSpec::vm(120, "ci-hung").running());
+    pve.sim.hang_tasks(vmid, true);
+    let stop = |pve: &Pve| {
+        pve.http
+            .post(pve.url(&format!("/nodes/pve1/qemu/{vmid}/status/stop")))
+            .header("Authorization", &pve.auth)
+    };
+    let (_, started) = pve.send(stop(&pve)).await;
+    let status_path = format!("/nodes/pve1/tasks/{}/status", started["data"].as_str().unwrap());
+    pve.sim.advance_clock(TASK_DURATION * 1000);
+    let (_, running) = pve.get(&status_path).await;
+    assert_eq!(running["data"]["status"], "running");
+    assert!(pve.sim.is_running(vmid));
+    // The hung task holds the config lock file: the next one waits, then times out.
+    pve.sim.advance_clock(Duration::from_secs(1));
+    let (status, body) = pve.send(stop(&pve)).await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body["message"],
+        format!("can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout\n")
+    );
+
+    pve.sim.hang_tasks(vmid, false);
+    let (_, ended) = pve.get(&status_path).await;
+    assert_eq!(
+        (&ended["data"]["status"], &ended["data"]["exitstatus"]),
+        (&Value::from("stopped"), &Value::from("interrupted by signal"))
+    );
+    assert!(pve.sim.is_running(vmid), "a killed stop stops nothing");
+    let (_, started) = pve.send(stop(&pve)).await;
+    pve.sim.advance_clock(TASK_DURATION);
+    let status_path = format!("/nodes/pve1/tasks/{}/status", started["data"].as_str().unwrap());
+    assert_eq!(pve.get(&status_path).await.1["data"]["exitstatus"], "OK");
+    assert!(!pve.sim.is_running(vmid));
+}
+
+#[tokio::test]
+async fn a_volume_added_with_a_creation_time_lists_it() {
+    let pve = start().await;
+    let volid = pve
+        .sim
+        .add_volume_created("pve1", "local-lvm", "vm-991-disk-0", 1_700_000_000);
+    assert_eq!(volid, "local-lvm:vm-991-disk-0");
+    let (_, content) = pve.get("/nodes/pve1/storage/local-lvm/content").await;
+    let listed = content["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["volid"] == volid.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["ctime"], 1_700_000_000);
+}

@@ -245,7 +245,10 @@ impl Executor {
             Some(provider) => {
                 let permits = self.permits(cloud).await;
                 let before = provider.throttled();
-                let answers = provider.observe_many(&resources).await;
+                let answers = match self.until_deadline(provider.observe_many(&resources)).await {
+                    Ok(answers) => answers,
+                    Err(deadline) => resources.iter().map(|_| Err(deadline.duplicate())).collect(),
+                };
                 let health = answers
                     .iter()
                     .filter_map(|answer| answer.as_ref().err())

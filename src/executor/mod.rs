@@ -304,13 +304,29 @@ impl Executor {
     ) -> Result<T, ProviderError> {
         let permits = self.permits(cloud).await;
         let before = provider.throttled();
-        let result = call.await;
+        let result = self.until_deadline(call).await.unwrap_or_else(Err);
         let health = match &result {
             Ok(_) => Health::Healthy,
             Err(error) => health_of(error),
         };
         self.after_call(cloud, provider, &permits, before, health);
         result
+    }
+
+    /// Runs `call` no longer than the pass deadline: a server's long `Retry-After`, or an answer
+    /// that never comes, cannot hold the pass past it.
+    async fn until_deadline<T>(
+        &self,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, ProviderError> {
+        let started = Instant::now();
+        tokio::time::timeout_at(self.settings.deadline, call)
+            .await
+            .map_err(|_| ProviderError::Deadline {
+                operation: "a call at the pass deadline".to_string(),
+                waited: started.elapsed(),
+                last_state: "in flight".to_string(),
+            })
     }
 
     async fn sleep_or_stop(&self, delay: Duration) -> Result<(), LeftReason> {
@@ -354,7 +370,12 @@ impl Executor {
                 Purpose::BeforeDelete
             };
             let (observed, admitted) = reads.observe(self, provider.as_ref(), resource, purpose).await;
-            let observed = observed.map_err(|error| left_after(&error, GiveUpReason::AttemptsExhausted))?;
+            // (At the deadline, as one the deadline ended.)
+            let observed = observed.map_err(|error| {
+                self.check_continue()
+                    .err()
+                    .unwrap_or_else(|| left_after(&error, GiveUpReason::AttemptsExhausted))
+            })?;
             match observed {
                 Observed::Gone if owned => return Ok(Outcome::RemovedWithOwner),
                 Observed::Gone => return Ok(Outcome::AlreadyGone),

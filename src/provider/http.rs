@@ -1,5 +1,6 @@
-//! The instrumented HTTP client every provider uses: one reqwest client per cloud with timeouts and
-//! TLS settings, every request counted in `cloud_janitor_api_requests_total`.
+//! The instrumented HTTP client every provider uses: one reqwest client per cloud with timeouts, TLS
+//! settings and a cap on the size of an answer's body, every request counted in
+//! `cloud_janitor_api_requests_total`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +93,20 @@ impl RateLimiter {
     }
 }
 
+/// The largest answer body read by default, 16 MiB: several times the largest page the janitor asks
+/// for (a thousand detailed Nova servers make about 3 MB). A body past it (a runaway listing, an
+/// endless stream) is refused, so what a pass holds in memory stays bounded by the cap times the
+/// requests in flight.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Checks a `max_response_bytes` setting.
+pub fn validate_max_response_bytes(bytes: u64) -> Result<(), String> {
+    if bytes == 0 {
+        return Err("max_response_bytes: must be at least 1".to_string());
+    }
+    Ok(())
+}
+
 /// Checks a `max_requests_per_second` setting.
 pub fn validate_rate(per_second: Option<f64>) -> Result<(), String> {
     match per_second {
@@ -112,6 +127,7 @@ pub struct ApiClient {
     retry: RetryPolicy,
     /// Answers that asked to slow down (429, 503) or never came, shared by the client's clones.
     throttled: Arc<AtomicU64>,
+    max_response_bytes: u64,
 }
 
 impl ApiClient {
@@ -148,7 +164,14 @@ impl ApiClient {
             limiter: None,
             retry: RetryPolicy::default(),
             throttled: Arc::new(AtomicU64::new(0)),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// Refuses answers whose body is larger than `bytes` (see [`ApiClient::send`]).
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
+        self
     }
 
     /// Retries reads by `policy` (see [`ApiClient::read`]).
@@ -210,7 +233,9 @@ impl ApiClient {
     }
 
     /// Sends the request and reads the whole body, counting it under `service`. Any status is
-    /// returned as `Ok`: classifying it is the provider's job. Only a missing answer is an error.
+    /// returned as `Ok`: classifying it is the provider's job. A missing answer is an error, and so
+    /// is a body larger than `max_response_bytes`, which is read no further (a
+    /// [`ProviderError::Decode`]: asking again would bring the same).
     pub async fn send(&self, service: &str, request: RequestBuilder) -> Result<HttpResponse, ProviderError> {
         let (client, request) = request.build_split();
         let request = request.map_err(|error| ProviderError::Config(format!("invalid request: {error}")))?;
@@ -219,26 +244,49 @@ impl ApiClient {
         if let Some(limiter) = &self.limiter {
             limiter.wait_turn().await;
         }
+        let cap = self.max_response_bytes;
         let outcome = async {
-            let response = client.execute(request).await?;
+            let mut response = client.execute(request).await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>(HttpResponse {
+            // A promised length over the cap is refused before a byte of the body is read.
+            if response.content_length().is_some_and(|length| length > cap) {
+                return Ok(Err(status));
+            }
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = response.chunk().await? {
+                if (body.len() + chunk.len()) as u64 > cap {
+                    return Ok(Err(status));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Ok(HttpResponse {
                 status,
                 headers,
-                body,
-            })
+                body: body.freeze(),
+            }))
         }
         .await;
         match outcome {
-            Ok(response) => {
+            Ok(Ok(response)) => {
                 if matches!(response.status.as_u16(), 429 | 503) {
                     self.throttled.fetch_add(1, Ordering::Relaxed);
                 }
                 self.metrics
                     .api_request(&self.cloud, service, Some(response.status.as_u16()));
                 Ok(response)
+            }
+            Ok(Err(status)) => {
+                self.metrics
+                    .api_request(&self.cloud, service, Some(status.as_u16()));
+                Err(ProviderError::Decode {
+                    url,
+                    message: format!(
+                        "{method}: HTTP {}: the answer is larger than max_response_bytes ({cap} bytes) \
+                         and was not read further; raise max_response_bytes for this cloud, or lower page_size",
+                        status.as_u16()
+                    ),
+                })
             }
             Err(source) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +416,71 @@ mod tests {
         assert!(validate_rate(Some(0.0)).is_err());
         assert!(validate_rate(Some(f64::NAN)).is_err());
         assert!(validate_rate(Some(2.5)).is_ok() && validate_rate(None).is_ok());
+    }
+
+    /// Serves one connection on 127.0.0.1: `head`, then `chunk` (when given) as chunked body chunks
+    /// until the client hangs up. Returns the base URL.
+    async fn serve_forever(head: &'static str, chunk: Option<&'static [u8]>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url =
+            Url::parse(&format!("http://{}/", listener.local_addr().expect("an address"))).expect("a URL");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0; 4096];
+            let _ = socket.read(&mut request).await;
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            match chunk {
+                Some(chunk) => {
+                    let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+                    while socket.write_all(&framed).await.is_ok() {}
+                }
+                // Nothing more: wait for the client to hang up.
+                None => while socket.read(&mut request).await.is_ok_and(|read| read > 0) {},
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_cap_is_refused_and_read_no_further() {
+        let client = ApiClient::new(
+            "c",
+            Arc::new(Metrics::new()),
+            &TlsTrust::BundledRoots,
+            Duration::from_secs(30),
+        )
+        .expect("a client")
+        .with_max_response_bytes(4096);
+        let endless = serve_forever(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Some(&[b' '; 1000]),
+        )
+        .await;
+        let error = client
+            .send("svc", client.request(Method::GET, endless))
+            .await
+            .expect_err("over the cap");
+        assert_eq!(error.class(), crate::provider::ErrorClass::Permanent);
+        assert!(
+            error.to_string().contains(
+                "GET: HTTP 200: the answer is larger than max_response_bytes (4096 bytes) and was not read further"
+            ),
+            "{error}"
+        );
+        // A length announced past the cap is refused before any of the body is read.
+        let announced = serve_forever("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", None).await;
+        let error = client
+            .send("svc", client.request(Method::GET, announced))
+            .await
+            .expect_err("over the cap");
+        assert!(error.to_string().contains("(4096 bytes)"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What the janitor's integration tests share, one helper each: temporary directories and files,
 //! the binary run with a timeout (and killed if it overstays), a daemon killed when its test ends,
 //! metric values read from an exposition, the simulators started and seeded, janitor configs for
-//! them, and request-log lookups. Waiting for real-time events is `cloud_janitor_sim::wait::wait_for`.
+//! them, an in-process janitor built from a config, and request-log lookups (which resource a write
+//! names). Waiting for real-time events is `cloud_janitor_sim::wait::wait_for`.
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
 use std::io::Read as _;
@@ -9,7 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cloud_janitor::config::Config;
 use cloud_janitor::demo::{config_text, start_openstack, start_proxmox, DemoCloud, DemoCluster};
+use cloud_janitor::history::Access;
+use cloud_janitor::metrics::Metrics;
+use cloud_janitor::pass::Janitor;
+use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::openstack::OpenStackSim;
 #[allow(unused_imports)] // Not every test binary waits.
 pub use cloud_janitor_sim::wait::wait_for;
@@ -233,6 +239,29 @@ pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
     })
 }
 
+/// The quick waits and retries of the in-process janitors, unless a test says otherwise: a pass over
+/// the seeded simulated OpenStack takes about a second.
+pub const QUICK: [(&str, &str); 4] = [
+    ("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms"),
+    ("CLOUD_JANITOR_WAITS__POLL_INTERVAL", "20ms"),
+    ("CLOUD_JANITOR_RETRY__BASE_DELAY", "20ms"),
+    ("CLOUD_JANITOR_RETRY__MAX_DELAY", "100ms"),
+];
+
+/// A janitor built in process from the config at `path` as `once` builds it, with [`QUICK`] and
+/// then `env` (which wins) as its environment.
+pub fn janitor_from(path: &Path, env: &[(&str, &str)]) -> (Janitor, std::sync::Arc<Metrics>) {
+    let environment = QUICK
+        .iter()
+        .chain(env)
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let config = Config::load_with_env(path, environment).expect("the config is valid");
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).expect("the janitor builds");
+    (janitor, metrics)
+}
+
 /// The simulated OpenStack, seeded with the demo's CI leftovers (or empty), with its clouds.yaml in
 /// a directory of its own.
 pub struct Cloud {
@@ -298,4 +327,113 @@ pub async fn proxmox(seeded: bool) -> (DemoCluster, TempDir) {
     .await
     .expect("the simulated Proxmox VE starts");
     (cluster, dir)
+}
+
+/// What a write request to a simulator acts on, read from its method and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// An OpenStack resource: its collection (`ports`, `routers`, `os-keypairs`, ...) and its id (a
+    /// keypair's name). A router's interface removal and gateway change name the router.
+    OpenStack { collection: String, id: String },
+    /// A Proxmox guest, by vmid (stop, shutdown, destroy).
+    Guest(u32),
+    /// A Proxmox volume, deleted through `node`'s view of its storage.
+    Volume { node: String, volid: String },
+    /// A write that names no resource the janitor may touch (anything else).
+    Other(String),
+}
+
+/// `%XX` escapes decoded (paths in the request logs are as sent).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path's segments, query dropped, each decoded.
+fn segments(path: &str) -> Vec<String> {
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decoded)
+        .collect()
+}
+
+/// What a request to the simulated OpenStack writes to; `None` for reads and token requests.
+pub fn openstack_write_target(method: &str, path: &str) -> Option<WriteTarget> {
+    if method == "GET" || path.ends_with("/auth/tokens") {
+        return None;
+    }
+    let parts = segments(path);
+    let target = match parts.as_slice() {
+        [.., collection, id, action] if collection == "routers" && action.ends_with("_router_interface") => {
+            WriteTarget::OpenStack {
+                collection: collection.clone(),
+                id: id.clone(),
+            }
+        }
+        [.., collection, id] if method == "DELETE" || method == "PUT" => WriteTarget::OpenStack {
+            collection: collection.clone(),
+            id: id.clone(),
+        },
+        _ => WriteTarget::Other(format!("{method} {path}")),
+    };
+    Some(target)
+}
+
+/// The segments of a Proxmox VE path after `nodes`.
+fn after_nodes(path: &str) -> Vec<String> {
+    let parts = segments(path);
+    match parts.iter().position(|s| s == "nodes") {
+        Some(at) => parts[at + 1..].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// The guest a Proxmox VE path names (`/nodes/{node}/{qemu|lxc}/{vmid}/...`).
+pub fn proxmox_guest_of(path: &str) -> Option<u32> {
+    match after_nodes(path).as_slice() {
+        [_node, kind, vmid, ..] if kind == "qemu" || kind == "lxc" => vmid.parse().ok(),
+        _ => None,
+    }
+}
+
+/// What a request to the simulated Proxmox VE writes to; `None` for reads.
+pub fn proxmox_write_target(method: &str, path: &str) -> Option<WriteTarget> {
+    if method == "GET" {
+        return None;
+    }
+    let target = match (proxmox_guest_of(path), after_nodes(path).as_slice()) {
+        (Some(vmid), _) => WriteTarget::Guest(vmid),
+        (None, [node, storage_word, _storage, content, volid @ ..])
+            if storage_word == "storage"
+                && content == "content"
+                && !volid.is_empty()
+                && method == "DELETE" =>
+        {
+            WriteTarget::Volume {
+                node: node.clone(),
+                volid: volid.join("/"),
+            }
+        }
+        _ => WriteTarget::Other(format!("{method} {path}")),
+    };
+    Some(target)
 }

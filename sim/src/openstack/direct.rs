@@ -10,7 +10,10 @@ use super::neutron::{
 };
 use super::nova::{Nic, ServerSpec};
 use super::seed::{self, Seeded};
-use super::state::{Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet};
+use super::state::{
+    Cloud, Ctx, FloatingIp, Network, Port, Router, SecurityGroup, SecurityGroupRule, Server, Stored, Subnet,
+    DEMO_PROJECT_ID,
+};
 use super::OpenStackSim;
 
 /// A seeding or inspection helper refused the request, as the API would have.
@@ -65,7 +68,7 @@ impl OpenStackSim {
         look(&mut self.inner.cloud())
     }
 
-    /// Whether a resource exists (still `deleting` counts). Kinds: `server`, `port`, `network`,
+    /// Whether a resource exists (still `deleting` counts; a `DELETED` server does not). Kinds: `server`, `port`, `network`,
     /// `subnet`, `router`, `floating_ip`, `security_group`, `security_group_rule`, `volume`,
     /// `volume_snapshot`, `keypair` (by name), `server_group`.
     pub fn exists(&self, kind: &str, id: &str) -> bool {
@@ -99,6 +102,48 @@ impl OpenStackSim {
         self.network_id(|n| n.external && n.name == "public")
     }
 
+    /// The id of project `demo`'s `default` security group.
+    pub fn default_security_group_id(&self) -> String {
+        self.look(|cloud| cloud.ensure_default_security_group(DEMO_PROJECT_ID))
+    }
+
+    /// The subnets of a network, of any project.
+    pub fn network_subnets(&self, network_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .subnets
+                .values()
+                .filter(|s| s.network_id == network_id)
+                .map(|s| s.id.clone())
+                .collect()
+        })
+    }
+
+    /// Adds `tag` to a resource of any project, as an admin may: a CI tag on what no cleanup may
+    /// touch (`public`, `shared`, the `default` group). Kinds with tags, as in
+    /// [`OpenStackSim::exists`]; false if there is no such resource or its kind has no tags.
+    pub fn add_tag(&self, kind: &str, id: &str, tag: &str) -> bool {
+        fn add<T: Stored>(cloud: &mut Cloud, id: &str, tag: &str) -> bool {
+            let Some(tags) = T::table_mut(cloud).get_mut(id).and_then(T::tags_mut) else {
+                return false;
+            };
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_string());
+            }
+            true
+        }
+        self.look(|cloud| match kind {
+            "network" => add::<Network>(cloud, id, tag),
+            "subnet" => add::<Subnet>(cloud, id, tag),
+            "port" => add::<Port>(cloud, id, tag),
+            "router" => add::<Router>(cloud, id, tag),
+            "floating_ip" => add::<FloatingIp>(cloud, id, tag),
+            "security_group" => add::<SecurityGroup>(cloud, id, tag),
+            "server" => add::<Server>(cloud, id, tag),
+            _ => false,
+        })
+    }
+
     /// A server's status (`ACTIVE`, `SHUTOFF`, `DELETED` shortly before it is gone).
     pub fn server_status(&self, server_id: &str) -> Option<String> {
         self.look(|cloud| cloud.servers.get(server_id).map(|s| s.status.clone()))
@@ -120,6 +165,28 @@ impl OpenStackSim {
         })
     }
 
+    /// The subnets a port has addresses on (a port on a network without subnets has none).
+    pub fn port_subnets(&self, port_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .ports
+                .get(port_id)
+                .map(|p| p.fixed_ips.iter().map(|(subnet, _)| subnet.clone()).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The ports Nova created for a server booted on networks, which it deletes with the server.
+    pub fn nova_ports(&self, server_id: &str) -> Vec<String> {
+        self.look(|cloud| {
+            cloud
+                .servers
+                .get(server_id)
+                .map(|s| s.nova_created_ports.clone())
+                .unwrap_or_default()
+        })
+    }
+
     /// A volume's status (`available`, `in-use`, `deleting`, `error_deleting`).
     pub fn volume_status(&self, volume_id: &str) -> Option<String> {
         self.look(|cloud| cloud.volumes.get(volume_id).map(|v| v.status.clone()))
@@ -135,6 +202,13 @@ impl OpenStackSim {
             .is_some()
     }
 
+    /// Moves one resource's creation (and update) time `age` into the past, so it looks that old;
+    /// false if there is no such resource. Kinds as in [`OpenStackSim::exists`]; server groups carry
+    /// no times.
+    pub fn backdate(&self, kind: &str, id: &str, age: chrono::Duration) -> bool {
+        self.look(|cloud| cloud.backdate_one(kind, id, age))
+    }
+
     /// Runs one operation as user `demo` in project `demo`.
     fn as_demo<T>(
         &self,
@@ -142,6 +216,34 @@ impl OpenStackSim {
         operation: impl FnOnce(&mut Cloud, &Ctx) -> Result<T, ApiError>,
     ) -> Result<T, SimError> {
         operation(&mut self.inner.cloud(), &Ctx::demo()).map_err(|e| SimError::from_api(action, e))
+    }
+
+    /// Runs one operation as user `other` in project `other`, whose resources project `demo` must
+    /// never touch (and, but for what `other` shares, never sees).
+    fn as_other<T>(
+        &self,
+        action: &'static str,
+        operation: impl FnOnce(&mut Cloud, &Ctx) -> Result<T, ApiError>,
+    ) -> Result<T, SimError> {
+        operation(&mut self.inner.cloud(), &Ctx::other()).map_err(|e| SimError::from_api(action, e))
+    }
+
+    /// Creates a network in project `other`; returns its id.
+    pub fn create_network_of_other_project(&self, name: &str, tags: &[&str]) -> Result<String, SimError> {
+        let req = NetworkReq::named(name, strings(tags));
+        self.as_other("create network", |cloud, ctx| cloud.create::<Network>(ctx, req))
+    }
+
+    /// Creates a security group in project `other`; returns its id.
+    pub fn create_security_group_of_other_project(
+        &self,
+        name: &str,
+        tags: &[&str],
+    ) -> Result<String, SimError> {
+        let req = SecurityGroupReq::named(name, strings(tags));
+        self.as_other("create security group", |cloud, ctx| {
+            cloud.create::<SecurityGroup>(ctx, req)
+        })
     }
 
     /// Creates a network in project `demo`; returns its id.

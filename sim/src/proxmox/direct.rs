@@ -177,8 +177,13 @@ impl ProxmoxSim {
     }
 
     /// Adds a volume `name` (`vm-999-disk-0`) on `storage`, local to `node` unless the storage is
-    /// shared; returns its volid.
+    /// shared, created two hours ago; returns its volid.
     pub fn add_volume(&self, node: &str, storage: &str, name: &str) -> String {
+        self.add_volume_created(node, storage, name, unix_now().saturating_sub(7200))
+    }
+
+    /// [`ProxmoxSim::add_volume`], created at `ctime` (seconds since the epoch).
+    pub fn add_volume_created(&self, node: &str, storage: &str, name: &str, ctime: u64) -> String {
         self.with_cluster(|cluster| {
             let home = cluster.home_of(storage, node);
             let volume = Volume {
@@ -188,7 +193,7 @@ impl ProxmoxSim {
                 vmid: volume_vmid(name),
                 size: 4 << 30,
                 content: "images".to_string(),
-                ctime: unix_now().saturating_sub(7200),
+                ctime,
             };
             let volid = volume.volid();
             cluster.volumes.push(volume);
@@ -329,6 +334,13 @@ impl ProxmoxSim {
         self.with_cluster(|cluster| {
             cluster.task_failures.insert(vmid, text.to_string());
         });
+    }
+
+    /// Makes every task started on `vmid` from now on hang, holding the guest's config lock file
+    /// (`true`); `false` ends the hung ones as a killed worker ends, failed with "interrupted by
+    /// signal", and lets new ones run normally.
+    pub fn hang_tasks(&self, vmid: u32, hang: bool) {
+        self.with_cluster(|cluster| cluster.hang_tasks(vmid, hang));
     }
 
     /// Changes the quirks of tasks started from now on (missing exit status, unknown task).

@@ -87,6 +87,17 @@ impl Client {
 
     /// Sends a request to a path under the sim's URL; `{project}` in the path is the token's project.
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.try_send(method, path, body).await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`Client::send`], the body as text, and a broken connection as the client's error.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, String), reqwest::Error> {
         let url = format!(
             "{}{}",
             self.sim.url(),
@@ -99,10 +110,17 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
+        let response = request.send().await?;
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok((status, response.text().await?))
+    }
+
+    pub async fn try_get(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        self.try_send(Method::GET, path, None).await
+    }
+
+    pub async fn try_delete(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        self.try_send(Method::DELETE, path, None).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

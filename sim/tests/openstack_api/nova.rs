@@ -59,6 +59,14 @@ async fn delete_is_asynchronous_and_cleans_ports_and_volumes() {
         sim.port_binding(&own_port),
         Some((server.clone(), "compute:nova".to_string()))
     );
+    assert_eq!(sim.nova_ports(&server), vec![nova_port.clone()]);
+    let (_, subnets) = client
+        .get(&format!("/network/v2.0/subnets?network_id={network}"))
+        .await;
+    assert_eq!(
+        sim.port_subnets(&own_port),
+        client::strings(&subnets, "subnets", "id")
+    );
 
     let volume = client
         .create(

@@ -1,6 +1,6 @@
 //! The seeded CI leftovers, fault injection, the request log and shutdown.
 
-use cloud_janitor_sim::faults::FaultRule;
+use cloud_janitor_sim::faults::{Breakage, FaultRule};
 use serde_json::{json, Value};
 
 use crate::client::{self, Client};
@@ -261,4 +261,216 @@ async fn a_fresh_sim_has_public_shared_and_the_default_group_and_seeding_reuses_
     assert_eq!(seeded.keep.public_network, sim.public_network_id());
     let (_, networks) = admin.get("/network/v2.0/networks?shared=true").await;
     assert_eq!(networks["networks"].as_array().unwrap().len(), 1);
+}
+
+/// Sends `GET path` on a fresh connection and reads until the server closes it: the raw bytes.
+async fn raw_get(sim: &cloud_janitor_sim::openstack::OpenStackSim, path: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = sim.url().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // A reset instead of a clean close ends the read too; what arrived before it is kept.
+    let _ = stream.read_to_end(&mut answer).await;
+    answer
+}
+
+#[tokio::test]
+async fn a_hangup_closes_the_connection_without_an_answer_and_the_api_never_acts() {
+    let (sim, client) = client::demo().await;
+    let group = sim.create_security_group("ci-sg", &[]).unwrap();
+    sim.faults()
+        .add(FaultRule::broken("GET", "/identity/v3", Breakage::Hangup, 1));
+    assert_eq!(raw_get(&sim, "/identity/v3").await, b"");
+    let answer = raw_get(&sim, "/identity/v3").await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "one request only: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    sim.faults().add(FaultRule::broken(
+        "DELETE",
+        "/security-groups/",
+        Breakage::Hangup,
+        1,
+    ));
+    let path = format!("/network/v2.0/security-groups/{group}");
+    let error = client.try_delete(&path).await.expect_err("no answer");
+    assert!(!error.is_status(), "{error}");
+    assert!(sim.exists("security_group", &group), "never acted on");
+}
+
+#[tokio::test]
+async fn a_truncated_answer_promises_the_whole_body_sends_half_and_the_api_has_acted() {
+    let (sim, client) = client::demo().await;
+    let whole = raw_get(&sim, "/identity/v3").await;
+    let body_of = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_string)
+            })
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (length, body.to_string())
+    };
+    let (length, body) = body_of(&whole);
+    assert_eq!(length, body.len());
+
+    sim.faults()
+        .add(FaultRule::broken("GET", "/identity/v3", Breakage::Truncate, 1));
+    let (promised, sent) = body_of(&raw_get(&sim, "/identity/v3").await);
+    assert_eq!((promised, sent.as_str()), (length, &body[..length / 2]));
+
+    let group = sim.create_security_group("ci-sg", &[]).unwrap();
+    sim.faults().add(FaultRule::broken(
+        "DELETE",
+        "/security-groups/",
+        Breakage::Truncate,
+        1,
+    ));
+    let path = format!("/network/v2.0/security-groups/{group}");
+    let error = client
+        .try_delete(&path)
+        .await
+        .expect_err("a 204 has no half: lost whole");
+    assert!(!error.is_status(), "{error}");
+    assert!(!sim.exists("security_group", &group), "done all the same");
+    // A body with something in it: the listing arrives cut short, and the client says so.
+    sim.faults().add(FaultRule::broken(
+        "GET",
+        "/security-groups",
+        Breakage::Truncate,
+        1,
+    ));
+    let error = client
+        .try_get("/network/v2.0/security-groups")
+        .await
+        .expect_err("half a body");
+    assert!(error.is_body() || error.is_decode(), "{error}");
+}
+
+#[tokio::test]
+async fn an_endless_body_keeps_streaming_after_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = client::start().await;
+    sim.faults()
+        .add(FaultRule::broken("GET", "/identity/v3", Breakage::Endless, 1));
+    let address = sim.url().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /identity/v3 HTTP/1.1\r\nHost: sim\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = vec![0; 64 * 1024];
+    while received.len() < 4 << 20 {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "the body ended after {} bytes", received.len());
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&received[..4096]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("transfer-encoding: chunked") && !text.contains("content-length"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"version\""),
+        "the real answer comes first: {text}"
+    );
+}
+
+#[test]
+fn a_breakage_is_one_rule_s_answer_and_posts_as_json() {
+    use axum::http::Method;
+    use cloud_janitor_sim::faults::{Faults, Injected};
+    let faults = Faults::default();
+    faults.add(FaultRule::broken("DELETE", "/ports/", Breakage::Truncate, 1));
+    faults.add(FaultRule::status("DELETE", "/ports/", 503, 1));
+    let first = faults.take(&Method::DELETE, "/v2.0/ports/p");
+    assert_eq!(
+        first,
+        Injected {
+            breakage: Some(Breakage::Truncate),
+            ..Injected::default()
+        },
+        "the first deciding rule answers; the second waits its turn"
+    );
+    assert_eq!(
+        faults
+            .take(&Method::DELETE, "/v2.0/ports/p")
+            .response
+            .map(|r| r.0),
+        Some(503)
+    );
+    let rule: FaultRule =
+        serde_json::from_str(r#"{"path": "/ports", "status": 200, "breakage": "endless"}"#).unwrap();
+    assert_eq!(rule.breakage, Some(Breakage::Endless));
+}
+
+#[tokio::test]
+async fn one_resource_is_backdated_and_another_project_s_resources_stay_out_of_sight() {
+    let (sim, client) = client::demo().await;
+    let old = sim.create_security_group("ci-old", &["ci-job"]).unwrap();
+    let new = sim.create_security_group("ci-new", &["ci-job"]).unwrap();
+    assert!(sim.backdate("security_group", &old, chrono::Duration::hours(3)));
+    assert!(!sim.backdate("security_group", "no-such-group", chrono::Duration::hours(3)));
+    let theirs = sim
+        .create_security_group_of_other_project("ci-theirs", &["ci-job"])
+        .unwrap();
+    let their_network = sim
+        .create_network_of_other_project("ci-theirs", &["ci-job"])
+        .unwrap();
+    let (_, groups) = client.get("/network/v2.0/security-groups?tags=ci-job").await;
+    let age = |id: &str| {
+        let group = client::items(&groups, "security_groups")
+            .iter()
+            .find(|g| g["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed: {groups}"));
+        let created: chrono::DateTime<chrono::Utc> = group["created_at"].as_str().unwrap().parse().unwrap();
+        chrono::Utc::now() - created
+    };
+    assert!(age(&old) > chrono::Duration::minutes(179), "{:?}", age(&old));
+    assert!(age(&new) < chrono::Duration::minutes(1), "{:?}", age(&new));
+    assert_eq!(client::items(&groups, "security_groups").len(), 2, "not {theirs}");
+    let (status, _) = client
+        .get(&format!("/network/v2.0/networks/{their_network}"))
+        .await;
+    assert_eq!(status, 404);
+    let other = Client::login(&sim, "other", "otherpass", "other").await;
+    let (_, mine) = other
+        .get(&format!("/network/v2.0/security-groups/{theirs}"))
+        .await;
+    assert_eq!(mine["security_group"]["project_id"], json!(other.project_id));
+}
+
+#[tokio::test]
+async fn guarded_resources_can_carry_a_ci_tag_added_as_an_admin_would() {
+    let (sim, client) = client::demo().await;
+    let default_group = sim.default_security_group_id();
+    let shared = sim.shared_network_id();
+    let shared_subnets = sim.network_subnets(&shared);
+    assert_eq!(shared_subnets.len(), 1);
+    assert!(sim.add_tag("security_group", &default_group, "ci-job"));
+    assert!(sim.add_tag("network", &shared, "ci-job"));
+    assert!(sim.add_tag("subnet", &shared_subnets[0], "ci-job"));
+    assert!(!sim.add_tag("volume", "any", "ci-job"), "Cinder has no tags");
+    assert!(!sim.add_tag("network", "no-such-network", "ci-job"));
+    let (_, groups) = client.get("/network/v2.0/security-groups?tags=ci-job").await;
+    assert_eq!(client::strings(&groups, "security_groups", "name"), ["default"]);
+    assert_eq!(
+        client::strings(&groups, "security_groups", "id"),
+        [default_group.as_str()]
+    );
+    let (_, networks) = client.get("/network/v2.0/networks?tags=ci-job").await;
+    assert_eq!(client::strings(&networks, "networks", "id"), [shared.as_str()]);
 }

@@ -34,6 +34,14 @@ pub struct OpenStackSettings {
     /// At most this many API requests per second to this cloud (unlimited when absent).
     #[serde(default)]
     pub max_requests_per_second: Option<f64>,
+    /// The largest answer body read, in bytes; a larger one is refused with an error naming this
+    /// key, and the listing it belongs to fails.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+fn default_max_response_bytes() -> u64 {
+    crate::provider::http::DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_request_timeout() -> Duration {
@@ -54,6 +62,7 @@ impl OpenStackSettings {
             request_timeout: default_request_timeout(),
             page_size: default_page_size(),
             max_requests_per_second: None,
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 
@@ -70,6 +79,7 @@ impl OpenStackSettings {
             return Err("page_size: must be at least 1".to_string());
         }
         crate::provider::http::validate_rate(self.max_requests_per_second)?;
+        crate::provider::http::validate_max_response_bytes(self.max_response_bytes)?;
         if self.request_timeout.is_zero() {
             return Err("request_timeout: must be longer than zero".to_string());
         }

@@ -69,16 +69,6 @@ impl OpenStackProvider {
         ApiPath::new(segments).query("limit", self.page_size.to_string())
     }
 
-    /// The tag filters the selection allows on the server side, when it has any.
-    fn tag_filters(&self, mut path: ApiPath) -> ApiPath {
-        for (key, tags) in [("tags", &self.filter.all), ("tags-any", &self.filter.any)] {
-            if !tags.is_empty() {
-                path = path.query(key, tags.join(","));
-            }
-        }
-        path
-    }
-
     /// Lists a whole collection, following `<collection>_links` next links (Nova, Neutron and Cinder
     /// all use that shape). Each page is decoded from its bytes straight into `T`.
     async fn list<T: DeserializeOwned>(
@@ -132,27 +122,6 @@ impl OpenStackProvider {
     }
 }
 
-impl OpenStackProvider {
-    /// The floating IPs the tag filter picks, filtered on the server. With suspected leaks on, the
-    /// list is read whole and filtered here, keeping also the floating IPs without a port (leak
-    /// candidates); an untagged one with a port stays out, as it would on the server.
-    async fn floating_ips(&self, scoped: ApiPath) -> Result<Vec<FloatingIp>, ProviderError> {
-        let net = Service::Network;
-        if !self.suspected_leaks {
-            return self.list(net, self.tag_filters(scoped), "floatingips").await;
-        }
-        let all: Vec<FloatingIp> = self.list(net, scoped, "floatingips").await?;
-        let picked = |fip: &FloatingIp| {
-            let has = |tag: &String| fip.tags.contains(tag);
-            self.filter.all.iter().all(has) && (self.filter.any.is_empty() || self.filter.any.iter().any(has))
-        };
-        Ok(all
-            .into_iter()
-            .filter(|fip| fip.port_id.is_none() || picked(fip))
-            .collect())
-    }
-}
-
 /// Discovers every resource of the project. Listings run concurrently; each is one paginated scan.
 pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resource>, ProviderError> {
     let project = provider.session.project_id().await?;
@@ -167,15 +136,13 @@ pub(super) async fn discover(provider: &OpenStackProvider) -> Result<Vec<Resourc
         provider.list(net, scoped(&["subnets"]), "subnets"),
         provider.list(net, scoped(&["ports"]), "ports"),
         provider.list(net, scoped(&["routers"]), "routers"),
-        provider.floating_ips(scoped(&["floatingips"])),
+        // Whole, unselected ones too: a floating IP names its port and router, which do not name it.
+        provider.list(net, scoped(&["floatingips"]), "floatingips"),
         provider.list(net, scoped(&["security-groups"]), "security_groups"),
     )?;
     let (servers, keypairs, server_groups) = futures::try_join!(
-        provider.list(
-            compute,
-            provider.tag_filters(provider.collection(&["servers", "detail"])),
-            "servers"
-        ),
+        // Whole, unselected ones too: a server names its keypair, which does not name its users.
+        provider.list(compute, provider.collection(&["servers", "detail"]), "servers"),
         provider.list(compute, provider.collection(&["os-keypairs"]), "keypairs"),
         provider.list(
             compute,
@@ -304,7 +271,8 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
-    let mut interfaces_of_router: HashMap<&str, Vec<ResourceKey>> = HashMap::new();
+    // Each router's interfaces, with the subnets each is on.
+    let mut interfaces_of_router: HashMap<&str, Vec<(ResourceKey, Vec<&str>)>> = HashMap::new();
     for item in &listings.ports {
         let owner = item.device_owner.as_deref().unwrap_or_default();
         if OWNER_MANAGED_PREFIXES.iter().any(|p| owner.starts_with(p))
@@ -334,7 +302,7 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             interfaces_of_router
                 .entry(router_id)
                 .or_default()
-                .push(r.key.clone());
+                .push((r.key.clone(), subnets_of(item)));
             r
         } else {
             let details = OpenStackDetails::Port {
@@ -377,6 +345,11 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
         out.push(r);
     }
 
+    let port_subnets: HashMap<&str, Vec<&str>> = listings
+        .ports
+        .iter()
+        .map(|port| (port.id.as_str(), subnets_of(port)))
+        .collect();
     for item in &listings.floating_ips {
         let common = item.common();
         let mut r = base(cloud, Kind::FloatingIp, common, OpenStackDetails::Plain);
@@ -386,12 +359,17 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
             None => r.leak = Some(LeakSign::FloatingIpWithoutPort),
         }
         if let Some(router) = &item.router_id {
-            // RouterInterfaceInUseByFloatingIP: the FIP must go before its router's interfaces.
+            // RouterInterfaceInUseByFloatingIP: the FIP must go before the interface that joins its
+            // port's subnet to the router; before every interface of the router when that port is
+            // not listed.
+            let on_port = item.port_id.as_deref().and_then(|port| port_subnets.get(port));
+            let interfaces = interfaces_of_router.get(router.as_str()).into_iter().flatten();
             r.references.extend(
-                interfaces_of_router
-                    .get(router.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
+                interfaces
+                    .filter(|(_, subnets)| {
+                        on_port.is_none_or(|wanted| subnets.iter().any(|s| wanted.contains(s)))
+                    })
+                    .map(|(interface, _)| interface.clone()),
             );
             r.references.push(key(Kind::Router, router));
         }
@@ -479,6 +457,14 @@ pub(super) fn resources(cloud: &str, project: &str, listings: &Listings) -> Vec<
     out
 }
 
+/// The subnets a port has addresses on.
+fn subnets_of(port: &Port) -> Vec<&str> {
+    port.fixed_ips
+        .iter()
+        .filter_map(|ip| ip.subnet_id.as_deref())
+        .collect()
+}
+
 /// Cinder has no tags: a volume's or snapshot's metadata keys and values stand in for them, so
 /// `{"ci-job": "job-42"}` matches both tag `ci-job` and tag `job-42`.
 fn metadata_tags(metadata: &std::collections::BTreeMap<String, String>) -> Vec<String> {
@@ -520,13 +506,17 @@ pub(super) fn observed(
     })
 }
 
-/// A server's state. An empty status is "busy", never ready and never gone.
+/// A server's state. An empty status is "busy", never ready and never gone. `DELETED` is gone: Nova
+/// shows it for a moment after the hypervisor destroyed the server and freed its ports and volumes,
+/// and leaves it out of its lists, where a batched read sees it gone already.
 pub(super) fn server_state(server: &ServerState) -> Observed {
     let lower = server.status.to_ascii_lowercase();
     let task = server.task_state.as_deref();
-    if server.locked {
+    if lower == "deleted" {
+        Observed::Gone
+    } else if server.locked {
         Observed::Busy("locked".into())
-    } else if lower == "deleted" || lower == "soft_deleted" || task == Some("deleting") {
+    } else if lower == "soft_deleted" || task == Some("deleting") {
         Observed::Busy("deleting".into())
     } else if let Some(task) = task {
         Observed::Busy(format!("task {task}"))
@@ -603,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn server_states_an_empty_status_deleted_a_task_and_a_lock_are_busy() {
+    fn server_states_an_empty_status_soft_deleted_a_task_and_a_lock_are_busy_and_deleted_is_gone() {
         let busy = |state: &str| Ok(Observed::Busy(state.to_string()));
         assert_states(
             Kind::Server,
@@ -611,7 +601,11 @@ mod tests {
             &[
                 (r#"{"server": {"status": ""}}"#, busy("")),
                 (r#"{"server": {}}"#, busy("")),
-                (r#"{"server": {"status": "DELETED"}}"#, busy("deleting")),
+                (r#"{"server": {"status": "DELETED"}}"#, Ok(Observed::Gone)),
+                (
+                    r#"{"server": {"status": "DELETED", "locked": true}}"#,
+                    Ok(Observed::Gone),
+                ),
                 (r#"{"server": {"status": "SOFT_DELETED"}}"#, busy("deleting")),
                 (
                     r#"{"server": {"status": "ACTIVE", "OS-EXT-STS:task_state": "deleting"}}"#,
@@ -909,6 +903,43 @@ mod tests {
             Details::OpenStack(OpenStackDetails::Port {
                 device_owner: Some("compute:nova".into())
             })
+        );
+    }
+
+    /// Found by the property tests: a floating IP held every interface of its router, though
+    /// Neutron refuses to remove only the one its port's subnet needs.
+    #[test]
+    fn a_floating_ip_holds_the_router_interface_its_port_needs_and_no_other() {
+        let listings = Listings {
+            routers: items(r#"[{"id": "r1", "project_id": "demo"}]"#),
+            ports: items(
+                r#"[{"id": "ri1", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1"},
+                    {"id": "ri2", "device_owner": "network:router_interface", "device_id": "r1",
+                     "fixed_ips": [{"subnet_id": "sn2"}], "network_id": "n2"},
+                    {"id": "p1", "fixed_ips": [{"subnet_id": "sn1"}], "network_id": "n1"}]"#,
+            ),
+            floating_ips: items(
+                r#"[{"id": "f1", "port_id": "p1", "router_id": "r1"},
+                    {"id": "f2", "port_id": "not-listed", "router_id": "r1"}]"#,
+            ),
+            ..Listings::default()
+        };
+        let resources = resources("sim", "demo", &listings);
+        let references = |id: &str| -> Vec<String> {
+            let fip = resources.iter().find(|r| r.key.id == id).expect("listed");
+            fip.references.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(references("f1"), ["port p1", "router_interface ri1", "router r1"]);
+        assert_eq!(
+            references("f2"),
+            [
+                "port not-listed",
+                "router_interface ri1",
+                "router_interface ri2",
+                "router r1"
+            ],
+            "a port it cannot see: every interface, to be safe"
         );
     }
 

@@ -1,11 +1,10 @@
 //! The OpenStack provider: discovers Nova, Neutron, Cinder and Octavia resources of one project, maps
 //! their JSON to the provider-agnostic model with every real reference, and deletes them.
 //!
-//! Which listings are filtered by tag on the server: servers and floating IPs, because nothing else
-//! refers to them, so an unlisted one can still be seen as a user through what it uses (a port's
-//! `device_id`, a volume's attachments). Everything that others use (ports, subnets, networks,
-//! security groups, routers, volumes) is listed whole for the project, so an untagged user is never
-//! missed. Every listing is scoped to the token's project on the server side.
+//! No listing is filtered by tag on the server: each is listed whole for the project (scoped to the
+//! token's project on the server side), so an unselected user is never missed. Servers and floating
+//! IPs too, though nothing refers to them: a server names its keypair and a floating IP its port
+//! and router, and nothing on the keypair's, port's or router's side says so.
 
 mod config;
 mod details;
@@ -32,22 +31,11 @@ use crate::policy::RetryPolicy;
 use crate::provider::http::{ApiClient, ApiPath, TlsTrust};
 use crate::provider::{BatchKey, ErrorClass, Provider, ProviderError};
 
-/// Tags the selection rules require, passed down so servers and floating IPs can be filtered on the
-/// server side.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagFilter {
-    pub all: Vec<String>,
-    pub any: Vec<String>,
-}
-
 /// One OpenStack cloud (one project).
 pub struct OpenStackProvider {
     cloud: String,
     session: Session,
-    filter: TagFilter,
     page_size: u32,
-    /// Whether untagged floating IPs without a port are listed too, for suspected leaks.
-    suspected_leaks: bool,
 }
 
 impl OpenStackProvider {
@@ -56,7 +44,6 @@ impl OpenStackProvider {
     pub fn new(
         cloud: &str,
         settings: &OpenStackSettings,
-        filter: TagFilter,
         metrics: Arc<Metrics>,
         env: &HashMap<String, String>,
     ) -> Result<Self, ProviderError> {
@@ -68,21 +55,13 @@ impl OpenStackProvider {
             (None, false) => TlsTrust::BundledRoots,
         };
         let client = ApiClient::new(cloud, metrics, &trust, settings.request_timeout)?
-            .with_rate_limit(settings.max_requests_per_second);
+            .with_rate_limit(settings.max_requests_per_second)
+            .with_max_response_bytes(settings.max_response_bytes);
         Ok(OpenStackProvider {
             cloud: cloud.to_string(),
             session: Session::new(client, credentials),
-            filter,
             page_size: settings.page_size,
-            suspected_leaks: false,
         })
-    }
-
-    /// Lists floating IPs whole, so that untagged ones without a port can be reported as
-    /// suspected leaks; the ones with a port are still kept to those the tag filter picks.
-    pub fn with_suspected_leaks(mut self, detect: bool) -> Self {
-        self.suspected_leaks = detect;
-        self
     }
 
     /// Retries reads (list pages, status reads, token requests) by `policy`, the one the executor

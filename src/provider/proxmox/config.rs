@@ -76,6 +76,14 @@ pub struct ProxmoxSettings {
     /// At most this many API requests per second to this cluster (unlimited when absent).
     #[serde(default)]
     pub max_requests_per_second: Option<f64>,
+    /// The largest answer body read, in bytes; a larger one is refused with an error naming this
+    /// key, and the listing it belongs to fails.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+fn default_max_response_bytes() -> u64 {
+    crate::provider::http::DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -169,6 +177,8 @@ impl ProxmoxSettings {
     pub fn validate(&self) -> Result<Credentials, SettingsError> {
         crate::provider::http::validate_rate(self.max_requests_per_second)
             .map_err(|message| invalid("max_requests_per_second", message))?;
+        crate::provider::http::validate_max_response_bytes(self.max_response_bytes)
+            .map_err(|message| invalid("max_response_bytes", message))?;
         let url = self.url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid(

@@ -143,7 +143,8 @@ impl ProxmoxProvider {
             (None, false) => TlsTrust::BundledRoots,
         };
         let http = ApiClient::new(&cloud_name, metrics, &trust, settings.request_timeout)?
-            .with_rate_limit(settings.max_requests_per_second);
+            .with_rate_limit(settings.max_requests_per_second)
+            .with_max_response_bytes(settings.max_response_bytes);
         let base = settings.api_base();
         let base = Url::parse(&base).map_err(|e| config_error(&cloud_name, format!("url `{base}`: {e}")))?;
         let client = PveClient::new(http, base, login);

@@ -250,13 +250,21 @@ impl Cloud {
             .map(|(_, table)| table)
     }
 
-    /// Whether a resource of `kind` with that id exists; keypairs are looked up by name.
+    /// Whether a resource of `kind` with that id exists; keypairs are looked up by name. A `DELETED`
+    /// server does not: the hypervisor destroyed it and freed its ports and volumes; what Nova shows
+    /// for a moment, and leaves out of its lists, is a tombstone.
     pub fn exists(&mut self, kind: &str, id: &str) -> bool {
+        if kind == "server" {
+            return self.servers.get(id).is_some_and(|s| !s.is_terminated());
+        }
         self.table(kind).is_some_and(|t| t.has(id))
     }
 
-    /// How many resources of `kind` exist in all projects.
+    /// How many resources of `kind` exist in all projects (see [`Cloud::exists`]).
     pub fn count(&mut self, kind: &str) -> usize {
+        if kind == "server" {
+            return self.servers.values().filter(|s| !s.is_terminated()).count();
+        }
         self.table(kind).map_or(0, |t| t.len())
     }
 
@@ -265,6 +273,11 @@ impl Cloud {
         for (_, table) in self.tables() {
             table.backdate(age);
         }
+    }
+
+    /// Moves one resource's times `age` into the past; false if there is no such resource.
+    pub fn backdate_one(&mut self, kind: &str, id: &str, age: chrono::Duration) -> bool {
+        self.table(kind).is_some_and(|t| t.backdate_one(id, age))
     }
 }
 
@@ -400,6 +413,7 @@ trait Table {
     fn has(&self, key: &str) -> bool;
     fn len(&self) -> usize;
     fn backdate(&mut self, age: chrono::Duration);
+    fn backdate_one(&mut self, key: &str, age: chrono::Duration) -> bool;
 }
 
 impl<K, R: Record> Table for BTreeMap<K, R> {
@@ -413,6 +427,13 @@ impl<K, R: Record> Table for BTreeMap<K, R> {
 
     fn backdate(&mut self, age: chrono::Duration) {
         self.values_mut().for_each(|r| r.backdate(age));
+    }
+
+    fn backdate_one(&mut self, key: &str, age: chrono::Duration) -> bool {
+        self.values_mut()
+            .find(|r| r.key() == key)
+            .map(|r| r.backdate(age))
+            .is_some()
     }
 }
 

@@ -14,7 +14,7 @@ mod guests;
 mod storage;
 mod tasks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -43,6 +43,8 @@ pub struct Cluster {
     pub quirks: TaskQuirks,
     /// Error text the next task on a vmid fails with.
     pub task_failures: BTreeMap<u32, String>,
+    /// Vmids whose tasks hang: they run (holding the config lock file) until released.
+    pub hung: BTreeSet<u32>,
     next_pid: u32,
 }
 
@@ -88,6 +90,7 @@ impl Cluster {
             shutdown_timeout_cap: Duration::from_secs(180),
             quirks,
             task_failures: BTreeMap::new(),
+            hung: BTreeSet::new(),
             next_pid: 0x1000,
         }
     }

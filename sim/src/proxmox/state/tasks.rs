@@ -10,6 +10,9 @@ use tokio::time::Instant;
 use super::{unix_now, Cluster, GuestRef};
 use crate::proxmox::errors::ApiError;
 
+/// How long a hung task runs: longer than any test, shorter than an `Instant` can overflow.
+const HUNG_FOR: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// What a finished task does to the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -191,12 +194,10 @@ impl Cluster {
             u32::try_from(starttime).unwrap_or(u32::MAX)
         );
         let now = self.clock.now();
-        let ends_at = now + duration;
-        let failure = match id
-            .parse::<u32>()
-            .ok()
-            .and_then(|vmid| self.task_failures.remove(&vmid))
-        {
+        let vmid = id.parse::<u32>().ok();
+        let hangs = vmid.is_some_and(|vmid| self.hung.contains(&vmid));
+        let ends_at = now + if hangs { HUNG_FOR } else { duration };
+        let failure = match vmid.and_then(|vmid| self.task_failures.remove(&vmid)) {
             Some(injected) => Some(injected),
             None => failure,
         };
@@ -249,6 +250,27 @@ impl Cluster {
             effect,
         };
         self.start_task(&node, "vzdump", &vmid.to_string(), "root@pam", ending)
+    }
+
+    /// Makes the tasks started on `vmid` from now on hang (`true`), or ends the hung ones as a
+    /// killed worker ends, failed (`false`).
+    pub fn hang_tasks(&mut self, vmid: u32, hang: bool) {
+        if hang {
+            self.hung.insert(vmid);
+            return;
+        }
+        self.hung.remove(&vmid);
+        let now = self.clock.now();
+        let id = vmid.to_string();
+        let hung: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| !t.finished && t.id == id && t.ends_at > now + HUNG_FOR / 2)
+            .map(|t| t.upid.clone())
+            .collect();
+        for upid in hung {
+            self.finish_task(&upid, Some("interrupted by signal"));
+        }
     }
 
     /// True while a task on `vmid` runs: it holds the guest's config lock file.
