@@ -10,6 +10,7 @@ mod config;
 mod details;
 mod discover;
 mod session;
+mod states;
 mod status;
 mod wire;
 
@@ -143,7 +144,7 @@ impl Provider for OpenStackProvider {
         let service = Self::service_of(resource.key.kind);
         let url = self.session.url(service, &Self::path_of(resource)?).await?;
         match self.session.get(service, &url).await {
-            Ok(response) => discover::observed(resource, service, &url, &response.body),
+            Ok(response) => states::observed(resource, service, &url, &response.body),
             Err(error) if error.class() == ErrorClass::NotFound => Ok(Observed::Gone),
             Err(error) => Err(error),
         }

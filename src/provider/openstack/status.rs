@@ -14,8 +14,8 @@ use reqwest::Url;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 
-use super::discover::{cinder_state, port_state, server_state};
 use super::session::Service;
+use super::states::{cinder_state, port_state, server_state};
 use super::wire::{KeypairEntry, Page, PageOf, PortBinding, Stated};
 use super::{OpenStackDetails, OpenStackProvider};
 use crate::model::{Kind, Observed, Removal, Resource};
