@@ -156,7 +156,7 @@ async fn leftover_gauges_drop_to_zero_when_the_leftover_goes_and_stay_while_the_
     );
 }
 
-/// Found by the property tests (`tests/properties.rs`): servers and floating IPs were listed
+/// Found by the property tests (`tests/properties/`): servers and floating IPs were listed
 /// filtered by tag, so an untagged server using a selected keypair, and an untagged floating IP on
 /// a selected port, were not seen, and the keypair and the port were deleted from under them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
