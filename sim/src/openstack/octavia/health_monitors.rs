@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 
 use super::{bad_request, common_json, conflict, ids, new_common, octavia_mut, operating, CommonReq, Object};
 use crate::openstack::errors::ApiError;
-use crate::openstack::listing::Params;
-use crate::openstack::state::{new_id, Cloud, Ctx, HealthMonitor, LoadBalancing, Pool, Provisioning};
+use crate::openstack::state::{new_id, Cloud, Ctx, HealthMonitor, LoadBalancing, Pool};
 
 const TYPES: [&str; 7] = ["HTTP", "HTTPS", "PING", "TCP", "TLS-HELLO", "UDP-CONNECT", "SCTP"];
 
@@ -40,11 +39,7 @@ impl Object for HealthMonitor {
     }
 
     fn load_balancer_id(&self, octavia: &LoadBalancing) -> String {
-        octavia
-            .pools
-            .get(&self.pool_id)
-            .map(|p| p.loadbalancer_id.clone())
-            .unwrap_or_default()
+        super::load_balancer_of_pool(octavia, &self.pool_id)
     }
 
     fn render(&self, _octavia: &LoadBalancing) -> Value {
@@ -114,21 +109,5 @@ impl Object for HealthMonitor {
         octavia.health_monitors.insert(id.clone(), monitor);
         octavia.start_update(&lb_id, now);
         Ok(id)
-    }
-
-    fn delete(cloud: &mut Cloud, id: &str, _params: &Params) -> Result<(), ApiError> {
-        let now = cloud.clock.now();
-        let octavia = octavia_mut(cloud)?;
-        let lb_id = octavia
-            .health_monitors
-            .get(id)
-            .map(|h| h.load_balancer_id(octavia))
-            .ok_or_else(|| HealthMonitor::not_found(id))?;
-        octavia.mutable_load_balancer(&lb_id)?;
-        if let Some(monitor) = octavia.health_monitors.get_mut(id) {
-            monitor.common.provisioning = Provisioning::PendingDelete;
-        }
-        octavia.start_update(&lb_id, now);
-        Ok(())
     }
 }

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 
 use super::{bad_request, common_json, conflict, ids, new_common, octavia_mut, operating, CommonReq, Object};
 use crate::openstack::errors::ApiError;
-use crate::openstack::listing::Params;
-use crate::openstack::state::{new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing, Provisioning};
+use crate::openstack::state::{new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing};
 
 /// The protocols a listener takes.
 const PROTOCOLS: [&str; 7] = [
@@ -115,21 +114,5 @@ impl Object for Listener {
         octavia.listeners.insert(id.clone(), listener);
         octavia.start_update(&req.loadbalancer_id, now);
         Ok(id)
-    }
-
-    fn delete(cloud: &mut Cloud, id: &str, _params: &Params) -> Result<(), ApiError> {
-        let now = cloud.clock.now();
-        let octavia = octavia_mut(cloud)?;
-        let lb_id = octavia
-            .listeners
-            .get(id)
-            .map(|l| l.loadbalancer_id.clone())
-            .ok_or_else(|| Listener::not_found(id))?;
-        octavia.mutable_load_balancer(&lb_id)?;
-        if let Some(listener) = octavia.listeners.get_mut(id) {
-            listener.common.provisioning = Provisioning::PendingDelete;
-        }
-        octavia.start_update(&lb_id, now);
-        Ok(())
     }
 }

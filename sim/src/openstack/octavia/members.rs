@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 
 use super::{bad_request, common_json, new_common, octavia_mut, operating, CommonReq, Object};
 use crate::openstack::errors::ApiError;
-use crate::openstack::listing::Params;
 use crate::openstack::state::{new_id, Cloud, Ctx, LoadBalancing, Member, Pool, Provisioning};
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -36,11 +35,7 @@ impl Object for Member {
     }
 
     fn load_balancer_id(&self, octavia: &LoadBalancing) -> String {
-        octavia
-            .pools
-            .get(&self.pool_id)
-            .map(|p| p.loadbalancer_id.clone())
-            .unwrap_or_default()
+        super::load_balancer_of_pool(octavia, &self.pool_id)
     }
 
     fn parent(&self) -> Option<&str> {
@@ -111,21 +106,5 @@ impl Object for Member {
         octavia.members.insert(id.clone(), member);
         octavia.start_update(&lb_id, now);
         Ok(id)
-    }
-
-    fn delete(cloud: &mut Cloud, id: &str, _params: &Params) -> Result<(), ApiError> {
-        let now = cloud.clock.now();
-        let octavia = octavia_mut(cloud)?;
-        let lb_id = octavia
-            .members
-            .get(id)
-            .map(|m| m.load_balancer_id(octavia))
-            .ok_or_else(|| Member::not_found(id))?;
-        octavia.mutable_load_balancer(&lb_id)?;
-        if let Some(member) = octavia.members.get_mut(id) {
-            member.common.provisioning = Provisioning::PendingDelete;
-        }
-        octavia.start_update(&lb_id, now);
-        Ok(())
     }
 }

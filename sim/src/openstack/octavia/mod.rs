@@ -188,8 +188,23 @@ pub(crate) trait Object: HasCommon + Record + Sized + 'static {
         parent: Option<&str>,
         req: Self::Create,
     ) -> Result<String, ApiError>;
-    /// Accepts a DELETE of an object the caller owns.
-    fn delete(cloud: &mut Cloud, id: &str, params: &Params) -> Result<(), ApiError>;
+    /// Accepts a DELETE of an object the caller owns. A listener, pool, member or health monitor
+    /// turns `PENDING_DELETE` and its load balancer `PENDING_UPDATE` (409 while that is busy); a
+    /// pool's members and health monitor go with it when the update ends.
+    fn delete(cloud: &mut Cloud, id: &str, _params: &Params) -> Result<(), ApiError> {
+        let now = cloud.clock.now();
+        let octavia = octavia_mut(cloud)?;
+        let lb_id = Self::table(octavia)
+            .get(id)
+            .map(|object| object.load_balancer_id(octavia))
+            .ok_or_else(|| Self::not_found(id))?;
+        octavia.mutable_load_balancer(&lb_id)?;
+        if let Some(object) = Self::table_mut(octavia).get_mut(id) {
+            object.common_mut().provisioning = Provisioning::PendingDelete;
+        }
+        octavia.start_update(&lb_id, now);
+        Ok(())
+    }
 
     /// The object a member's URL nests it under: its pool.
     fn parent(&self) -> Option<&str> {
@@ -199,6 +214,15 @@ pub(crate) trait Object: HasCommon + Record + Sized + 'static {
     fn not_found(id: &str) -> ApiError {
         ApiError::octavia(StatusCode::NOT_FOUND, format!("{} {id} not found.", Self::NAME))
     }
+}
+
+/// The load balancer of the pool `pool_id`; empty when the pool is gone.
+fn load_balancer_of_pool(octavia: &LoadBalancing, pool_id: &str) -> String {
+    octavia
+        .pools
+        .get(pool_id)
+        .map(|p| p.loadbalancer_id.clone())
+        .unwrap_or_default()
 }
 
 /// Octavia's tables, or a 404 for a cloud without Octavia.

@@ -7,10 +7,7 @@ use serde_json::{json, Value};
 
 use super::{bad_request, common_json, ids, new_common, octavia_mut, operating, CommonReq, Object};
 use crate::openstack::errors::ApiError;
-use crate::openstack::listing::Params;
-use crate::openstack::state::{
-    new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing, Pool, Provisioning,
-};
+use crate::openstack::state::{new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing, Pool};
 
 const ALGORITHMS: [&str; 4] = ["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"];
 const PROTOCOLS: [&str; 7] = ["HTTP", "HTTPS", "TCP", "UDP", "PROXY", "PROXYV2", "SCTP"];
@@ -123,22 +120,5 @@ impl Object for Pool {
         octavia.pools.insert(id.clone(), pool);
         octavia.start_update(&lb_id, now);
         Ok(id)
-    }
-
-    /// A pool goes with its members and health monitor.
-    fn delete(cloud: &mut Cloud, id: &str, _params: &Params) -> Result<(), ApiError> {
-        let now = cloud.clock.now();
-        let octavia = octavia_mut(cloud)?;
-        let lb_id = octavia
-            .pools
-            .get(id)
-            .map(|p| p.loadbalancer_id.clone())
-            .ok_or_else(|| Pool::not_found(id))?;
-        octavia.mutable_load_balancer(&lb_id)?;
-        if let Some(pool) = octavia.pools.get_mut(id) {
-            pool.common.provisioning = Provisioning::PendingDelete;
-        }
-        octavia.start_update(&lb_id, now);
-        Ok(())
     }
 }
