@@ -74,8 +74,8 @@ impl Command {
     /// The config file the command reads, if any.
     fn config(&self) -> Option<&Path> {
         match self {
-            Command::Run(args) => Some(&args.config),
-            Command::Once(args) => Some(&args.config),
+            Command::Run(args) => Some(&args.pass.config),
+            Command::Once(args) => Some(&args.pass.config),
             Command::Plan(args) => Some(&args.config),
             Command::Explain(args) => Some(&args.config),
             Command::History(args) => Some(&args.config),

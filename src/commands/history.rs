@@ -6,17 +6,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{CommandError, Exit};
+use super::{CommandError, Exit, TableOrJson};
 use crate::config::Config;
 use crate::history::{Access, Record};
 use crate::model::ResourceKey;
 use crate::setup::{open_history, SetupError};
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum HistoryOutput {
-    Table,
-    Json,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,8 +21,8 @@ pub struct Args {
     pub cloud: Option<String>,
     /// Only the resource with this id or name.
     pub resource: Option<String>,
-    #[arg(long, value_enum, default_value_t = HistoryOutput::Table)]
-    pub output: HistoryOutput,
+    #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+    pub output: TableOrJson,
 }
 
 #[derive(Serialize)]
@@ -55,8 +49,8 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         })
         .collect();
     match args.output {
-        HistoryOutput::Table => print!("{}", table(&records)),
-        HistoryOutput::Json => {
+        TableOrJson::Table => print!("{}", table(&records)),
+        TableOrJson::Json => {
             let rows: Vec<Row> = records.iter().map(|(key, record)| Row { key, record }).collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }

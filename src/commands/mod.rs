@@ -25,6 +25,41 @@ pub mod run;
 #[cfg(feature = "sim")]
 pub mod simulate;
 
+/// What `once` and `run` share: the config, and the report-only switch over it.
+#[derive(Debug, clap::Args)]
+pub struct PassArgs {
+    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
+    pub config: PathBuf,
+    /// Discover, plan and report what would be deleted; delete nothing, whatever the config's
+    /// `mode` says.
+    #[arg(long)]
+    pub report_only: bool,
+}
+
+impl PassArgs {
+    /// The config and the janitor that runs passes on it (holding the history's lock), with fresh
+    /// metrics that the janitor writes to.
+    pub fn load(&self) -> Result<(Arc<Metrics>, Config, Janitor), CommandError> {
+        let metrics = Arc::new(Metrics::new());
+        let (config, janitor) = load(&self.config, self.overrides(), metrics.clone(), Access::Exclusive)?;
+        Ok((metrics, config, janitor))
+    }
+
+    /// What the command line overrides in the config.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            report_only: self.report_only,
+        }
+    }
+}
+
+/// A listing's form on stdout, for `once` and `history`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
 /// How the process ends. Operators script against these numbers: keep them stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

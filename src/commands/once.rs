@@ -3,13 +3,9 @@
 //! Prometheus Pushgateway, so that a scheduled `once` (a Kubernetes CronJob) is watched as the daemon is.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{load, CommandError, Exit};
-use crate::config::Overrides;
-use crate::history::Access;
-use crate::metrics::Metrics;
+use super::{CommandError, Exit, PassArgs, TableOrJson};
 use crate::shutdown::shutdown_token;
 
 /// The Pushgateway group a bare `--pushgateway` address pushes to: the pushed series carry
@@ -19,20 +15,10 @@ pub const DEFAULT_PUSH_GROUP: &str = "job/cloud-janitor-once";
 /// How long one push may take: a Pushgateway that does not answer must not hold the Job up.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ReportOutput {
-    Table,
-    Json,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
-    pub config: PathBuf,
-    /// Discover, plan and report what would be deleted; delete nothing, whatever the config's
-    /// `mode` says.
-    #[arg(long)]
-    pub report_only: bool,
+    #[command(flatten)]
+    pub pass: PassArgs,
     /// Also write the Prometheus metrics to this file at the end.
     #[arg(long)]
     pub metrics_file: Option<PathBuf>,
@@ -42,24 +28,20 @@ pub struct Args {
     /// logged and leaves the exit status as the pass made it.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
-    #[arg(long, value_enum, default_value_t = ReportOutput::Table)]
-    pub output: ReportOutput,
+    #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+    pub output: TableOrJson,
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
-    let metrics = Arc::new(Metrics::new());
-    let overrides = Overrides {
-        report_only: args.report_only,
-    };
-    let (_, janitor) = load(&args.config, overrides, metrics.clone(), Access::Exclusive)?;
+    let (metrics, _, janitor) = args.pass.load()?;
     for note in janitor.notes() {
         tracing::warn!("{note}");
     }
     let report = janitor.run_pass(shutdown_token(), None).await;
     janitor.history().flush();
     match args.output {
-        ReportOutput::Table => print!("{}", report.render_table()),
-        ReportOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        TableOrJson::Table => print!("{}", report.render_table()),
+        TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     if let Some(path) = args.metrics_file {
         std::fs::write(&path, metrics.render()).map_err(CommandError::io(format!(
@@ -141,13 +123,14 @@ pub async fn push(url: &str, exposition: String) -> Result<(), PushError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::routing::put;
 
     use super::*;
+    use crate::metrics::Metrics;
 
     /// What the tiny Pushgateway below received: path, content type, body.
     type Received = Arc<Mutex<Vec<(String, String, String)>>>;

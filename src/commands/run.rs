@@ -1,36 +1,24 @@
 //! `cloud-janitor run`: the daemon. Serves `/metrics`, `/healthz` and `/readyz` from start-up and runs
 //! a pass on every tick of the schedule until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{load, CommandError, Exit};
-use crate::config::Overrides;
+use super::{CommandError, Exit, PassArgs};
 use crate::daemon;
-use crate::history::Access;
-use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::shutdown::shutdown_token;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
-    pub config: PathBuf,
-    /// Discover, plan and report what would be deleted; delete nothing, whatever the config's
-    /// `mode` says.
-    #[arg(long)]
-    pub report_only: bool,
+    #[command(flatten)]
+    pub pass: PassArgs,
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
-    let metrics = Arc::new(Metrics::new());
-    let overrides = Overrides {
-        report_only: args.report_only,
-    };
-    let (config, janitor) = load(&args.config, overrides, metrics.clone(), Access::Exclusive)?;
+    let (metrics, config, janitor) = args.pass.load()?;
     let reloader = Arc::new(Reloader::new(
-        args.config.clone(),
-        overrides,
+        args.pass.config.clone(),
+        args.pass.overrides(),
         config.clone(),
         janitor,
         metrics.clone(),
