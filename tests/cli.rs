@@ -10,7 +10,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{cli, free_port, metric, run, run_blocking, temp_dir, wait_for, write, Cloud, Daemon};
+use support::{
+    cli, daemon_cli, free_port, janitor_cli, metric, run, run_blocking, temp_dir, wait_for, write, Cloud,
+    Daemon,
+};
 
 /// Waits long enough for a pass of the seeded demo cloud, short enough to end a hung test.
 const PASS_DEADLINE: Duration = Duration::from_secs(60);
@@ -23,8 +26,7 @@ async fn plan_lists_what_would_go_in_order_and_sends_no_write() {
     let cloud = Cloud::start(true).await;
     let seeded = cloud.demo.seeded.clone().unwrap();
     let config = cloud.config("janitor.toml", "");
-    let mut plan = cli();
-    plan.args(["plan", "--output", "json", "--config"]).arg(&config);
+    let plan = janitor_cli(&["plan", "--output", "json"], &config);
     let run = run(plan).await;
     assert_eq!(run.code, Some(0), "{}", run.both());
     let nodes: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -61,10 +63,8 @@ async fn once_deletes_the_leftovers_names_what_stayed_and_never_writes_to_a_surv
     let seeded = cloud.demo.seeded.clone().unwrap();
     let config = cloud.config("janitor.toml", "");
     let metrics_file = cloud.dir.path().join("metrics.prom");
-    let mut once = cli();
+    let mut once = janitor_cli(&["once"], &config);
     once.env(QUICK_BUSY.0, QUICK_BUSY.1)
-        .args(["once", "--config"])
-        .arg(&config)
         .arg("--metrics-file")
         .arg(&metrics_file);
     let run = run(once).await;
@@ -151,7 +151,7 @@ async fn once_exits_0_after_a_pass_that_deleted_everything_it_selected() {
     let job_2 = &seeded.jobs[1];
     assert_eq!(job_2.job, "job-2");
     let config = cloud.config("janitor.toml", "");
-    let mut once = cli();
+    let mut once = janitor_cli(&["once", "--output", "json"], &config);
     once.env(
         "CLOUD_JANITOR_CLOUDS__SIM__SELECT__TAGS_ALL",
         r#"["ci-job", "job-2"]"#,
@@ -159,9 +159,7 @@ async fn once_exits_0_after_a_pass_that_deleted_everything_it_selected() {
     .env(
         "CLOUD_JANITOR_CLOUDS__SIM__SELECT__UNTAGGABLE_NAME_PATTERN",
         "^ci-job-2-",
-    )
-    .args(["once", "--output", "json", "--config"])
-    .arg(&config);
+    );
     let run = run(once).await;
     assert_eq!(run.code, Some(0), "nothing of job-2 is left: {}", run.both());
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -189,11 +187,8 @@ async fn report_only_deletes_nothing_and_says_what_it_would_delete() {
     let cloud = Cloud::start(true).await;
     let config = cloud.config("janitor.toml", "");
     let metrics_file = cloud.dir.path().join("metrics.prom");
-    let mut once = cli();
-    once.args(["once", "--report-only", "--config"])
-        .arg(&config)
-        .arg("--metrics-file")
-        .arg(&metrics_file);
+    let mut once = janitor_cli(&["once", "--report-only"], &config);
+    once.arg("--metrics-file").arg(&metrics_file);
     let run = run(once).await;
     assert_eq!(
         run.code,
@@ -245,9 +240,7 @@ fn once_and_plan_exit_2_when_the_cloud_cannot_be_reached() {
         ),
     );
     for command in ["once", "plan"] {
-        let mut janitor = cli();
-        janitor.args([command, "--config"]).arg(&config);
-        let run = run_blocking(janitor);
+        let run = run_blocking(janitor_cli(&[command], &config));
         assert_eq!(run.code, Some(2), "{command}: {}", run.both());
         let said = if command == "once" {
             &run.stdout
@@ -281,11 +274,9 @@ async fn a_cloud_that_fails_outranks_leftovers_and_the_other_cloud_is_still_clea
     let config = cloud.config("janitor.toml", "");
     let text = std::fs::read_to_string(&config).unwrap() + &second;
     let config = write(cloud.dir.path(), "two-clouds.toml", &text);
-    let mut once = cli();
+    let mut once = janitor_cli(&["once"], &config);
     once.env(QUICK_BUSY.0, QUICK_BUSY.1)
-        .env("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "1")
-        .args(["once", "--config"])
-        .arg(&config);
+        .env("CLOUD_JANITOR_RETRY__MAX_ATTEMPTS", "1");
     let run = run(once).await;
     assert_eq!(
         run.code,
@@ -309,8 +300,7 @@ async fn wrong_credentials_exit_2_naming_where_they_came_from() {
         .replace("demopass", "wrong");
     std::fs::write(cloud.clouds_yaml(), yaml).unwrap();
     let config = cloud.config("janitor.toml", "");
-    let mut once = cli();
-    once.args(["once", "--config"]).arg(&config);
+    let once = janitor_cli(&["once"], &config);
     let run = run(once).await;
     assert_eq!(run.code, Some(2), "{}", run.both());
     let line = run.line_with("could not be listed");
@@ -346,8 +336,7 @@ fn bad_config_exits_64_naming_the_file_and_the_key() {
     ];
     for (number, (content, expected)) in cases.iter().enumerate() {
         let path = write(dir.path(), &format!("bad-{number}.toml"), content);
-        let mut once = cli();
-        once.args(["once", "--config"]).arg(&path);
+        let once = janitor_cli(&["once"], &path);
         let run = run_blocking(once);
         assert_eq!(run.code, Some(64), "case {number}: {}", run.both());
         let line = run
@@ -383,10 +372,8 @@ fn config_pointing_nowhere(dir: &Path) -> std::path::PathBuf {
 fn an_environment_variable_overrides_a_key_and_is_checked_like_one() {
     let dir = temp_dir();
     let path = config_pointing_nowhere(dir.path());
-    let mut plan = cli();
-    plan.env("CLOUD_JANITOR_SCHEDULE", "not cron")
-        .args(["plan", "--config"])
-        .arg(&path);
+    let mut plan = janitor_cli(&["plan"], &path);
+    plan.env("CLOUD_JANITOR_SCHEDULE", "not cron");
     let run = run_blocking(plan);
     assert_eq!(run.code, Some(64));
     assert!(
@@ -400,14 +387,12 @@ fn an_environment_variable_overrides_a_key_and_is_checked_like_one() {
 fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config_keys() {
     let dir = temp_dir();
     let path = config_pointing_nowhere(dir.path());
-    let mut plan = cli();
+    let mut plan = janitor_cli(&["plan"], &path);
     plan.envs([
         ("CLOUD_JANITOR_SERVICE_HOST", "10.0.0.1"),
         ("CLOUD_JANITOR_PORT", "tcp://10.0.0.1:9464"),
         ("CLOUD_JANITOR_PORT_9464_TCP_PORT", "9464"),
-    ])
-    .args(["plan", "--config"])
-    .arg(&path);
+    ]);
     let run = run_blocking(plan);
     assert_eq!(run.code, Some(64), "{}", run.both());
     assert!(!run.stderr.contains("unknown field"), "{}", run.both());
@@ -438,11 +423,9 @@ fn every_example_config_in_config_dir_is_valid() {
 async fn json_logs_are_one_object_per_line() {
     let cloud = Cloud::start(false).await;
     let config = cloud.config("janitor.toml", "");
-    let mut once = cli();
+    let mut once = janitor_cli(&["once"], &config);
     once.env("CLOUD_JANITOR_LOG", "info")
-        .env("CLOUD_JANITOR_LOG_FORMAT", "json")
-        .args(["once", "--config"])
-        .arg(&config);
+        .env("CLOUD_JANITOR_LOG_FORMAT", "json");
     let run = run(once).await;
     assert_eq!(run.code, Some(0), "{}", run.both());
     let lines: Vec<&str> = run.stderr.lines().collect();
@@ -473,12 +456,8 @@ async fn the_daemon_serves_its_pages_skips_ticks_during_a_pass_and_stops_on_sigt
     });
     let port = free_port();
     let config = cloud.config("janitor.toml", "");
-    let mut run = cli();
-    run.env(QUICK_BUSY.0, QUICK_BUSY.1)
-        .env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
-        .args(["run", "--config"])
-        .arg(&config);
+    let mut run = daemon_cli(&config, "* * * * * *", port);
+    run.env(QUICK_BUSY.0, QUICK_BUSY.1);
     let daemon = Daemon::spawn(run);
     let base = format!("http://127.0.0.1:{port}");
 
@@ -554,12 +533,7 @@ async fn a_second_signal_exits_at_once_with_130() {
     let config = cloud.config("janitor.toml", "");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut run = cli();
-    run.env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
-        .args(["run", "--config"])
-        .arg(&config);
-    let daemon = Daemon::spawn(run);
+    let daemon = Daemon::spawn(daemon_cli(&config, "* * * * * *", port));
     // Floating IPs go in the same first wave as the servers: once one is answered, the server
     // deletes are in flight.
     wait_for(PASS_DEADLINE, "a delete in flight", || async {
@@ -587,12 +561,7 @@ async fn a_refused_config_keeps_the_last_good_one_and_says_so_until_it_is_fixed(
     let config = cloud.config("janitor.toml", "");
     let good = std::fs::read_to_string(&config).unwrap();
     let port = free_port();
-    let mut run = cli();
-    run.env("CLOUD_JANITOR_SCHEDULE", "0 0 0 1 1 *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
-        .args(["run", "--config"])
-        .arg(&config);
-    let daemon = Daemon::spawn(run);
+    let daemon = Daemon::spawn(daemon_cli(&config, "0 0 0 1 1 *", port));
     let base = format!("http://127.0.0.1:{port}");
     wait_for(PASS_DEADLINE, "the daemon ready", || async {
         page(&base, "/readyz")
@@ -643,20 +612,14 @@ async fn a_second_janitor_on_the_same_history_exits_2_naming_the_first() {
         &format!("history_file = \"{}\"", history.display()),
     );
     let port = free_port();
-    let mut run = cli();
-    run.env("CLOUD_JANITOR_SCHEDULE", "0 0 0 1 1 *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"))
-        .args(["run", "--config"])
-        .arg(&config);
-    let daemon = Daemon::spawn(run);
+    let daemon = Daemon::spawn(daemon_cli(&config, "0 0 0 1 1 *", port));
     wait_for(PASS_DEADLINE, "the daemon ready", || async {
         page(&format!("http://127.0.0.1:{port}"), "/readyz")
             .await
             .is_some()
     })
     .await;
-    let mut once = cli();
-    once.args(["once", "--config"]).arg(&config);
+    let once = janitor_cli(&["once"], &config);
     let second = run_blocking(once);
     assert_eq!(second.code, Some(2), "{}", second.both());
     assert!(
@@ -667,11 +630,9 @@ async fn a_second_janitor_on_the_same_history_exits_2_naming_the_first() {
         second.both()
     );
     // `plan` and `history` only look: they run beside it.
-    let mut plan = cli();
-    plan.args(["plan", "--config"]).arg(&config);
+    let plan = janitor_cli(&["plan"], &config);
     assert_eq!(run_blocking(plan).code, Some(0));
-    let mut history = cli();
-    history.args(["history", "--config"]).arg(&config);
+    let history = janitor_cli(&["history"], &config);
     let listed = run_blocking(history);
     assert_eq!(listed.code, Some(0), "{}", listed.both());
 }
@@ -686,16 +647,12 @@ async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
         &format!("history_file = \"{}\"", history.display()),
     );
     for _ in 0..2 {
-        let mut once = cli();
-        once.env(QUICK_BUSY.0, QUICK_BUSY.1)
-            .args(["once", "--config"])
-            .arg(&config);
+        let mut once = janitor_cli(&["once"], &config);
+        once.env(QUICK_BUSY.0, QUICK_BUSY.1);
         assert_eq!(run(once).await.code, Some(1));
     }
-    let mut show = cli();
-    show.args(["history", "--output", "json", "--config"])
-        .arg(&config)
-        .arg(&seeded.locked_server);
+    let mut show = janitor_cli(&["history", "--output", "json"], &config);
+    show.arg(&seeded.locked_server);
     let run = run(show).await;
     assert_eq!(run.code, Some(0), "{}", run.both());
     let records: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -705,8 +662,7 @@ async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
     assert_eq!(record["last_outcome"], "busy");
     assert_eq!(record["last_error"], "busy: locked");
 
-    let mut table = cli();
-    table.args(["history", "--config"]).arg(&config);
+    let table = janitor_cli(&["history"], &config);
     let table = run_blocking(table);
     let first = table.stdout.lines().nth(1).unwrap();
     assert!(
@@ -721,8 +677,8 @@ async fn explain_gives_the_verdict_exits_1_with_the_closest_names_and_64_on_a_ba
     let cloud = Cloud::start(true).await;
     let config = cloud.config("janitor.toml", "");
     let explain = |args: &[&str]| {
-        let mut command = cli();
-        command.args(["explain", "--config"]).arg(&config).args(args);
+        let mut command = janitor_cli(&["explain"], &config);
+        command.args(args);
         run(command)
     };
 
@@ -776,8 +732,8 @@ async fn explain_gives_the_verdict_exits_1_with_the_closest_names_and_64_on_a_ba
         "bad.toml",
         "schedule = \"never\"\nclouds = []\n",
     );
-    let mut command = cli();
-    command.args(["explain", "--config"]).arg(&bad).arg("x");
+    let mut command = janitor_cli(&["explain"], &bad);
+    command.arg("x");
     assert_eq!(run(command).await.code, Some(64));
     assert_eq!(cloud.writes(), Vec::<String>::new(), "explain writes nothing");
 }

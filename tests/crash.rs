@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cloud_janitor::history::{Access, HistoryStore, DEFAULT_RETENTION};
 use cloud_janitor_sim::faults::FaultRule;
-use support::{cli, free_port, run, wait_for, Cloud, Daemon};
+use support::{daemon_cli, free_port, janitor_cli, run, wait_for, Cloud, Daemon};
 
 /// Attempts recorded in the history file, read as `history` would (read-only, beside a janitor).
 fn attempts(path: &std::path::Path) -> u32 {
@@ -35,13 +35,7 @@ async fn a_janitor_killed_mid_pass_keeps_its_history_and_the_next_run_finishes_t
         "janitor.toml",
         &format!("history_file = \"{}\"", history.display()),
     );
-    let mut janitor = cli();
-    janitor
-        .env("CLOUD_JANITOR_SCHEDULE", "* * * * * *")
-        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .args(["run", "--config"])
-        .arg(&config);
-    let daemon = Daemon::spawn(janitor);
+    let daemon = Daemon::spawn(daemon_cli(&config, "* * * * * *", free_port()));
 
     // Attempts reach the file within about a second of being made.
     wait_for(
@@ -68,10 +62,8 @@ async fn a_janitor_killed_mid_pass_keeps_its_history_and_the_next_run_finishes_t
 
     // The cloud answers normally again; the next run finishes the cleanup.
     cloud.sim.faults().clear();
-    let mut once = cli();
-    once.env("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms")
-        .args(["once", "--config"])
-        .arg(&config);
+    let mut once = janitor_cli(&["once"], &config);
+    once.env("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms");
     let finished = run(once).await;
     assert_eq!(
         finished.code,

@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use cloud_janitor::demo::config_text;
-use support::{cli, proxmox, run, write, Cloud, Run};
+use support::{janitor_cli, proxmox, run, write, Cloud, Run};
 
 /// Everything a run leaves for people and machines to read, as one text.
 fn everything(runs: &[Run], files: &[PathBuf]) -> String {
@@ -27,23 +27,26 @@ fn everything(runs: &[Run], files: &[PathBuf]) -> String {
 /// `once` (trace logs, JSON report, metrics file), `plan` and `history` with `config`.
 async fn every_output(config: &Path, dir: &Path) -> (Vec<Run>, Vec<PathBuf>) {
     let metrics = dir.join("metrics.prom");
-    let mut once = cli();
+    let mut once = janitor_cli(&["once", "--output", "json"], config);
     once.env("CLOUD_JANITOR_LOG", "trace")
         .env("CLOUD_JANITOR_WAITS__BUSY_TIMEOUT", "300ms")
-        .args(["once", "--output", "json", "--config"])
-        .arg(config)
         .arg("--metrics-file")
         .arg(&metrics);
-    let mut plan = cli();
-    plan.env("CLOUD_JANITOR_LOG", "trace")
-        .args(["plan", "--output", "json", "--config"])
-        .arg(config);
-    let mut history = cli();
-    history
-        .args(["history", "--output", "json", "--config"])
-        .arg(config);
+    let mut plan = janitor_cli(&["plan", "--output", "json"], config);
+    plan.env("CLOUD_JANITOR_LOG", "trace");
+    let history = janitor_cli(&["history", "--output", "json"], config);
     let runs = vec![run(once).await, run(plan).await, run(history).await];
     (runs, vec![metrics, dir.join("history.db")])
+}
+
+/// A copy of `config` (beside it) whose OpenStack cloud logs in with the application credential.
+fn with_application_credential(config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    write(
+        config.parent().unwrap(),
+        "appcred.toml",
+        &text.replace("cloud = \"sim\"", "cloud = \"sim-appcred\""),
+    )
 }
 
 fn assert_absent(text: &str, secrets: &[&str]) {
@@ -76,13 +79,7 @@ async fn accepted_secrets_appear_in_no_output() {
     assert_eq!(runs[0].code, Some(1), "{}", runs[0].both());
     assert!(runs[0].stderr.contains("TRACE"), "trace logs were on");
     // The application credential is used by its own run.
-    let appcred = write(
-        cloud.dir.path(),
-        "appcred.toml",
-        &std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("cloud = \"sim\"", "cloud = \"sim-appcred\""),
-    );
+    let appcred = with_application_credential(&config);
     let (more_runs, more_files) = every_output(&appcred, cloud.dir.path()).await;
     assert_ne!(more_runs[0].code, Some(64), "{}", more_runs[0].both());
     let text = everything(&runs, &files) + &everything(&more_runs, &more_files);
@@ -116,13 +113,7 @@ async fn rejected_secrets_appear_in_no_error_message() {
         "the rejection is reported: {}",
         runs[0].both()
     );
-    let appcred = write(
-        cloud.dir.path(),
-        "appcred.toml",
-        &std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("cloud = \"sim\"", "cloud = \"sim-appcred\""),
-    );
+    let appcred = with_application_credential(&config);
     let (more_runs, more_files) = every_output(&appcred, cloud.dir.path()).await;
     assert_eq!(more_runs[0].code, Some(2), "{}", more_runs[0].both());
     let text = everything(&runs, &files) + &everything(&more_runs, &more_files);

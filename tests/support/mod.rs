@@ -49,6 +49,23 @@ pub fn cli() -> Command {
     command
 }
 
+/// `cloud-janitor ARGS... --config CONFIG`, with the environment of [`cli`].
+pub fn janitor_cli(args: &[&str], config: &Path) -> Command {
+    let mut command = cli();
+    command.args(args).arg("--config").arg(config);
+    command
+}
+
+/// The daemon (`cloud-janitor run`) on `config`, ticking on `schedule`, serving on
+/// 127.0.0.1:`port`.
+pub fn daemon_cli(config: &Path, schedule: &str, port: u16) -> Command {
+    let mut command = janitor_cli(&["run"], config);
+    command
+        .env("CLOUD_JANITOR_SCHEDULE", schedule)
+        .env("CLOUD_JANITOR_LISTEN", format!("127.0.0.1:{port}"));
+    command
+}
+
 /// What a finished run printed, as text.
 pub struct Run {
     pub code: Option<i32>,
