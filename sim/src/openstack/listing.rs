@@ -1,5 +1,5 @@
-//! List calls shared by the services: query parameters, tag filters, and `limit`/`marker` pages with
-//! their `*_links` next links.
+//! List calls shared by the services: query parameters, tag filters, `fields=` projection, and
+//! `limit`/`marker` pages with their `*_links` next links.
 
 use std::fmt::Write;
 
@@ -177,6 +177,24 @@ fn encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// Keeps only the `fields=` attributes (repeated or comma-separated), when any are asked for.
+pub(crate) fn project_fields(item: Value, params: &[(String, String)]) -> Value {
+    let fields: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "fields")
+        .flat_map(|(_, v)| v.split(','))
+        .filter(|f| !f.is_empty())
+        .collect();
+    match item {
+        Value::Object(map) if !fields.is_empty() => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| fields.contains(&k.as_str()))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 #[cfg(test)]

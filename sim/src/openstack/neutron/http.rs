@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::listing::{self, project_fields};
+use super::listing;
 use super::routers::interface_of;
 use super::{body_of, Changes, Resource, API};
 use crate::openstack::call::Call;
@@ -228,7 +228,7 @@ async fn show(
     let collection = collection(&segment)?;
     let item = collection.show(&call.cloud(), &call.ctx, &id)?;
     Ok(Json(
-        json!({ collection.singular(): project_fields(item, &params) }),
+        json!({ collection.singular(): crate::openstack::listing::project_fields(item, &params) }),
     ))
 }
 

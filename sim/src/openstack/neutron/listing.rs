@@ -78,24 +78,6 @@ fn item_matches(item: &Value, params: &[(String, String)]) -> bool {
     })
 }
 
-/// Keeps only the `fields=` attributes (repeated or comma-separated), when any are asked for.
-pub(super) fn project_fields(item: Value, params: &[(String, String)]) -> Value {
-    let fields: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "fields")
-        .flat_map(|(_, v)| v.split(','))
-        .filter(|f| !f.is_empty())
-        .collect();
-    match item {
-        Value::Object(map) if !fields.is_empty() => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| fields.contains(&k.as_str()))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 /// `GET /v2.0/{collection}`: the caller's `R`s that pass the filters, sorted by id, one page of them.
 pub(super) fn list<R: Resource>(
     cloud: &mut Cloud,
@@ -140,7 +122,7 @@ pub(super) fn list<R: Resource>(
     let items: Vec<Value> = page
         .items
         .into_iter()
-        .map(|item| project_fields(item, params))
+        .map(|item| listing::project_fields(item, params))
         .collect();
     body.insert(plural, Value::Array(items));
     Ok(Value::Object(body))

@@ -30,24 +30,6 @@ fn matches(field: &Value, wanted: &str) -> bool {
     }
 }
 
-/// Keeps only the `fields=` attributes (repeated or comma-separated), when any are asked for.
-pub(super) fn project_fields(item: Value, params: &[(String, String)]) -> Value {
-    let fields: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "fields")
-        .flat_map(|(_, v)| v.split(','))
-        .filter(|f| !f.is_empty())
-        .collect();
-    match item {
-        Value::Object(map) if !fields.is_empty() => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| fields.contains(&k.as_str()))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 /// `GET .../{plural}`: one page of the caller's `O`s (of pool `parent`, for members) that pass the
 /// filters. `url` is the list's full URL, for its links.
 pub(super) fn list<O: Object>(
@@ -105,7 +87,7 @@ pub(super) fn list<O: Object>(
     let items: Vec<Value> = page
         .items
         .into_iter()
-        .map(|item| project_fields(item, params))
+        .map(|item| listing::project_fields(item, params))
         .collect();
     body.insert(O::PLURAL.to_string(), Value::Array(items));
     body.insert(format!("{}_links", O::PLURAL), Value::Array(links));

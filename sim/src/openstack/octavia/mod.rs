@@ -366,7 +366,7 @@ async fn show<O: Object>(
     let cloud = call.cloud();
     let octavia = octavia(&cloud)?;
     let object = owned::<O>(octavia, &call.ctx, &id)?;
-    let item = listing::project_fields(object.render(octavia), &params);
+    let item = crate::openstack::listing::project_fields(object.render(octavia), &params);
     Ok(Json(json!({ O::SINGULAR: item })))
 }
 
