@@ -42,6 +42,14 @@ fn provider(cloud: &str, clouds_yaml: PathBuf, page_size: u32) -> OpenStackProvi
         .with_read_retry(QUICK_RETRY)
 }
 
+/// The list requests (paged: they carry `limit=`) in a simulator's request log.
+fn listings(log: &[(String, String, u16)]) -> Vec<&String> {
+    log.iter()
+        .filter(|(method, path, _)| method == "GET" && path.contains("limit="))
+        .map(|(_, path, _)| path)
+        .collect()
+}
+
 fn count_kind(resources: &[cloud_janitor::model::Resource], kind: Kind) -> usize {
     resources.iter().filter(|r| r.key.kind == kind).count()
 }
@@ -82,11 +90,7 @@ async fn listings_are_project_scoped_and_never_filtered_by_tag() {
     sim.clear_request_log();
     let resources = provider("sim", yaml, 1000).discover().await.unwrap();
     let log = sim.request_log();
-    let listings: Vec<&String> = log
-        .iter()
-        .filter(|(m, p, _)| m == "GET" && p.contains("limit="))
-        .map(|(_, p, _)| p)
-        .collect();
+    let listings = listings(&log);
     assert_eq!(listings.len(), 12, "{listings:#?}");
     for listing in &listings {
         assert!(!listing.contains("tags"), "{listing}");
@@ -160,11 +164,7 @@ async fn a_pass_lists_each_collection_once_and_reads_each_resource_before_deleti
         .run_pass(tokio_util::sync::CancellationToken::new(), None)
         .await;
     let log = sim.request_log();
-    let listings: Vec<&String> = log
-        .iter()
-        .filter(|(m, p, _)| m == "GET" && p.contains("limit="))
-        .map(|(_, p, _)| p)
-        .collect();
+    let listings = listings(&log);
     // 6 Neutron + 3 Nova + 2 Cinder + 1 Octavia collections, one page each: never re-listed per
     // delete.
     assert_eq!(listings.len(), 12, "{listings:#?}");
