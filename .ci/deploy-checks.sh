@@ -141,7 +141,7 @@ kubectl version --client
 
 # --- lint -------------------------------------------------------------------------
 step "hadolint Dockerfile" hadolint Dockerfile
-step "shellcheck deploy scripts" shellcheck .ci/deploy-checks.sh .ci/build-static.sh .ci/run tests/deploy/prometheus-scrape.sh
+step "shellcheck CI and deploy scripts" shellcheck .ci/run .ci/*.sh tests/deploy/*.sh
 
 # --- Kubernetes manifests -----------------------------------------------------------
 # Each variant as an operator applies it: the daemon and the CronJob, each alone and with its

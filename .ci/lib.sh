@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced (not run) by .ci/e2e.sh and .ci/proxmox-e2e.sh: phase timings and the janitor build.
 # Expects ROOT (the repository) to be set; sets T0 and TIMINGS.
 
