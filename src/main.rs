@@ -77,8 +77,8 @@ impl Command {
             Command::Run(args) => Some(&args.pass.config),
             Command::Once(args) => Some(&args.pass.config),
             Command::Plan(args) => Some(&args.config),
-            Command::Explain(args) => Some(&args.config),
-            Command::History(args) => Some(&args.config),
+            Command::Explain(args) => Some(&args.scope.config),
+            Command::History(args) => Some(&args.scope.config),
             #[cfg(feature = "sim")]
             Command::Demo(_) | Command::Simulate(_) | Command::Bench(_) => None,
             Command::Healthcheck(_) => None,

@@ -670,6 +670,16 @@ async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
         "what stayed longest comes first: {}",
         table.stdout
     );
+
+    let elsewhere = run_blocking(janitor_cli(&["history", "--cloud", "elsewhere"], &config));
+    assert_eq!(elsewhere.code, Some(64), "{}", elsewhere.both());
+    assert!(
+        elsewhere
+            .stderr
+            .contains("no cloud `elsewhere` (configured: sim)"),
+        "{}",
+        elsewhere.both()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

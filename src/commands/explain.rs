@@ -2,12 +2,11 @@
 //! (nothing is deleted or remembered, and the history is opened without the janitor's lock), plans,
 //! and prints [`crate::explain`]'s account of the resource. Exit 1 when nothing has that id or name.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{load, CommandError, Exit};
+use super::{load, CloudScope, CommandError, Exit};
 use crate::config::Overrides;
 use crate::explain::{closest, explain, find, render_not_found, Explanation};
 use crate::history::Access;
@@ -22,11 +21,9 @@ pub enum ExplainOutput {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
-    pub config: PathBuf,
-    /// Only this cloud (discovers only it).
-    #[arg(long)]
-    pub cloud: Option<String>,
+    /// The config, and only this cloud of it (discovers only it).
+    #[command(flatten)]
+    pub scope: CloudScope,
     /// The resource's id, or its name (every resource with that name is explained).
     pub resource: String,
     #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
@@ -68,23 +65,14 @@ pub async fn explain_in(
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let (config, janitor) = load(
-        &args.config,
+        &args.scope.config,
         Overrides::default(),
         Arc::new(Metrics::new()),
         Access::ReadOnly,
     )?;
-    if let Some(cloud) = &args.cloud {
-        if janitor.selector(cloud).is_none() {
-            return Err(CommandError::UnknownCloud {
-                path: args.config.clone(),
-                cloud: cloud.clone(),
-                known: janitor.cloud_names().join(", "),
-            });
-        }
-    }
+    let cloud = args.scope.cloud(&config)?;
     let now = Utc::now();
-    let (planned, explanations) =
-        explain_in(&janitor, config.mode, args.cloud.as_deref(), &args.resource, now).await;
+    let (planned, explanations) = explain_in(&janitor, config.mode, cloud, &args.resource, now).await;
     for cloud in &planned.clouds {
         if let Some(error) = &cloud.error {
             eprintln!("error: cloud {} could not be listed: {error}", cloud.name);
@@ -93,7 +81,7 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let plan = &planned.plan;
     if explanations.is_empty() {
         let clouds: Vec<&str> = planned.clouds.iter().map(|c| c.name.as_str()).collect();
-        let near = closest(plan, args.cloud.as_deref(), &args.resource, CLOSEST);
+        let near = closest(plan, cloud, &args.resource, CLOSEST);
         match args.output {
             ExplainOutput::Text => print!("{}", render_not_found(&args.resource, &clouds, &near)),
             ExplainOutput::Json => println!(

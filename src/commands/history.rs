@@ -2,11 +2,10 @@
 //! first. Opens the history read-only: safe while the daemon runs.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{CommandError, Exit, TableOrJson};
+use super::{CloudScope, CommandError, Exit, TableOrJson};
 use crate::config::Config;
 use crate::history::{Access, Record};
 use crate::model::ResourceKey;
@@ -14,11 +13,9 @@ use crate::setup::{open_history, SetupError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
-    pub config: PathBuf,
-    /// Only this cloud's resources.
-    #[arg(long)]
-    pub cloud: Option<String>,
+    /// The config, and only this cloud's resources.
+    #[command(flatten)]
+    pub scope: CloudScope,
     /// Only the resource with this id or name.
     pub resource: Option<String>,
     #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
@@ -34,13 +31,14 @@ struct Row<'a> {
 }
 
 pub async fn run(args: Args) -> Result<Exit, CommandError> {
-    let config = Config::load(&args.config)?;
+    let config = Config::load(&args.scope.config)?;
+    let cloud = args.scope.cloud(&config)?;
     let history = open_history(&config, Access::ReadOnly).map_err(|source| CommandError::Setup {
-        path: args.config.clone(),
+        path: args.scope.config.clone(),
         source: SetupError::History(source),
     })?;
     let records: Vec<(ResourceKey, Record)> = history
-        .records(args.cloud.as_deref())
+        .records(cloud)
         .into_iter()
         .filter(|(key, record)| {
             args.resource

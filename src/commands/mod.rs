@@ -53,6 +53,38 @@ impl PassArgs {
     }
 }
 
+/// What `explain` and `history` look at: the config and, when given, one cloud of it.
+#[derive(Debug, clap::Args)]
+pub struct CloudScope {
+    #[arg(long, env = "CLOUD_JANITOR_CONFIG")]
+    pub config: PathBuf,
+    /// Only this cloud of the config.
+    #[arg(long)]
+    pub cloud: Option<String>,
+}
+
+impl CloudScope {
+    /// The cloud asked for, if any, once `config` is known to have it.
+    pub fn cloud<'a>(&'a self, config: &Config) -> Result<Option<&'a str>, CommandError> {
+        let Some(cloud) = self.cloud.as_deref() else {
+            return Ok(None);
+        };
+        if config.clouds.iter().any(|c| c.name == cloud) {
+            return Ok(Some(cloud));
+        }
+        Err(CommandError::UnknownCloud {
+            path: self.config.clone(),
+            cloud: cloud.to_string(),
+            known: config
+                .clouds
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
 /// A listing's form on stdout, for `once` and `history`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum TableOrJson {

@@ -65,34 +65,29 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60.0, inter
         time.sleep(interval)
 
 
-def wait_server_status(conn, server_id: str, want: str = "ACTIVE", timeout: float = 120.0):
+def wait_status(what: str, get: Callable[[], Any], want: str, failed: tuple[str, ...], timeout: float = 120.0):
+    """Polls `get()` until its `status` is `want`; fails at once on a status in `failed`."""
     def probe():
-        s = conn.compute.get_server(server_id)
-        if s.status == "ERROR":
-            raise AssertionError(f"server {server_id} went to ERROR: {s.fault}")
-        return s if s.status == want else None
+        r = get()
+        if r.status in failed and r.status != want:
+            raise AssertionError(f"{what} went to {r.status}: {getattr(r, 'fault', None) or ''}")
+        return r if r.status == want else None
 
-    return wait_until(f"server {server_id} {want}", probe, timeout)
+    return wait_until(f"{what} {want}", probe, timeout)
+
+
+def wait_server_status(conn, server_id: str, want: str = "ACTIVE", timeout: float = 120.0):
+    return wait_status(f"server {server_id}", lambda: conn.compute.get_server(server_id), want, ("ERROR",), timeout)
 
 
 def wait_volume_status(conn, volume_id: str, want: str, timeout: float = 120.0):
-    def probe():
-        v = conn.block_storage.get_volume(volume_id)
-        if v.status in ("error", "error_deleting") and want != v.status:
-            raise AssertionError(f"volume {volume_id} went to {v.status}")
-        return v if v.status == want else None
-
-    return wait_until(f"volume {volume_id} {want}", probe, timeout)
+    return wait_status(f"volume {volume_id}", lambda: conn.block_storage.get_volume(volume_id), want,
+                       ("error", "error_deleting"), timeout)
 
 
 def wait_snapshot_status(conn, snapshot_id: str, want: str, timeout: float = 120.0):
-    def probe():
-        s = conn.block_storage.get_snapshot(snapshot_id)
-        if s.status == "error":
-            raise AssertionError(f"snapshot {snapshot_id} went to error")
-        return s if s.status == want else None
-
-    return wait_until(f"snapshot {snapshot_id} {want}", probe, timeout)
+    return wait_status(f"snapshot {snapshot_id}", lambda: conn.block_storage.get_snapshot(snapshot_id), want,
+                       ("error",), timeout)
 
 
 # --------------------------------------------------------------------------------- existence
