@@ -99,6 +99,16 @@ impl RateLimiter {
 /// requests in flight.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The default of every cloud's `max_response_bytes`.
+pub fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// The default of every cloud's `request_timeout`: 30 s.
+pub fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// Checks a `max_response_bytes` setting.
 pub fn validate_max_response_bytes(bytes: u64) -> Result<(), String> {
     if bytes == 0 {

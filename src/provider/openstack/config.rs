@@ -26,7 +26,10 @@ pub struct OpenStackSettings {
     #[serde(default)]
     pub region: Option<String>,
     /// The longest one API request may take.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "crate::provider::http::default_request_timeout",
+        with = "humantime_serde"
+    )]
     pub request_timeout: Duration,
     /// Items per page when listing (`limit`); large pages mean fewer requests.
     #[serde(default = "default_page_size")]
@@ -36,17 +39,10 @@ pub struct OpenStackSettings {
     pub max_requests_per_second: Option<f64>,
     /// The largest answer body read, in bytes; a larger one is refused with an error naming this
     /// key, and the listing it belongs to fails.
-    #[serde(default = "default_max_response_bytes")]
+    #[serde(default = "crate::provider::http::default_max_response_bytes")]
     pub max_response_bytes: u64,
 }
 
-fn default_max_response_bytes() -> u64 {
-    crate::provider::http::DEFAULT_MAX_RESPONSE_BYTES
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
 fn default_page_size() -> u32 {
     1000
 }
@@ -59,10 +55,10 @@ impl OpenStackSettings {
             clouds_yaml: Some(clouds_yaml),
             interface: None,
             region: None,
-            request_timeout: default_request_timeout(),
+            request_timeout: crate::provider::http::default_request_timeout(),
             page_size: default_page_size(),
             max_requests_per_second: None,
-            max_response_bytes: default_max_response_bytes(),
+            max_response_bytes: crate::provider::http::default_max_response_bytes(),
         }
     }
 

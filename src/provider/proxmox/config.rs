@@ -67,7 +67,10 @@ pub struct ProxmoxSettings {
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
     /// The longest one API request may take ("30s").
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "crate::provider::http::default_request_timeout",
+        with = "humantime_serde"
+    )]
     pub request_timeout: Duration,
     /// How long the cluster's tickets live ("2h" on Proxmox VE); a ticket is renewed once three
     /// quarters of it have passed.
@@ -78,12 +81,8 @@ pub struct ProxmoxSettings {
     pub max_requests_per_second: Option<f64>,
     /// The largest answer body read, in bytes; a larger one is refused with an error naming this
     /// key, and the listing it belongs to fails.
-    #[serde(default = "default_max_response_bytes")]
+    #[serde(default = "crate::provider::http::default_max_response_bytes")]
     pub max_response_bytes: u64,
-}
-
-fn default_max_response_bytes() -> u64 {
-    crate::provider::http::DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -96,10 +95,6 @@ fn default_task_timeout() -> Duration {
 
 fn default_poll_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 fn default_ticket_lifetime() -> Duration {
