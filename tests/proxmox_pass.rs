@@ -8,7 +8,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use support::{proxmox_cloud_table, temp_dir, write};
+
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,19 +38,15 @@ async fn start_sim(config: ProxmoxSimConfig) -> ProxmoxSim {
         .expect("the simulated Proxmox VE starts")
 }
 
-/// A fresh directory for one test's config, secret and history file.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cj-pve-pass-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes a janitor config for `sim` into `dir` as a user would, with `cloud_extra` added to the
 /// cloud's table (`shutdown = "graceful"`, ...), and builds the janitor from it.
 fn janitor(sim: &ProxmoxSim, dir: &Path, cloud_extra: &str, metrics: Arc<Metrics>) -> Janitor {
-    let secret = dir.join("token-secret");
-    std::fs::write(&secret, sim.token_secret()).unwrap();
+    let table = proxmox_cloud_table(
+        "lab",
+        sim,
+        dir,
+        &format!("poll_interval = \"20ms\"\ntask_timeout = \"10s\"\n{cloud_extra}"),
+    );
     let config = format!(
         r#"schedule = "0 0 * * * *"
 listen = "127.0.0.1:0"
@@ -65,27 +63,14 @@ busy_timeout = "5s"
 delete_timeout = "20s"
 poll_interval = "50ms"
 
-[[clouds]]
-name = "lab"
-type = "proxmox"
-url = "{url}"
-token_id = "{token_id}"
-token_secret_file = "{secret}"
-poll_interval = "20ms"
-task_timeout = "10s"
-{cloud_extra}
-
+{table}
 [clouds.select]
 tags_all = ["{CI_TAG}"]
 untaggable_name_pattern = "^vm-99[0-9]-disk-"
 "#,
         state = dir.join("history.db").display(),
-        url = sim.url(),
-        token_id = sim.token_id(),
-        secret = secret.display(),
     );
-    let path = dir.join("janitor.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = write(dir, "janitor.toml", &config);
     let config = Config::load_with_env(&path, Default::default()).expect("the config is valid");
     build_janitor(&config, metrics, Access::Exclusive).expect("the janitor builds")
 }
@@ -143,9 +128,10 @@ async fn a_wedged_guest_is_destroyed_with_stop_and_with_graceful_after_its_timeo
     sim.add_guest(wedged(GuestSpec::vm(301, "ci-installer-stuck").tags(&[CI_TAG])));
 
     // The default: a hard stop, which a wedged guest OS cannot ignore.
-    let dir = scratch("wedged-stop");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let metrics = Arc::new(Metrics::new());
-    let (report, took) = pass(&janitor(&sim, &dir, "", metrics.clone()), None).await;
+    let (report, took) = pass(&janitor(&sim, dir, "", metrics.clone()), None).await;
     assert!(is_deleted(item(&report, "vm", 301)), "{}", report.render_table());
     assert_eq!(report.result(), PassResult::Clean, "{}", report.render_table());
     assert!(!sim.exists(301), "the wedged guest is gone");
@@ -167,10 +153,11 @@ async fn a_wedged_guest_is_destroyed_with_stop_and_with_graceful_after_its_timeo
     // Graceful: the guest ignores the ACPI shutdown; after shutdown_timeout the janitor stops it.
     sim.add_guest(wedged(GuestSpec::vm(302, "ci-installer-stuck-2").tags(&[CI_TAG])));
     sim.clear_request_log();
-    let dir = scratch("wedged-graceful");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let graceful = janitor(
         &sim,
-        &dir,
+        dir,
         "shutdown = \"graceful\"\nshutdown_timeout = \"1s\"",
         Arc::new(Metrics::new()),
     );
@@ -199,9 +186,10 @@ async fn a_wedged_guest_is_destroyed_with_stop_and_with_graceful_after_its_timeo
 async fn a_guest_locked_after_discovery_is_requeued_and_deleted_once_the_lock_clears() {
     let sim = start_sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(310, "ci-backed-up").tags(&[CI_TAG]).running());
-    let dir = scratch("late-lock");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let metrics = Arc::new(Metrics::new());
-    let janitor = janitor(&sim, &dir, "", metrics.clone());
+    let janitor = janitor(&sim, dir, "", metrics.clone());
 
     // A backup starts between the janitor's status read and its stop: the backup task holds the
     // guest's config lock file, so the stop waits for it and fails with "got timeout".
@@ -267,9 +255,10 @@ async fn protected_template_locked_and_untagged_guests_survive_and_are_reported_
     sim.add_guest(ci(GuestSpec::vm(325, "ci-far-away")).on("pve2"));
     sim.set_node_online("pve2", false);
 
-    let dir = scratch("guards");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let metrics = Arc::new(Metrics::new());
-    let (report, _) = pass(&janitor(&sim, &dir, "", metrics.clone()), None).await;
+    let (report, _) = pass(&janitor(&sim, dir, "", metrics.clone()), None).await;
     let table = report.render_table();
     assert!(is_deleted(item(&report, "vm", 320)), "{table}");
     assert!(!sim.exists(320));
@@ -328,8 +317,9 @@ async fn a_task_without_exit_status_for_a_while_is_still_polled_to_success() {
         exitstatus_lag: Duration::from_millis(400),
         unknown_for: Duration::from_millis(100),
     });
-    let dir = scratch("no-exitstatus");
-    let (report, _) = pass(&janitor(&sim, &dir, "", Arc::new(Metrics::new())), None).await;
+    let scratch = temp_dir();
+    let dir = scratch.path();
+    let (report, _) = pass(&janitor(&sim, dir, "", Arc::new(Metrics::new())), None).await;
     assert!(is_deleted(item(&report, "vm", 330)), "{}", report.render_table());
     assert_eq!(report.result(), PassResult::Clean);
     assert!(!sim.exists(330));
@@ -356,9 +346,10 @@ async fn a_failed_task_leaves_the_guest_with_the_task_text_in_the_report() {
     let sim = start_sim(ProxmoxSimConfig::default()).await;
     sim.add_guest(GuestSpec::vm(340, "ci-broken-storage").tags(&[CI_TAG]));
     sim.fail_next_task(340, "storage 'local-lvm' is not online");
-    let dir = scratch("failed-task");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let metrics = Arc::new(Metrics::new());
-    let (report, _) = pass(&janitor(&sim, &dir, "", metrics.clone()), None).await;
+    let (report, _) = pass(&janitor(&sim, dir, "", metrics.clone()), None).await;
     let table = report.render_table();
     assert!(sim.exists(340), "the guest stays");
     assert_eq!(report.result(), PassResult::Leftovers, "{table}");
@@ -397,11 +388,12 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
     let sim = start_sim(ProxmoxSimConfig::default()).await;
     let orphan = sim.add_volume("pve1", "local-lvm", "vm-999-disk-0");
     let not_ours = sim.add_volume("pve1", "local-lvm", "vm-500-disk-0");
-    let dir = scratch("orphan");
+    let scratch = temp_dir();
+    let dir = scratch.path();
     let history_file = dir.join("history.db");
 
     // First pass: seen once, kept.
-    let first = janitor(&sim, &dir, "", Arc::new(Metrics::new()));
+    let first = janitor(&sim, dir, "", Arc::new(Metrics::new()));
     let (report, _) = pass(&first, None).await;
     let table = report.render_table();
     let disk = |report: &PassReport, name: &str| {
@@ -421,7 +413,7 @@ async fn an_orphan_disk_is_deleted_only_on_its_second_sighting_even_across_a_res
     drop(first);
 
     // A restart: a new janitor from the same config and history file.
-    let second = janitor(&sim, &dir, "", Arc::new(Metrics::new()));
+    let second = janitor(&sim, dir, "", Arc::new(Metrics::new()));
     let (report, _) = pass(&second, None).await;
     let table = report.render_table();
     assert!(
@@ -447,8 +439,9 @@ async fn the_default_brings_guests_down_with_stop_before_destroy_never_a_bare_sh
             .running()
             .on("pve2"),
     );
-    let dir = scratch("stop-first");
-    let (report, _) = pass(&janitor(&sim, &dir, "", Arc::new(Metrics::new())), None).await;
+    let scratch = temp_dir();
+    let dir = scratch.path();
+    let (report, _) = pass(&janitor(&sim, dir, "", Arc::new(Metrics::new())), None).await;
     assert_eq!(report.result(), PassResult::Clean, "{}", report.render_table());
     assert!(is_deleted(item(&report, "vm", 350)));
     assert!(is_deleted(item(&report, "container", 351)));

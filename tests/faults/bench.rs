@@ -187,7 +187,15 @@ impl Bench {
             ..ci(GuestSpec::vm(105, "ci-keep"))
         });
         let dir = temp_dir();
-        let secret = write(dir.path(), "token-secret", &sim.token_secret());
+        let table = proxmox_cloud_table(
+            "lab",
+            &sim,
+            dir.path(),
+            &format!(
+                "poll_interval = \"20ms\"\ntask_timeout = \"1s\"\nrequest_timeout = \"{}s\"\n{cloud_extra}",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        );
         let config = format!(
             r#"schedule = "0 0 * * * *"
 listen = "127.0.0.1:0"
@@ -199,25 +207,11 @@ max_attempts = 4
 [waits]
 busy_timeout = "300ms"
 
-[[clouds]]
-name = "lab"
-type = "proxmox"
-url = "{url}"
-token_id = "{token_id}"
-token_secret_file = "{secret}"
-poll_interval = "20ms"
-task_timeout = "1s"
-request_timeout = "{request_timeout}s"
-{cloud_extra}
-
+{table}
 [clouds.select]
 tags_all = ["{CI_TAG}"]
 "#,
             pass_timeout = PASS_TIMEOUT.as_secs(),
-            request_timeout = REQUEST_TIMEOUT.as_secs(),
-            url = sim.url(),
-            token_id = sim.token_id(),
-            secret = secret.display(),
         );
         let (janitor, _) = janitor_from(&write(dir.path(), "janitor.toml", &config), &[]);
         let ids = |vmids: &[u32]| vmids.iter().map(|v| (v.to_string(), "guest")).collect();

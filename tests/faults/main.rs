@@ -28,7 +28,8 @@ use cloud_janitor_sim::faults::{Breakage, FaultRule};
 use cloud_janitor_sim::openstack::Seeded;
 use cloud_janitor_sim::proxmox::{GuestSpec, ProxmoxSim, ProxmoxSimConfig, TaskQuirks};
 use support::{
-    janitor_from, openstack_write_target, proxmox_write_target, temp_dir, write, Cloud, WriteTarget,
+    janitor_from, openstack_write_target, proxmox_cloud_table, proxmox_write_target, temp_dir, write, Cloud,
+    WriteTarget,
 };
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;

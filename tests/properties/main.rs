@@ -43,7 +43,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use support::{
-    metric, openstack_write_target, proxmox_guest_of, proxmox_write_target, temp_dir, write, WriteTarget,
+    metric, openstack_write_target, proxmox_cloud_table, proxmox_guest_of, proxmox_write_target, temp_dir,
+    write, WriteTarget,
 };
 use tokio_util::sync::CancellationToken;
 use world::*;
@@ -105,7 +106,12 @@ fn janitor(
     dir: &std::path::Path,
 ) -> (Janitor, Arc<Metrics>) {
     let clouds_yaml = write(dir, "clouds.yaml", &openstack.clouds_yaml());
-    let secret = write(dir, "pve-token", &proxmox.token_secret());
+    let proxmox_table = proxmox_cloud_table(
+        PVE,
+        proxmox,
+        dir,
+        "request_timeout = \"5s\"\npoll_interval = \"5ms\"\ntask_timeout = \"500ms\"",
+    );
     let text = format!(
         r#"schedule = "0 0 * * * *"
 listen = "127.0.0.1:0"
@@ -129,23 +135,11 @@ clouds_yaml = "{clouds_yaml}"
 request_timeout = "5s"
 page_size = {page_size}
 {openstack_select}
-[[clouds]]
-name = "{PVE}"
-type = "proxmox"
-url = "{url}"
-token_id = "{token_id}"
-token_secret_file = "{secret}"
-request_timeout = "5s"
-poll_interval = "5ms"
-task_timeout = "500ms"
-{proxmox_select}"#,
+{proxmox_table}{proxmox_select}"#,
         pass_timeout = PASS_TIMEOUT.as_secs(),
         clouds_yaml = clouds_yaml.display(),
         page_size = world.openstack.page_size,
         openstack_select = world.openstack.rules.select_table("^ci-"),
-        url = proxmox.url(),
-        token_id = proxmox.token_id(),
-        secret = secret.display(),
         proxmox_select = world.proxmox.rules.select_table("^vm-99[0-9]-disk-"),
     );
     let path = write(dir, "janitor.toml", &text);

@@ -17,6 +17,7 @@ use cloud_janitor::metrics::Metrics;
 use cloud_janitor::pass::Janitor;
 use cloud_janitor::setup::build_janitor;
 use cloud_janitor_sim::openstack::OpenStackSim;
+use cloud_janitor_sim::proxmox::ProxmoxSim;
 #[allow(unused_imports)] // Not every test binary waits.
 pub use cloud_janitor_sim::wait::wait_for;
 use tempfile::TempDir;
@@ -277,6 +278,25 @@ pub fn janitor_from(path: &Path, env: &[(&str, &str)]) -> (Janitor, std::sync::A
     let metrics = std::sync::Arc::new(Metrics::new());
     let janitor = build_janitor(&config, metrics.clone(), Access::Exclusive).expect("the janitor builds");
     (janitor, metrics)
+}
+
+/// The `[[clouds]]` table of Proxmox VE cloud `name` on `sim`, authenticated by its API token
+/// (the secret written into `dir` as a file), with `extra` keys of that table after it.
+pub fn proxmox_cloud_table(name: &str, sim: &ProxmoxSim, dir: &Path, extra: &str) -> String {
+    let secret = write(dir, &format!("{name}-token-secret"), &sim.token_secret());
+    format!(
+        r#"[[clouds]]
+name = "{name}"
+type = "proxmox"
+url = "{url}"
+token_id = "{token_id}"
+token_secret_file = "{secret}"
+{extra}
+"#,
+        url = sim.url(),
+        token_id = sim.token_id(),
+        secret = secret.display(),
+    )
 }
 
 /// The simulated OpenStack, seeded with the demo's CI leftovers (or empty), with its clouds.yaml in
