@@ -359,22 +359,23 @@ fn bad_config_exits_64_naming_the_file_and_the_key() {
     );
 }
 
-/// A config with one cloud that points nowhere: `plan` gets past the config to the cloud.
-fn config_pointing_nowhere(dir: &Path) -> std::path::PathBuf {
-    write(
-        dir,
+/// `plan` with `env`, on a config whose one cloud points nowhere: a config that passes gets as far
+/// as that cloud's missing clouds.yaml.
+fn plan_on_a_cloud_nowhere(env: &[(&str, &str)]) -> support::Run {
+    let dir = temp_dir();
+    let path = write(
+        dir.path(),
         "janitor.toml",
         "schedule = \"0 * * * * *\"\n[[clouds]]\nname = \"a\"\ntype = \"openstack\"\ncloud = \"none\"\nclouds_yaml = \"/nonexistent\"\n[clouds.select]\ntags_all = [\"ci\"]\n",
-    )
+    );
+    let mut plan = janitor_cli(&["plan"], &path);
+    plan.envs(env.iter().copied());
+    run_blocking(plan)
 }
 
 #[test]
 fn an_environment_variable_overrides_a_key_and_is_checked_like_one() {
-    let dir = temp_dir();
-    let path = config_pointing_nowhere(dir.path());
-    let mut plan = janitor_cli(&["plan"], &path);
-    plan.env("CLOUD_JANITOR_SCHEDULE", "not cron");
-    let run = run_blocking(plan);
+    let run = plan_on_a_cloud_nowhere(&[("CLOUD_JANITOR_SCHEDULE", "not cron")]);
     assert_eq!(run.code, Some(64));
     assert!(
         run.stderr.contains("`not cron` is not a cron expression"),
@@ -385,15 +386,11 @@ fn an_environment_variable_overrides_a_key_and_is_checked_like_one() {
 
 #[test]
 fn variables_kubernetes_injects_for_a_service_named_cloud_janitor_are_not_config_keys() {
-    let dir = temp_dir();
-    let path = config_pointing_nowhere(dir.path());
-    let mut plan = janitor_cli(&["plan"], &path);
-    plan.envs([
+    let run = plan_on_a_cloud_nowhere(&[
         ("CLOUD_JANITOR_SERVICE_HOST", "10.0.0.1"),
         ("CLOUD_JANITOR_PORT", "tcp://10.0.0.1:9464"),
         ("CLOUD_JANITOR_PORT_9464_TCP_PORT", "9464"),
     ]);
-    let run = run_blocking(plan);
     assert_eq!(run.code, Some(64), "{}", run.both());
     assert!(!run.stderr.contains("unknown field"), "{}", run.both());
     assert!(

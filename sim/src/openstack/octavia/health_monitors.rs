@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_request, common_json, conflict, ids, new_common, octavia_mut, operating, CommonReq, Object};
+use super::{
+    common_json, conflict, ids, new_common, octavia_mut, one_of, operating, required, CommonReq, Object,
+};
 use crate::openstack::errors::ApiError;
 use crate::openstack::state::{new_id, Cloud, Ctx, HealthMonitor, LoadBalancing, Pool};
 
@@ -70,21 +72,10 @@ impl Object for HealthMonitor {
         req: HealthMonitorReq,
     ) -> Result<String, ApiError> {
         let project_id = req.common.owner(ctx)?;
-        if !TYPES.contains(&req.kind.as_str()) {
-            return Err(bad_request(format!(
-                "Invalid input for field/attribute type. Value: '{}'. Value should be one of: {}",
-                req.kind,
-                TYPES.join(", ")
-            )));
-        }
-        let missing = |field: &str| {
-            bad_request(format!(
-                "Invalid input for field/attribute {field}. Value: 'None'. Mandatory field missing."
-            ))
-        };
-        let delay = req.delay.ok_or_else(|| missing("delay"))?;
-        let timeout = req.timeout.ok_or_else(|| missing("timeout"))?;
-        let max_retries = req.max_retries.ok_or_else(|| missing("max_retries"))?;
+        one_of("type", &req.kind, &TYPES)?;
+        let delay = required("delay", req.delay)?;
+        let timeout = required("timeout", req.timeout)?;
+        let max_retries = required("max_retries", req.max_retries)?;
         let now = cloud.clock.now();
         let octavia = octavia_mut(cloud)?;
         let lb_id = super::owned::<Pool>(octavia, ctx, &req.pool_id)?

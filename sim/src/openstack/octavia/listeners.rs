@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_request, common_json, conflict, ids, new_common, octavia_mut, operating, CommonReq, Object};
+use super::{
+    common_json, conflict, ids, new_common, octavia_mut, one_of, operating, required, CommonReq, Object,
+};
 use crate::openstack::errors::ApiError;
 use crate::openstack::state::{new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing};
 
@@ -78,18 +80,8 @@ impl Object for Listener {
         req: ListenerReq,
     ) -> Result<String, ApiError> {
         let project_id = req.common.owner(ctx)?;
-        if !PROTOCOLS.contains(&req.protocol.as_str()) {
-            return Err(bad_request(format!(
-                "Invalid input for field/attribute protocol. Value: '{}'. Value should be one of: {}",
-                req.protocol,
-                PROTOCOLS.join(", ")
-            )));
-        }
-        let port = req.protocol_port.ok_or_else(|| {
-            bad_request(
-                "Invalid input for field/attribute protocol_port. Value: 'None'. Mandatory field missing.",
-            )
-        })?;
+        one_of("protocol", &req.protocol, &PROTOCOLS)?;
+        let port = required("protocol_port", req.protocol_port)?;
         let now = cloud.clock.now();
         let octavia = octavia_mut(cloud)?;
         super::owned::<LoadBalancer>(octavia, ctx, &req.loadbalancer_id)?;

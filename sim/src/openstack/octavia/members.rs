@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_request, common_json, new_common, octavia_mut, operating, CommonReq, Object};
+use super::{bad_request, common_json, new_common, octavia_mut, operating, required, CommonReq, Object};
 use crate::openstack::errors::ApiError;
 use crate::openstack::state::{new_id, Cloud, Ctx, LoadBalancing, Member, Pool, Provisioning};
 
@@ -77,11 +77,7 @@ impl Object for Member {
                 req.address
             )));
         }
-        let port = req.protocol_port.ok_or_else(|| {
-            bad_request(
-                "Invalid input for field/attribute protocol_port. Value: 'None'. Mandatory field missing.",
-            )
-        })?;
+        let port = required("protocol_port", req.protocol_port)?;
         if let Some(subnet) = &req.subnet_id {
             if !cloud.subnets.contains_key(subnet) {
                 return Err(bad_request(format!("Subnet {subnet} not found.")));

@@ -225,6 +225,26 @@ fn load_balancer_of_pool(octavia: &LoadBalancing, pool_id: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A mandatory field's value, or Octavia's 400 naming the `field` that is missing.
+fn required<T>(field: &str, value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| {
+        bad_request(format!(
+            "Invalid input for field/attribute {field}. Value: 'None'. Mandatory field missing."
+        ))
+    })
+}
+
+/// Octavia's 400 for a `field` whose `value` is none of `allowed`.
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(bad_request(format!(
+        "Invalid input for field/attribute {field}. Value: '{value}'. Value should be one of: {}",
+        allowed.join(", ")
+    )))
+}
+
 /// Octavia's tables, or a 404 for a cloud without Octavia.
 fn octavia(cloud: &Cloud) -> Result<&LoadBalancing, ApiError> {
     cloud
@@ -324,11 +344,7 @@ async fn versions(State(app): State<Arc<Inner>>) -> Json<Value> {
 /// The object under `O::SINGULAR` in a body, with Octavia's 400 for a malformed one.
 fn body_of<T: DeserializeOwned>(body: &[u8], key: &str) -> Result<T, ApiError> {
     let value = parse_json(Service::Octavia, body)?;
-    let inner = value.get(key).cloned().ok_or_else(|| {
-        bad_request(format!(
-            "Invalid input for field/attribute {key}. Value: 'None'. Mandatory field missing."
-        ))
-    })?;
+    let inner = required(key, value.get(key).cloned())?;
     serde_json::from_value(inner)
         .map_err(|e| bad_request(format!("Invalid input for field/attribute {key}: {e}")))
 }

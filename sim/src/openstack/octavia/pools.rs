@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_request, common_json, ids, new_common, octavia_mut, operating, CommonReq, Object};
+use super::{bad_request, common_json, ids, new_common, octavia_mut, one_of, operating, CommonReq, Object};
 use crate::openstack::errors::ApiError;
 use crate::openstack::state::{new_id, Cloud, Ctx, Listener, LoadBalancer, LoadBalancing, Pool};
 
@@ -71,20 +71,8 @@ impl Object for Pool {
 
     fn create(cloud: &mut Cloud, ctx: &Ctx, _parent: Option<&str>, req: PoolReq) -> Result<String, ApiError> {
         let project_id = req.common.owner(ctx)?;
-        if !ALGORITHMS.contains(&req.lb_algorithm.as_str()) {
-            return Err(bad_request(format!(
-                "Invalid input for field/attribute lb_algorithm. Value: '{}'. Value should be one of: {}",
-                req.lb_algorithm,
-                ALGORITHMS.join(", ")
-            )));
-        }
-        if !PROTOCOLS.contains(&req.protocol.as_str()) {
-            return Err(bad_request(format!(
-                "Invalid input for field/attribute protocol. Value: '{}'. Value should be one of: {}",
-                req.protocol,
-                PROTOCOLS.join(", ")
-            )));
-        }
+        one_of("lb_algorithm", &req.lb_algorithm, &ALGORITHMS)?;
+        one_of("protocol", &req.protocol, &PROTOCOLS)?;
         let now = cloud.clock.now();
         let octavia = octavia_mut(cloud)?;
         let lb_id = match (&req.listener_id, &req.loadbalancer_id) {
