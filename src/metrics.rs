@@ -583,7 +583,6 @@ mod tests {
                 error: None,
             }],
             items,
-            names: HashMap::new(),
         };
         let fip = LeakSign::FloatingIpWithoutPort;
         let reported = |id| {

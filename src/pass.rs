@@ -277,7 +277,6 @@ impl Janitor {
                         })
                         .collect(),
                     items: Vec::new(),
-                    names: HashMap::new(),
                 };
                 self.update_metrics(&report);
                 report
@@ -363,7 +362,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Turns the plan and what the executor reported into the report.
 pub fn build_report(planned: &Planned, recorded: &Recorded, mode: Mode, duration: Duration) -> PassReport {
     let graph = &planned.plan.graph;
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(graph.node_count());
     for plan_node in graph.node_weights() {
         let Some(verdict) = &plan_node.verdict else {
             continue;
@@ -391,10 +390,6 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, mode: Mode, duration
         });
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));
-    let names = graph
-        .node_weights()
-        .map(|n| (n.resource.key.clone(), n.resource.name.clone()))
-        .collect();
     PassReport {
         pass: planned.pass,
         mode,
@@ -402,7 +397,6 @@ pub fn build_report(planned: &Planned, recorded: &Recorded, mode: Mode, duration
         duration,
         clouds: planned.clouds.clone(),
         items,
-        names,
     }
 }
 

@@ -73,10 +73,10 @@ impl Plan {
             .sum();
         let mut graph: DiGraph<PlanNode, ()> = DiGraph::with_capacity(resources.len(), edges);
         let mut index: HashMap<ResourceKey, NodeIndex> = HashMap::with_capacity(resources.len());
-        let mut entries: Vec<(Resource, Verdict)> = resources.into_iter().zip(verdicts).collect();
         // Insertion order decides tie-breaks below; sorting makes plans reproducible.
-        entries.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-        for (resource, verdict) in entries {
+        let (mut resources, mut verdicts) = (resources, verdicts);
+        sort_together(&mut resources, &mut verdicts);
+        for (resource, verdict) in resources.into_iter().zip(verdicts) {
             if index.contains_key(&resource.key) {
                 continue; // a provider listing the same resource twice (pagination overlap)
             }
@@ -107,40 +107,63 @@ impl Plan {
     }
 }
 
-fn add_edges(graph: &mut DiGraph<PlanNode, ()>, index: &mut HashMap<ResourceKey, NodeIndex>) {
-    let mut edges: Vec<(ResourceKey, ResourceKey)> = Vec::new();
-    for node in graph.node_weights() {
-        let key = &node.resource.key;
-        for target in &node.resource.references {
-            edges.push((key.clone(), target.clone()));
+/// Sorts `resources` by key (stable) and `verdicts` with them, in place: no second copy of the
+/// resources is made.
+fn sort_together(resources: &mut [Resource], verdicts: &mut [Verdict]) {
+    let mut order: Vec<usize> = (0..resources.len()).collect();
+    order.sort_by(|&a, &b| resources[a].key.cmp(&resources[b].key));
+    // Position `p` takes the element at `order[p]`: follow each cycle of the permutation, marking a
+    // position done by pointing it at itself.
+    for start in 0..order.len() {
+        let mut current = start;
+        loop {
+            let next = order[current];
+            order[current] = current;
+            if next == start {
+                break;
+            }
+            resources.swap(current, next);
+            verdicts.swap(current, next);
+            current = next;
         }
-        for user in &node.resource.used_by {
-            edges.push((user.clone(), key.clone()));
+    }
+}
+
+/// Adds an edge for every reference and every user, in node order. Keys are resolved to nodes as
+/// they are met, so no key is copied but a stand-in's.
+fn add_edges(graph: &mut DiGraph<PlanNode, ()>, index: &mut HashMap<ResourceKey, NodeIndex>) {
+    let mut edges: Vec<(NodeIndex, NodeIndex)> = Vec::new();
+    for node in (0..graph.node_count()).map(NodeIndex::new) {
+        // A reference to something the provider did not list has nothing to order against.
+        for target in &graph[node].resource.references {
+            if let Some(&to) = index.get(target) {
+                edges.push((node, to));
+            }
+        }
+        // A user it did not list still holds the resource: it becomes an unselected stand-in.
+        for at in 0..graph[node].resource.used_by.len() {
+            let user = &graph[node].resource.used_by[at];
+            let from = match index.get(user) {
+                Some(&from) => from,
+                None => {
+                    let key = user.clone();
+                    let mut stand_in = Resource::new(key.clone(), "");
+                    stand_in.status = "not listed".to_string();
+                    let from = graph.add_node(PlanNode {
+                        resource: stand_in,
+                        verdict: None,
+                        disposition: Disposition::Keep,
+                    });
+                    index.insert(key, from);
+                    from
+                }
+            };
+            edges.push((from, node));
         }
     }
     for (from, to) in edges {
-        if from == to {
-            continue;
-        }
-        // A reference to something the provider did not list has nothing to order against; a user
-        // it did not list still holds the resource, so it becomes an unselected stand-in.
-        let Some(&to_node) = index.get(&to) else { continue };
-        let from_node = match index.get(&from) {
-            Some(&node) => node,
-            None => {
-                let mut stand_in = Resource::new(from.clone(), "");
-                stand_in.status = "not listed".to_string();
-                let node = graph.add_node(PlanNode {
-                    resource: stand_in,
-                    verdict: None,
-                    disposition: Disposition::Keep,
-                });
-                index.insert(from, node);
-                node
-            }
-        };
-        if graph.find_edge(from_node, to_node).is_none() {
-            graph.add_edge(from_node, to_node, ());
+        if from != to && graph.find_edge(from, to).is_none() {
+            graph.add_edge(from, to, ());
         }
     }
 }
@@ -270,6 +293,28 @@ mod tests {
             .find(|n| &n.resource.key == k)
             .map(|n| n.disposition.clone())
             .expect("node exists")
+    }
+
+    #[test]
+    fn resources_and_their_verdicts_are_sorted_together_by_key() {
+        // Each verdict names its resource's place in the input, so the pairing can be checked.
+        const INPUT: [&str; 6] = ["input 0", "input 1", "input 2", "input 3", "input 4", "input 5"];
+        let ids = ["e", "b", "d", "a", "c", "b"];
+        let mut resources: Vec<Resource> = ids.iter().map(|id| res(Kind::Port, id, &[])).collect();
+        let mut verdicts: Vec<Verdict> = INPUT.iter().map(|&at| Verdict::NotMatched(at)).collect();
+        sort_together(&mut resources, &mut verdicts);
+        let pairs: Vec<(&str, &Verdict)> = resources
+            .iter()
+            .map(|r| r.key.id.as_str())
+            .zip(&verdicts)
+            .collect();
+        let expected = [("a", 3), ("b", 1), ("b", 5), ("c", 4), ("d", 2), ("e", 0)]
+            .map(|(id, at)| (id, Verdict::NotMatched(INPUT[at])));
+        let expected: Vec<(&str, &Verdict)> = expected.iter().map(|(id, v)| (*id, v)).collect();
+        assert_eq!(
+            pairs, expected,
+            "sorted by key, stable, each verdict with its resource"
+        );
     }
 
     /// The CI topology: a server on a port, the port on a subnet with a security group, a router

@@ -77,10 +77,8 @@ pub struct PassReport {
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
     pub clouds: Vec<CloudStatus>,
+    /// Every listed resource, sorted by key: where the report finds the names it shows next to ids.
     pub items: Vec<ReportItem>,
-    /// Names of every resource in the graph, to show next to ids.
-    #[serde(skip)]
-    pub names: HashMap<ResourceKey, String>,
 }
 
 #[derive(Default)]
@@ -113,7 +111,8 @@ impl PassReport {
     }
 
     fn named(&self, key: &ResourceKey) -> String {
-        named(key, self.names.get(key).map(String::as_str))
+        let item = self.items.binary_search_by(|item| item.key.cmp(key));
+        named(key, item.ok().map(|at| self.items[at].name.as_str()))
     }
 
     /// The human report: a line of totals, a table per cloud and kind, then every leftover with why.
@@ -509,7 +508,6 @@ mod tests {
                 error: None,
             }],
             items: vec![item(passes_left)],
-            names: HashMap::new(),
         };
         assert!(report(3)
             .render_table()
@@ -678,7 +676,9 @@ mod tests {
                 0,
             ),
         ];
-        let names = items.iter().map(|i| (i.key.clone(), i.name.clone())).collect();
+        // As `build_report` leaves them: sorted by key.
+        let mut items = items;
+        items.sort_by(|a, b| a.key.cmp(&b.key));
         PassReport {
             mode: crate::pass::Mode::Delete,
             pass: 7,
@@ -695,7 +695,6 @@ mod tests {
                 },
             ],
             items,
-            names,
         }
     }
 

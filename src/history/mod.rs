@@ -245,6 +245,8 @@ impl HistoryStore {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Sends a changed record to the store, if there is one. The channel is unbounded: this never
+    /// waits on the disk, so it is called with the records locked, and nothing is copied twice.
     fn persist(&self, key: &ResourceKey, record: &Record) {
         if let Some(writer) = &self.writer {
             writer.upsert(key, record);
@@ -283,13 +285,12 @@ impl HistoryStore {
     ) {
         let mut memory = self.memory();
         let seen_keys: HashSet<&ResourceKey> = seen.iter().map(|sighting| sighting.key).collect();
-        let mut changed = Vec::new();
         for (key, record) in memory.records.iter_mut() {
             if clouds.contains(&key.cloud) && !seen_keys.contains(key) && record.gone_since.is_none() {
                 record.gone_since = Some(now);
                 record.sightings = 0;
                 record.leak_sightings = 0;
-                changed.push((key.clone(), record.clone()));
+                self.persist(key, record);
             }
         }
         for Sighting {
@@ -315,11 +316,7 @@ impl HistoryStore {
             record.last_pass = pass;
             record.last_seen = now;
             record.name = name.to_string();
-            changed.push(((*key).clone(), record.clone()));
-        }
-        drop(memory);
-        for (key, record) in changed {
-            self.persist(&key, &record);
+            self.persist(key, record);
         }
     }
 
@@ -359,7 +356,6 @@ impl HistoryStore {
     /// passes"), everything else ends it. Returns nothing; the report's items are updated in place.
     pub fn record_report(&self, report: &mut PassReport, now: DateTime<Utc>) {
         let mut memory = self.memory();
-        let mut changed = Vec::new();
         for item in report.items.iter_mut() {
             let Some(record) = memory.records.get_mut(&item.key) else {
                 continue;
@@ -384,12 +380,9 @@ impl HistoryStore {
                     }
                 }
             }
-            changed.push((item.key.clone(), record.clone()));
+            self.persist(&item.key, record);
         }
         drop(memory);
-        for (key, record) in changed {
-            self.persist(&key, &record);
-        }
         if let Some(writer) = &self.writer {
             writer.commit_soon();
         }

@@ -66,7 +66,6 @@ fn report_left(key: &ResourceKey, reason: LeftReason) -> PassReport {
             passes_left: 0,
             suspected_leak: None,
         }],
-        names: HashMap::new(),
     }
 }
 
