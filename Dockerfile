@@ -70,6 +70,11 @@ LABEL org.opencontainers.image.title="cloud-janitor" \
       org.opencontainers.image.description="Deletes the resources interrupted CI jobs leave behind in OpenStack and Proxmox VE" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 65532:65532
+# glibc's allocator: buffers of 128 KiB and more (API answers) are mapped and returned when freed,
+# and two arenas serve every thread. At 11,000 resources this takes the peak resident set from
+# about 54 MiB to about 40 (docs/BENCHMARKS.md); `cloud-janitor bench` runs the janitor with the
+# same value (src/bench.rs, IMAGE_GLIBC_TUNABLES).
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2
 # Prometheus metrics, /healthz and /readyz (`listen` in the config).
 EXPOSE 9464
 # Exec form: there is no shell in the image. `healthcheck` GETs

@@ -310,12 +310,13 @@ check_demo() {
     tail -n 20 "$WORK/demo.log"
 }
 check_config() {
-    local user entrypoint healthcheck ports
+    local user entrypoint healthcheck ports env
     user=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE_AMD64")
     entrypoint=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$IMAGE_AMD64")
     healthcheck=$("${BUILDAH[@]}" inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE_AMD64")
     ports=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.ExposedPorts}}' "$IMAGE_AMD64")
-    echo "user=$user entrypoint=$entrypoint healthcheck=$healthcheck ports=$ports"
+    env=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.Env}}' "$IMAGE_AMD64")
+    echo "user=$user entrypoint=$entrypoint healthcheck=$healthcheck ports=$ports env=$env"
     # A numeric, non-zero uid, so that runAsNonRoot can check it without /etc/passwd.
     if ! [[ $user =~ ^([0-9]+)(:[0-9]+)?$ ]] || ((BASH_REMATCH[1] == 0)); then
         echo "image user is not a numeric non-root uid"
@@ -324,6 +325,7 @@ check_config() {
     [[ $entrypoint == "[/cloud-janitor]" ]] || { echo "unexpected entrypoint"; return 1; }
     [[ $healthcheck == *"/cloud-janitor healthcheck"* ]] || { echo "no HEALTHCHECK"; return 1; }
     [[ $ports == *9464/tcp* ]] || { echo "port 9464 not exposed"; return 1; }
+    [[ $env == *GLIBC_TUNABLES=glibc.malloc.mmap_threshold=* ]] || { echo "no allocator settings (GLIBC_TUNABLES)"; return 1; }
 }
 check_dns() {
     # A static glibc binary must resolve names with no NSS module in the image:
@@ -383,7 +385,7 @@ if [[ -n $CONTAINER ]]; then
     step "manifest list: linux/amd64 and linux/arm64, each with its own binary" check_manifest_list
     step "image runs --version (buildah run)" check_version
     step "image runs the demo (buildah run)" check_demo
-    step "image config: non-root numeric user, entrypoint, healthcheck, port" check_config
+    step "image config: non-root numeric user, entrypoint, healthcheck, port, allocator settings" check_config
     step "image resolves host names by DNS without NSS files" check_dns
     step "image size under 30 MB" check_size
 else

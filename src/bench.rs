@@ -158,6 +158,22 @@ fn janitor_config(settings: &BenchSettings, limit: Limit, clouds: &str) -> Strin
     )
 }
 
+/// The allocator settings the container image runs the janitor with (`ENV GLIBC_TUNABLES` in the
+/// Dockerfile): the janitor measured here runs as it is shipped.
+pub const IMAGE_GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2";
+
+/// This binary as a janitor child, logging warnings only, with the image's allocator settings
+/// unless `GLIBC_TUNABLES` is set here (set it empty to measure glibc's defaults).
+fn janitor_command() -> Result<tokio::process::Command, BenchError> {
+    let exe = std::env::current_exe().map_err(io("finding this binary"))?;
+    let mut command = tokio::process::Command::new(exe);
+    command.env("CLOUD_JANITOR_LOG", "warn");
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        command.env("GLIBC_TUNABLES", IMAGE_GLIBC_TUNABLES);
+    }
+    Ok(command)
+}
+
 /// Runs `cloud-janitor once` with `limit` on `clouds`; its config, log and metrics land beside
 /// the simulator's request log, which `log` reads when it is over.
 async fn run_janitor(
@@ -172,15 +188,13 @@ async fn run_janitor(
     let config = directory.join(format!("{name}.toml"));
     std::fs::write(&config, config_text).map_err(io(format!("writing {}", config.display())))?;
     let metrics = directory.join(format!("{name}.prom"));
-    let exe = std::env::current_exe().map_err(io("finding this binary"))?;
-    let mut command = tokio::process::Command::new(exe);
+    let mut command = janitor_command()?;
     command
         .arg("once")
         .arg("--config")
         .arg(&config)
         .arg("--metrics-file")
-        .arg(&metrics)
-        .env("CLOUD_JANITOR_LOG", "warn");
+        .arg(&metrics);
     let measured = run_measured(command, &directory.join(format!("{name}.log"))).await?;
     let text = std::fs::read_to_string(&metrics).unwrap_or_default();
     let phases = text
@@ -513,13 +527,11 @@ pub async fn idle_daemon_rss_kib(directory: &Path, settle: Duration) -> Result<u
         clouds_yaml.display()
     );
     std::fs::write(&config, text).map_err(io("writing the idle config"))?;
-    let exe = std::env::current_exe().map_err(io("finding this binary"))?;
     let log = std::fs::File::create(directory.join("idle.log")).map_err(io("creating idle.log"))?;
-    let mut child = tokio::process::Command::new(exe)
+    let mut child = janitor_command()?
         .arg("run")
         .arg("--config")
         .arg(&config)
-        .env("CLOUD_JANITOR_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
@@ -600,4 +612,19 @@ pub fn phases(rows: &[Row]) -> String {
         let _ = writeln!(out, "- {}, {}: {}", row.scenario, row.cleaner, phases.join(", "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IMAGE_GLIBC_TUNABLES;
+
+    #[test]
+    fn the_benchmark_runs_the_janitor_with_the_images_allocator_settings() {
+        let wanted = format!("ENV GLIBC_TUNABLES={IMAGE_GLIBC_TUNABLES}");
+        let dockerfile = include_str!("../Dockerfile");
+        assert!(
+            dockerfile.lines().any(|line| line.trim() == wanted),
+            "the Dockerfile has no line `{wanted}`"
+        );
+    }
 }
