@@ -634,6 +634,17 @@ async fn a_second_janitor_on_the_same_history_exits_2_naming_the_first() {
     assert_eq!(listed.code, Some(0), "{}", listed.both());
 }
 
+/// A command refused for `--cloud elsewhere`, a cloud the config (one cloud, `sim`) lacks: exit 64,
+/// naming the configured clouds.
+fn assert_no_cloud_elsewhere(run: &support::Run) {
+    assert_eq!(run.code, Some(64), "{}", run.both());
+    assert!(
+        run.stderr.contains("no cloud `elsewhere` (configured: sim)"),
+        "{}",
+        run.both()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
     let cloud = Cloud::start(true).await;
@@ -668,15 +679,10 @@ async fn history_shows_attempts_and_why_a_resource_stayed_left_longest_first() {
         table.stdout
     );
 
-    let elsewhere = run_blocking(janitor_cli(&["history", "--cloud", "elsewhere"], &config));
-    assert_eq!(elsewhere.code, Some(64), "{}", elsewhere.both());
-    assert!(
-        elsewhere
-            .stderr
-            .contains("no cloud `elsewhere` (configured: sim)"),
-        "{}",
-        elsewhere.both()
-    );
+    assert_no_cloud_elsewhere(&run_blocking(janitor_cli(
+        &["history", "--cloud", "elsewhere"],
+        &config,
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,15 +730,7 @@ async fn explain_gives_the_verdict_exits_1_with_the_closest_names_and_64_on_a_ba
         missed.both()
     );
 
-    let elsewhere = explain(&["--cloud", "elsewhere", "ci-job-1-port"]).await;
-    assert_eq!(elsewhere.code, Some(64), "{}", elsewhere.both());
-    assert!(
-        elsewhere
-            .stderr
-            .contains("no cloud `elsewhere` (configured: sim)"),
-        "{}",
-        elsewhere.both()
-    );
+    assert_no_cloud_elsewhere(&explain(&["--cloud", "elsewhere", "ci-job-1-port"]).await);
 
     let bad = write(
         cloud.dir.path(),
