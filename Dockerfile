@@ -72,8 +72,8 @@ LABEL org.opencontainers.image.title="cloud-janitor" \
 USER 65532:65532
 # glibc's allocator: buffers of 128 KiB and more (API answers) are mapped and returned when freed,
 # and two arenas serve every thread. At 11,000 resources this takes the peak resident set from
-# about 54 MiB to about 40 (docs/BENCHMARKS.md); `cloud-janitor bench` runs the janitor with the
-# same value (src/bench.rs, IMAGE_GLIBC_TUNABLES).
+# about 54 MiB to 38.5 (docs/BENCHMARKS.md); `cloud-janitor bench` runs the janitor with the same
+# value (src/bench.rs, IMAGE_GLIBC_TUNABLES).
 ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2
 # Prometheus metrics, /healthz and /readyz (`listen` in the config).
 EXPOSE 9464
