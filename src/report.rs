@@ -197,15 +197,8 @@ impl PassReport {
         if !left.is_empty() {
             let _ = writeln!(out, "\nLeft in place:");
             for (item, reason) in left {
-                let _ = writeln!(
-                    out,
-                    "  {:<12} {:<16} {:<38} {:<24} {}",
-                    item.key.cloud,
-                    item.key.kind.as_str(),
-                    item.key.id,
-                    item.name,
-                    reason.sentence(|key| self.named(key)) + &repeated(item.passes_left)
-                );
+                let why = reason.sentence(|key| self.named(key)) + &repeated(item.passes_left);
+                let _ = writeln!(out, "{}", row(&item.key, &item.name, why));
             }
         }
         self.render_suspected_leaks(&mut out);
@@ -236,15 +229,8 @@ impl PassReport {
                 Outcome::WouldDelete => "would be deleted (report-only mode)".to_string(),
                 other => other.to_string(),
             };
-            let line = format!(
-                "  {:<12} {:<16} {:<38} {:<24} {}: {fate}",
-                item.key.cloud,
-                item.key.kind.as_str(),
-                item.key.id,
-                item.name,
-                sign.describe()
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
+            let what = format!("{}: {fate}", sign.describe());
+            let _ = writeln!(out, "{}", row(&item.key, &item.name, what));
         }
     }
 
@@ -268,16 +254,22 @@ impl PassReport {
             malformed.len()
         );
         for (item, malformed) in malformed {
-            let _ = writeln!(
-                out,
-                "  {:<12} {:<16} {:<38} {:<24} {malformed}",
-                item.key.cloud,
-                item.key.kind.as_str(),
-                item.key.id,
-                item.name,
-            );
+            let _ = writeln!(out, "{}", row(&item.key, &item.name, malformed));
         }
     }
+}
+
+/// One resource's line in a list of the report or the plan: cloud, kind, id and name in columns,
+/// then what is said of it.
+fn row(key: &ResourceKey, name: &str, said: impl std::fmt::Display) -> String {
+    let line = format!(
+        "  {:<12} {:<16} {:<38} {:<24} {said}",
+        key.cloud,
+        key.kind.as_str(),
+        key.id,
+        name
+    );
+    line.trim_end().to_string()
 }
 
 /// A resource as people read it: its kind and id, and its name when it has one.
@@ -335,15 +327,8 @@ pub fn plan_table(plan: &Plan) -> String {
             .collect();
         for (n, reason) in held {
             let r = &n.resource;
-            let _ = writeln!(
-                out,
-                "  {:<12} {:<16} {:<38} {:<24} {}",
-                r.key.cloud,
-                r.key.kind.as_str(),
-                r.key.id,
-                r.name,
-                reason.sentence(|key| named(key, names.get(key).copied()))
-            );
+            let why = reason.sentence(|key| named(key, names.get(key).copied()));
+            let _ = writeln!(out, "{}", row(&r.key, &r.name, why));
         }
     }
     let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
