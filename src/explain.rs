@@ -3,7 +3,7 @@
 //! verdict in one sentence. Pure: built from a plan, the cloud's selection rules and the history;
 //! the command (`commands/explain.rs`) does the discovery and the printing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use crate::model::{Guard, ResourceKey};
 use crate::outcome::LeftReason;
 use crate::pass::Mode;
 use crate::planner::{Disposition, Plan};
-use crate::selection::{human, passes, History, RuleCheck, Selector, Verdict};
+use crate::selection::{human, passes, time, History, RuleCheck, Selector, Verdict};
 
 /// Everything `explain` shows of one resource.
 #[derive(Debug, Clone, Serialize)]
@@ -79,15 +79,8 @@ pub enum PlanPlace {
 
 /// A resource as people read it: kind, id and, when it has one, name.
 fn named(plan: &Plan, key: &ResourceKey) -> String {
-    let name = plan
-        .node(key)
-        .map(|n| plan.graph[n].resource.name.clone())
-        .unwrap_or_default();
-    if name.is_empty() {
-        key.to_string()
-    } else {
-        format!("{key} ({name})")
-    }
+    let name = plan.node(key).map(|n| plan.graph[n].resource.name.as_str());
+    crate::report::named(key, name)
 }
 
 fn action(disposition: &Disposition) -> &'static str {
@@ -138,7 +131,7 @@ fn deleted_before(plan: &Plan, node: NodeIndex) -> Vec<NodeIndex> {
 }
 
 /// The verdict of a resource the plan does not touch, in one sentence.
-fn kept_sentence(verdict: Option<&Verdict>, selector: &Selector, kind: &str) -> String {
+fn kept_sentence(verdict: Option<&Verdict>, kind: &str) -> String {
     let Some(verdict) = verdict else {
         return "not listed by its provider: known only as a user of what it uses, never touched".into();
     };
@@ -152,22 +145,17 @@ fn kept_sentence(verdict: Option<&Verdict>, selector: &Selector, kind: &str) -> 
         }
         Verdict::NotExpired { tag, at } => format!(
             "not deleted before {}: its expiry tag {tag} has not passed, whatever min_age says",
-            at.format("%Y-%m-%d %H:%M:%S UTC")
+            time(*at)
         ),
         Verdict::MalformedExpiry(malformed) => {
             format!("not deleted: {malformed}; it is never guessed at, so fix or remove the tag")
         }
-        Verdict::SuspectedLeak(sign) => {
-            let opt_in = if selector.leak_rules().detect {
-                format!("; add \"{kind}\" to delete_suspected_leaks to delete such leaks")
-            } else {
-                String::new()
-            };
-            format!(
-                "not deleted: a suspected leak ({}), reported only{opt_in}",
-                sign.describe()
-            )
-        }
+        // Only a cloud that looks for suspected leaks judges one so; deleting them is opt-in.
+        Verdict::SuspectedLeak(sign) => format!(
+            "not deleted: a suspected leak ({}), reported only; add \"{kind}\" to \
+             delete_suspected_leaks to delete such leaks",
+            sign.describe()
+        ),
         // A selected resource is never kept: the plan deletes it or holds it.
         Verdict::Selected | Verdict::Expired { .. } | Verdict::Leaked(_) => {
             "selected, but not in the plan".into()
@@ -223,8 +211,6 @@ pub fn explain(
     let by_key = |a: &NodeIndex, b: &NodeIndex| plan.graph[*a].resource.key.cmp(&plan.graph[*b].resource.key);
     uses.sort_by(by_key);
     used_by.sort_by(by_key);
-    let position: HashMap<NodeIndex, usize> =
-        plan.order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
     let (place, verdict) = match &n.disposition {
         Disposition::Delete => {
             let before = deleted_before(plan, node);
@@ -254,7 +240,7 @@ pub fn explain(
                 (Mode::Delete, _) => sentence,
             };
             let place = PlanPlace::Delete {
-                position: position.get(&node).copied().unwrap_or(0),
+                position: plan.order.iter().position(|&n| n == node).map_or(0, |at| at + 1),
                 of: plan.order.len(),
                 after: before
                     .iter()
@@ -289,7 +275,7 @@ pub fn explain(
                 sentence,
             )
         }
-        Disposition::Keep => (PlanPlace::Keep, kept_sentence(n.verdict.as_ref(), selector, kind)),
+        Disposition::Keep => (PlanPlace::Keep, kept_sentence(n.verdict.as_ref(), kind)),
     };
     Explanation {
         cloud: resource.key.cloud.clone(),
@@ -311,10 +297,6 @@ pub fn explain(
         plan: place,
         history: record,
     }
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 fn neighbours(out: &mut String, title: &str, list: &[Neighbour]) {

@@ -273,7 +273,7 @@ fn row(key: &ResourceKey, name: &str, said: impl std::fmt::Display) -> String {
 }
 
 /// A resource as people read it: its kind and id, and its name when it has one.
-fn named(key: &ResourceKey, name: Option<&str>) -> String {
+pub(crate) fn named(key: &ResourceKey, name: Option<&str>) -> String {
     match name.filter(|n| !n.is_empty()) {
         Some(name) => format!("{key} ({name})"),
         None => key.to_string(),

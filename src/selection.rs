@@ -324,7 +324,8 @@ pub fn passes(n: u32) -> String {
     }
 }
 
-fn time(at: DateTime<Utc>) -> String {
+/// A moment as reports and `explain` print it.
+pub fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -396,11 +397,6 @@ impl Selector {
                 delete,
             },
         })
-    }
-
-    /// The rules for suspected leaks.
-    pub fn leak_rules(&self) -> &LeakRules {
-        &self.leaks
     }
 
     /// The expiry tag that decides for `resource` (the one that expires last), when it has any.

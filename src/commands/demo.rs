@@ -121,10 +121,7 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         }
     }
     println!(
-        "  (never even listed: untagged servers and untagged floating IPs on a port, which the API's tag"
-    );
-    println!(
-        "   filter leaves out, and other projects' resources, the external and shared networks among them)\n"
+        "  (never even listed: other projects' resources, the external and shared networks among them)\n"
     );
     println!("Leftover metrics (what Prometheus scrapes at /metrics):");
     for line in metrics
