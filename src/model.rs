@@ -163,16 +163,6 @@ pub enum LeakSign {
 }
 
 impl LeakSign {
-    /// The stable, snake_case name used in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeakSign::FloatingIpWithoutPort => "floating_ip_without_port",
-            LeakSign::PortWithoutDevice => "port_without_device",
-            LeakSign::VolumeWithoutAttachment => "volume_without_attachment",
-            LeakSign::DiskWithoutGuest => "disk_without_guest",
-        }
-    }
-
     /// What it looks like, for people.
     pub fn describe(self) -> &'static str {
         match self {

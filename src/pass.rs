@@ -126,11 +126,6 @@ impl Janitor {
         &self.history
     }
 
-    /// The configured clouds' names, in config order.
-    pub fn cloud_names(&self) -> Vec<&str> {
-        self.clouds.iter().map(|cloud| cloud.name.as_str()).collect()
-    }
-
     /// The selection rules of a cloud.
     pub fn selector(&self, cloud: &str) -> Option<&Selector> {
         self.clouds.iter().find(|c| c.name == cloud).map(|c| &c.selector)

@@ -162,11 +162,7 @@ impl Executor {
     /// Runs rounds until the queue is closed and empty. A key with no round in flight starts one
     /// when it has watches waiting, or when enough admission places are free for the reads before
     /// deletes it has waiting (see the module documentation).
-    pub(super) async fn run_status_rounds<'a>(
-        &self,
-        mut reads: mpsc::UnboundedReceiver<Read<'a>>,
-        freed: Arc<Notify>,
-    ) {
+    pub(super) async fn run_status_rounds<'a>(&self, mut reads: mpsc::UnboundedReceiver<Read<'a>>) {
         let mut waiting: HashMap<(&'a str, BatchKey), Waiting<'a>> = HashMap::new();
         let mut in_flight: HashSet<(&'a str, BatchKey)> = HashSet::new();
         let mut rounds = FuturesUnordered::new();
@@ -204,7 +200,7 @@ impl Executor {
                 Some(key) = rounds.next(), if !rounds.is_empty() => {
                     in_flight.remove(&key);
                 }
-                _ = freed.notified(), if !waiting.is_empty() => {}
+                _ = self.freed.notified(), if !waiting.is_empty() => {}
             }
         }
     }

@@ -58,9 +58,9 @@ pub struct Executor {
     cancel: CancellationToken,
     global: Semaphore,
     per_cloud: HashMap<String, ConcurrencyLimit>,
-    /// Per cloud, the nodes between their status read and the end of their delete call: three
-    /// times the most calls the cloud may have in flight, so batched reads keep deletes busy while
-    /// no read waits long for its delete.
+    /// Per cloud, the nodes between their status read and the end of their delete call: four
+    /// times the most calls the cloud may have in flight (rounds of twice that), so batched reads
+    /// keep deletes busy while no read waits long for its delete.
     admission: HashMap<String, Admission>,
     /// Rung when an admission place comes free.
     freed: Arc<Notify>,
@@ -139,7 +139,7 @@ impl Executor {
             // Dropping `reads` closes the queue: the rounds end once the last is answered.
             drop(reads);
         };
-        futures::join!(nodes, self.run_status_rounds(queue, self.freed.clone()));
+        futures::join!(nodes, self.run_status_rounds(queue));
     }
 
     async fn execute_nodes<'p>(&self, plan: &'p Plan, reads: &StatusReads<'p>) {

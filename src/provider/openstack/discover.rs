@@ -1,4 +1,4 @@
-//! OpenStack listings (paginated, project-scoped, tag-filtered where safe) and the pure mapping of
+//! OpenStack listings (paginated, project-scoped, never filtered by tag) and the pure mapping of
 //! the decoded items to [`Resource`]s with their references, guards and details.
 
 use std::collections::{BTreeSet, HashMap, HashSet};

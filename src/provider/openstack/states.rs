@@ -108,12 +108,7 @@ mod tests {
     fn observe(kind: Kind, removal: Removal, body: &str) -> Result<Observed, String> {
         let mut resource = Resource::new(ResourceKey::new("sim", kind, "id-1"), "r");
         resource.removal = removal;
-        let service = match kind {
-            Kind::Server => Service::Compute,
-            Kind::Volume | Kind::VolumeSnapshot => Service::BlockStorage,
-            Kind::LoadBalancer => Service::LoadBalancer,
-            _ => Service::Network,
-        };
+        let service = super::super::OpenStackProvider::service_of(kind);
         observed(&resource, service, &url(), body.as_bytes()).map_err(|e| e.to_string())
     }
 

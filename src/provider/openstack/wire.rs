@@ -256,8 +256,6 @@ listed_item! {
         #[serde(default, deserialize_with = "or_default")]
         provisioning_status: String,
         #[serde(default, deserialize_with = "non_empty")]
-        vip_port_id: Option<String>,
-        #[serde(default, deserialize_with = "non_empty")]
         vip_subnet_id: Option<String>,
         #[serde(default, deserialize_with = "non_empty")]
         vip_network_id: Option<String>,

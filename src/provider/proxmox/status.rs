@@ -4,7 +4,7 @@
 //! instead of reading `status/current` again (a wrong "stopped" costs a refused destroy, which
 //! stops the guest and tries again; a wrong "running" a stop of a stopped guest).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::details::ProxmoxDetails;
 use super::{cluster_guests, storage_content, ProxmoxProvider};
@@ -67,7 +67,9 @@ impl ProxmoxProvider {
     }
 
     async fn observe_disks(&self, batch: &[&Resource]) -> Vec<Result<Observed, ProviderError>> {
-        let Some(disk) = batch.first().and_then(|r| ProxmoxDetails::disk(r).ok()) else {
+        // Every member is a disk of one storage; with no member's details readable, each gets its
+        // own error (never a guess).
+        let Some(disk) = batch.iter().find_map(|r| ProxmoxDetails::disk(r).ok()) else {
             return batch
                 .iter()
                 .map(|r| ProxmoxDetails::disk(r).map(|_| Observed::Gone))
@@ -77,11 +79,12 @@ impl ProxmoxProvider {
             Ok(content) => content,
             Err(error) => return batch.iter().map(|_| Err(error.duplicate())).collect(),
         };
+        let present: HashSet<&str> = content.iter().map(|item| item.volid.as_str()).collect();
         batch
             .iter()
             .map(|resource| {
                 let disk = ProxmoxDetails::disk(resource)?;
-                let present = content.iter().any(|item| item.volid == disk.volid);
+                let present = present.contains(disk.volid.as_str());
                 Ok(if present { Observed::Ready } else { Observed::Gone })
             })
             .collect()
