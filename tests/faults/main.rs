@@ -34,6 +34,26 @@ use support::{
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+/// `rule` moved past discovery's listing: it strikes the batched status reads of that collection
+/// (Nova and Cinder answer them from the same list, read again).
+fn on_status_reads(rule: FaultRule) -> FaultRule {
+    FaultRule { skip: 1, ..rule }
+}
+
+/// Asserts that the fault on `path` was met as often as it was set to be: a row whose fault never
+/// struck would prove nothing.
+fn assert_struck(faulted: &Faulted, path: &str) {
+    let left: Vec<&FaultRule> = faulted
+        .rules_left
+        .iter()
+        .filter(|rule| rule.path == path)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the fault on {path} never struck in full: {left:#?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 409 storms
 // ---------------------------------------------------------------------------------------------
@@ -93,11 +113,17 @@ async fn a_5xx_on_deletes_and_status_reads_is_retried_and_one_that_persists_is_r
     let bench = Bench::openstack(&[]).await;
     let networks = of_kind(&bench, "network");
     bench.inject(FaultRule::status("DELETE", "/v2.0/ports/", 502, 3));
-    bench.inject(FaultRule::status("GET", "/compute/v2.1/servers/", 500, 2));
+    bench.inject(on_status_reads(FaultRule::status(
+        "GET",
+        "/compute/v2.1/servers/detail",
+        500,
+        2,
+    )));
     bench.inject(forever(FaultRule::status("DELETE", "/v2.0/networks/", 500, 0)));
-    bench
+    let faulted = bench
         .row(Expect::kept(Stay::These(networks), &["retries_exhausted"]), || {})
         .await;
+    assert_struck(&faulted, "/compute/v2.1/servers/detail");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,15 +156,16 @@ async fn a_503_with_retry_after_on_a_delete_waits_as_long_as_it_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_longer_than_the_pass_ends_that_resource_at_the_deadline() {
     let bench = Bench::openstack_within(Duration::from_secs(3), &[]).await;
-    let server = bench.seeded().jobs[1].servers[0].clone();
-    bench.inject(retry_after(
-        forever(FaultRule::status("GET", &format!("/servers/{server}"), 503, 0)),
+    // Every status read of the servers (one batched list) is told to come back in an hour.
+    let servers = of_kind(&bench, "server");
+    bench.inject(on_status_reads(retry_after(
+        forever(FaultRule::status("GET", "/compute/v2.1/servers/detail", 503, 0)),
         "3600",
-    ));
+    )));
     let faulted = bench
         .row(
             Expect::kept(
-                Stay::These(vec![server.clone()]),
+                Stay::These(servers.clone()),
                 &["pass_deadline", "retries_exhausted"],
             ),
             || {},
@@ -149,6 +176,12 @@ async fn a_retry_after_longer_than_the_pass_ends_that_resource_at_the_deadline()
         "{:?}",
         faulted.report.duration
     );
+    for server in &servers {
+        assert!(
+            left_reason(&faulted.report, server).is_some(),
+            "server {server} met the fault and stayed"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,23 +217,28 @@ async fn a_connection_reset_is_retried_wherever_it_strikes() {
     let bench = Bench::openstack(&[]).await;
     bench.inject(FaultRule::broken("POST", "/auth/tokens", Breakage::Hangup, 1));
     bench.inject(FaultRule::broken("GET", "/v2.0/routers", Breakage::Hangup, 1));
-    bench.inject(FaultRule::broken("GET", "/volumes/", Breakage::Hangup, 2));
+    bench.inject(on_status_reads(FaultRule::broken(
+        "GET",
+        "/volumes/detail",
+        Breakage::Hangup,
+        2,
+    )));
     bench.inject(FaultRule::broken("DELETE", "/v2.0/ports/", Breakage::Hangup, 2));
-    bench.row(Expect::all_deleted(), || {}).await;
+    let faulted = bench.row(Expect::all_deleted(), || {}).await;
+    assert_struck(&faulted, "/volumes/detail");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_cut_short_is_retried_and_a_delete_whose_answer_was_lost_is_found_done() {
     let bench = Bench::openstack(&[]).await;
     let group = bench.seeded().jobs[1].security_group.clone();
-    let server = bench.seeded().jobs[1].servers[0].clone();
     bench.inject(FaultRule::broken("GET", "/v2.0/networks", Breakage::Truncate, 1));
-    bench.inject(FaultRule::broken(
+    bench.inject(on_status_reads(FaultRule::broken(
         "GET",
-        &format!("/servers/{server}"),
+        "/compute/v2.1/servers/detail",
         Breakage::Truncate,
         1,
-    ));
+    )));
     bench.inject(FaultRule::broken(
         "DELETE",
         &format!("/security-groups/{group}"),
@@ -212,6 +250,7 @@ async fn a_body_cut_short_is_retried_and_a_delete_whose_answer_was_lost_is_found
         item(&faulted.report, &group).unwrap().status,
         Outcome::AlreadyGone
     );
+    assert_struck(&faulted, "/compute/v2.1/servers/detail");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,17 +392,24 @@ async fn truncated_json_in_a_listing_leaves_the_cloud_unlisted_and_in_a_status_r
     bench.row(Expect::unlisted("network: ports"), || {}).await;
 
     let bench = Bench::openstack(&[]).await;
-    let server = bench.seeded().jobs[1].servers[0].clone();
-    bench.inject(with_body(
-        FaultRule::status("GET", &format!("/servers/{server}"), 200, 1),
-        r#"{"server": {"status": "ACT"#,
-    ));
-    bench
+    let servers = of_kind(&bench, "server");
+    bench.inject(on_status_reads(with_body(
+        FaultRule::status("GET", "/compute/v2.1/servers/detail", 200, 1),
+        r#"{"servers": [{"id": "x", "status": "ACT"#,
+    )));
+    let faulted = bench
         .row(
-            Expect::kept(Stay::These(vec![server]), &["permanent_error"]),
+            Expect::kept(Stay::These(servers.clone()), &["permanent_error"]),
             || {},
         )
         .await;
+    assert_struck(&faulted, "/compute/v2.1/servers/detail");
+    assert!(
+        servers
+            .iter()
+            .any(|server| left_reason(&faulted.report, server).is_some()),
+        "the servers of the round that met the cut answer stay"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
