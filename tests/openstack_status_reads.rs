@@ -12,13 +12,22 @@ use cloud_janitor::demo::{demo_janitor, DemoCloud};
 use cloud_janitor::metrics::Metrics;
 use cloud_janitor_sim::openstack::{LoggedRequest, OpenStackSim, SimConfig};
 
-/// Whether `request` is a status read (a list filtered by ids, or a whole list without `limit`,
-/// which discovery always sets) that can speak for `id`.
-fn reads(request: &LoggedRequest, id: &str) -> bool {
+/// Whether `request` is a status read that can speak for the resource the delete of `deleted`
+/// (a path ending in its collection and id) removes: a Neutron list filtered by that id, or the
+/// whole list of its own collection (Nova and Cinder cannot filter by id), without the `limit`
+/// discovery always sets.
+fn reads(request: &LoggedRequest, deleted: &str) -> bool {
     let (method, path, _) = request;
+    let mut segments = deleted.rsplit('/');
+    let (Some(id), Some(collection)) = (segments.next(), segments.next()) else {
+        return false;
+    };
+    let listed = path.split('?').next().unwrap_or_default();
     method == "GET"
         && !path.contains("limit=")
-        && (path.contains(&format!("id={id}")) || path.ends_with("/detail") || path.ends_with("/os-keypairs"))
+        && (path.contains(&format!("id={id}"))
+            || listed.ends_with(&format!("/{collection}/detail"))
+            || listed.ends_with(&format!("/{collection}")))
 }
 
 /// Whether `request` is a write to `id`.
@@ -59,7 +68,7 @@ async fn every_delete_follows_a_fresh_batched_read_and_nothing_unselected_is_wri
         }
         let id = path.rsplit('/').next().unwrap();
         let earlier = &log[..at];
-        let read = earlier.iter().rposition(|r| reads(r, id));
+        let read = earlier.iter().rposition(|r| reads(r, path));
         // (A router's delete clears its gateway by PUT first, as one delete.)
         let previous_write = earlier.iter().rposition(|r| r.0 == "DELETE" && r.1.ends_with(id));
         let read = read.unwrap_or_else(|| panic!("DELETE {path} without a status read before it"));
@@ -109,6 +118,7 @@ async fn every_delete_follows_a_fresh_batched_read_and_nothing_unselected_is_wri
         .iter()
         .filter(|r| r.0 == "GET" && r.1.starts_with("/network/v2.0/") && r.1.contains("?id="))
         .collect();
+    assert!(!neutron_reads.is_empty(), "Neutron's resources were read by id");
     assert!(
         neutron_reads.iter().all(|r| r.1.contains("fields=id")),
         "{neutron_reads:?}"

@@ -567,6 +567,24 @@ async fn a_read_asked_while_a_round_runs_waits_for_the_next_round() {
         .unwrap();
     assert!(first_with_port > 0);
     assert!(rounds[0].1.iter().all(|id| id.starts_with("vm-")), "{rounds:?}");
+    // The point: a port became ready (its server's delete ended) while rounds ran, and no round
+    // that had started before that answered it.
+    let done = provider.delete_done.lock().unwrap().clone();
+    for i in 0..5 {
+        let server_gone = done
+            .iter()
+            .filter(|(id, _)| *id == format!("vm-{i}"))
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap();
+        let port = format!("port-{i}");
+        let reads = provider.rounds_with(&port);
+        assert!(!reads.is_empty(), "{port} was read");
+        assert!(
+            reads.iter().all(|started| *started >= server_gone),
+            "{port} was read by a round that started before its server was gone: {rounds:?}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
