@@ -68,9 +68,11 @@ impl OpenStackSim {
         look(&mut self.inner.cloud())
     }
 
-    /// Whether a resource exists (still `deleting` counts; a `DELETED` server does not). Kinds: `server`, `port`, `network`,
-    /// `subnet`, `router`, `floating_ip`, `security_group`, `security_group_rule`, `volume`,
-    /// `volume_snapshot`, `keypair` (by name), `server_group`.
+    /// Whether a resource exists (still `deleting` counts; a `DELETED` server does not). Kinds:
+    /// `server`, `port`, `network`, `subnet`, `router`, `floating_ip`, `security_group`,
+    /// `security_group_rule`, `volume`, `volume_snapshot`, `keypair` (by name), `server_group`,
+    /// `volume_backup`, `image`, and with Octavia `load_balancer`, `listener`, `pool`, `member`,
+    /// `health_monitor`.
     pub fn exists(&self, kind: &str, id: &str) -> bool {
         self.look(|cloud| cloud.exists(kind, id))
     }

@@ -208,37 +208,6 @@ impl OpenStackSim {
             .map_err(refused("seed a load balancer job"))
     }
 
-    /// Creates a load balancer on the subnet as user `demo`, `PENDING_CREATE` until the provisioning
-    /// delay passes; returns its id.
-    pub fn create_load_balancer(
-        &self,
-        name: &str,
-        subnet_id: &str,
-        vip_sg_ids: &[&str],
-        tags: &[&str],
-    ) -> Result<String, SimError> {
-        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let req = LoadBalancerReq::new(name, subnet_id, strings(vip_sg_ids), strings(tags));
-        let mut cloud = self.inner.cloud();
-        cloud
-            .load_balancing
-            .as_ref()
-            .ok_or_else(no_octavia)
-            .map_err(refused("create load balancer"))?;
-        LoadBalancer::create(&mut cloud, &Ctx::demo(), None, req).map_err(refused("create load balancer"))
-    }
-
-    /// A load balancer's `provisioning_status` (`PENDING_CREATE`, `ACTIVE`, ...); `None` once gone.
-    pub fn load_balancer_status(&self, id: &str) -> Option<String> {
-        let cloud = self.inner.cloud();
-        cloud
-            .load_balancing
-            .as_ref()?
-            .load_balancers
-            .get(id)
-            .map(|lb| lb.common.provisioning.as_str().to_string())
-    }
-
     /// Makes the load balancer's pending operation end in `ERROR`, or, when none is pending, puts
     /// it in `ERROR` at once (a failed failover); false if there is no such load balancer.
     pub fn fail_load_balancer(&self, id: &str) -> bool {
@@ -274,49 +243,5 @@ impl OpenStackSim {
         lb.common.provisioning = Provisioning::PendingUpdate;
         lb.pending_until = Some(now + for_how_long);
         true
-    }
-
-    /// The ids of the listeners, pools, members and health monitors under a load balancer.
-    pub fn load_balancer_tree(&self, id: &str) -> BTreeMap<&'static str, Vec<String>> {
-        let cloud = self.inner.cloud();
-        let mut tree = BTreeMap::new();
-        let Some(octavia) = cloud.load_balancing.as_ref() else {
-            return tree;
-        };
-        let pools: Vec<&String> = octavia
-            .pools
-            .values()
-            .filter(|p| p.loadbalancer_id == id)
-            .map(|p| &p.common.id)
-            .collect();
-        tree.insert(
-            "listener",
-            octavia
-                .listeners
-                .values()
-                .filter(|l| l.loadbalancer_id == id)
-                .map(|l| l.common.id.clone())
-                .collect(),
-        );
-        tree.insert("pool", pools.iter().map(|p| p.to_string()).collect());
-        tree.insert(
-            "member",
-            octavia
-                .members
-                .values()
-                .filter(|m| pools.contains(&&m.pool_id))
-                .map(|m| m.common.id.clone())
-                .collect(),
-        );
-        tree.insert(
-            "health_monitor",
-            octavia
-                .health_monitors
-                .values()
-                .filter(|h| pools.contains(&&h.pool_id))
-                .map(|h| h.common.id.clone())
-                .collect(),
-        );
-        tree
     }
 }

@@ -164,7 +164,8 @@ impl Cloud {
     /// Moves every asynchronous delete on as far as its time has come by `now` (the clock's reading).
     /// Called before each look at the state, so a deleted server detaches its volumes at half its `server_delete_delay`, turns
     /// `DELETED` (its own ports gone, pre-created ones unbound) at 70 % and answers 404 at the full
-    /// delay, and a volume or snapshot in `deleting` disappears `volume_delete_delay` after its DELETE.
+    /// delay; a volume, snapshot or backup in `deleting` disappears `volume_delete_delay` after its
+    /// DELETE; and load balancers' pending operations end when their time has come.
     pub fn reap(&mut self, now: Instant) {
         let delay = self.server_delete_delay;
         let detach_after = delay / 2;
