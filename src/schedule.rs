@@ -85,15 +85,13 @@ fn crontab_days(field: &str) -> Result<String, String> {
 fn crontab_day(text: &str) -> Result<u32, String> {
     if let Ok(number) = text.parse::<u32>() {
         return match number {
-            0..=6 => Ok(number),
-            7 => Ok(7),
+            0..=7 => Ok(number),
             _ => Err(format!("day of week `{text}`: crontab counts 0-7 from Sunday")),
         };
     }
-    let lower = text.to_ascii_lowercase();
     DAY_NAMES
         .iter()
-        .position(|name| name.eq_ignore_ascii_case(&lower))
+        .position(|name| name.eq_ignore_ascii_case(text))
         .map(|day| day as u32)
         .ok_or_else(|| format!("day of week `{text}`: not 0-7 or a day name (sun, mon, ...)"))
 }

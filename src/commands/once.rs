@@ -43,17 +43,19 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         TableOrJson::Table => print!("{}", report.render_table()),
         TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    if let Some(path) = args.metrics_file {
-        std::fs::write(&path, metrics.render()).map_err(CommandError::io(format!(
+    // Rendered once, after the pass, for the file and the push alike.
+    let exposition = (args.metrics_file.is_some() || args.pushgateway.is_some()).then(|| metrics.render());
+    if let (Some(path), Some(exposition)) = (args.metrics_file, &exposition) {
+        std::fs::write(&path, exposition).map_err(CommandError::io(format!(
             "cannot write metrics to {}",
             path.display()
         )))?;
     }
-    if let Some(pushgateway) = args.pushgateway {
+    if let (Some(pushgateway), Some(exposition)) = (args.pushgateway, exposition) {
         // The pass has run and its report is out: a lost push is the monitoring's problem, which
         // the Pushgateway's staleness alert (CloudJanitorOnceNotReporting) reports, not the pass's.
         let url = push_url(&pushgateway);
-        match push(&url, metrics.render()).await {
+        match push(&url, exposition).await {
             Ok(()) => tracing::info!(url = %url, "metrics pushed"),
             Err(error) => tracing::error!(url = %url, %error, "cannot push the metrics"),
         }

@@ -94,7 +94,8 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     shutdown_token().cancelled().await;
     cloud.sim.shutdown();
     if let Some(path) = &args.request_log {
-        let unserved = cloud.sim.unserved_requests();
+        let unserved: std::collections::HashSet<(String, String)> =
+            cloud.sim.unserved_requests().into_iter().collect();
         let text: String = cloud
             .sim
             .request_log()
