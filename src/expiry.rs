@@ -111,16 +111,22 @@ impl ExpiryPrefixes {
     /// Every expiry tag among `tags`, read; the first malformed one is an error.
     pub fn read(&self, tags: &[String]) -> Result<Vec<ExpiryTag>, MalformedExpiry> {
         let mut found = Vec::new();
+        // Most tags are not expiry tags: their prefix is compared in place, and only the rest of
+        // an expiry tag is lowercased (the prefixes are lowercase ASCII already).
+        let after = |tag: &str, prefix: &str| {
+            tag.get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .map(|_| tag[prefix.len()..].to_ascii_lowercase())
+        };
         for tag in tags {
-            let lower = tag.to_ascii_lowercase();
             let malformed = |problem: String| MalformedExpiry {
                 tag: tag.clone(),
                 problem,
             };
-            let lifetime = if let Some(rest) = lower.strip_prefix(&self.ttl) {
-                Lifetime::Ttl(parse_ttl(rest).map_err(malformed)?)
-            } else if let Some(rest) = lower.strip_prefix(&self.expires) {
-                Lifetime::Until(parse_time(rest).map_err(malformed)?)
+            let lifetime = if let Some(rest) = after(tag, &self.ttl) {
+                Lifetime::Ttl(parse_ttl(&rest).map_err(malformed)?)
+            } else if let Some(rest) = after(tag, &self.expires) {
+                Lifetime::Until(parse_time(&rest).map_err(malformed)?)
             } else {
                 continue;
             };
