@@ -83,6 +83,8 @@ pub struct Janitor {
 pub struct Planned {
     pub pass: u64,
     pub started: DateTime<Utc>,
+    /// The moment every verdict of the plan was judged at.
+    pub judged: DateTime<Utc>,
     pub plan: Plan,
     pub clouds: Vec<CloudStatus>,
 }
@@ -221,6 +223,7 @@ impl Janitor {
         Planned {
             pass,
             started,
+            judged: now,
             plan,
             clouds: statuses,
         }

@@ -6,8 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use super::explain::explain_in;
 use super::{CommandError, Exit};
 use crate::daemon;
@@ -93,9 +91,9 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
     let result = janitor.run_pass(cancel.clone(), Some(progress_printer())).await;
     println!("\nReport:\n{}", result.render_table());
     println!("Why is {EXPLAINED} still there? `cloud-janitor explain {EXPLAINED}`:\n");
-    let (_, explained) = explain_in(&janitor, Mode::Delete, None, EXPLAINED, Utc::now()).await;
+    let (planned, explained) = explain_in(&janitor, Mode::Delete, None, EXPLAINED).await;
     for explanation in explained {
-        for line in explanation.render_text(Utc::now()).lines() {
+        for line in explanation.render_text(planned.judged).lines() {
             println!("  {line}");
         }
     }

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use super::{load, CloudScope, CommandError, Exit};
 use crate::config::Overrides;
 use crate::explain::{closest, explain, find, render_not_found, Explanation};
@@ -34,15 +32,16 @@ pub struct Args {
 const CLOSEST: usize = 5;
 
 /// Discovers (read-only) and explains every resource with id or name `wanted`, in `cloud` when
-/// given; the plan comes back too, for the closest names when nothing matched.
+/// given, with each rule checked at the moment the verdicts were judged; the plan comes back too,
+/// for the closest names when nothing matched.
 pub async fn explain_in(
     janitor: &Janitor,
     mode: Mode,
     cloud: Option<&str>,
     wanted: &str,
-    now: DateTime<Utc>,
 ) -> (Planned, Vec<Explanation>) {
     let planned = janitor.plan_clouds(false, cloud).await;
+    let now = planned.judged;
     let plan = &planned.plan;
     let explanations = find(plan, cloud, wanted)
         .into_iter()
@@ -71,8 +70,8 @@ pub async fn run(args: Args) -> Result<Exit, CommandError> {
         Access::ReadOnly,
     )?;
     let cloud = args.scope.cloud(&config)?;
-    let now = Utc::now();
-    let (planned, explanations) = explain_in(&janitor, config.mode, cloud, &args.resource, now).await;
+    let (planned, explanations) = explain_in(&janitor, config.mode, cloud, &args.resource).await;
+    let now = planned.judged;
     for cloud in &planned.clouds {
         if let Some(error) = &cloud.error {
             eprintln!("error: cloud {} could not be listed: {error}", cloud.name);
