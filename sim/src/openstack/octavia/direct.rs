@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
-
 use super::health_monitors::HealthMonitorReq;
 use super::listeners::ListenerReq;
 use super::members::MemberReq;
@@ -45,13 +43,6 @@ fn refused(action: &'static str) -> impl FnOnce(ApiError) -> SimError {
     }
 }
 
-fn no_octavia() -> ApiError {
-    ApiError::octavia(
-        StatusCode::NOT_FOUND,
-        "this simulated cloud runs no Octavia (SimConfig::octavia is None)",
-    )
-}
-
 /// Moves one record's times `age` into the past.
 fn backdate<R: Record>(table: &mut BTreeMap<String, R>, id: &str, age: chrono::Duration) {
     if let Some(record) = table.get_mut(id) {
@@ -80,7 +71,6 @@ impl Cloud {
         parent: Option<&str>,
         req: O::Create,
     ) -> Result<String, ApiError> {
-        self.load_balancing.as_ref().ok_or_else(no_octavia)?;
         let id = O::create(self, ctx, parent, req)?;
         let lb = self
             .load_balancing

@@ -124,6 +124,8 @@ impl Object for LoadBalancer {
         _parent: Option<&str>,
         req: LoadBalancerReq,
     ) -> Result<String, ApiError> {
+        // Before the VIP port is made in Neutron: a cloud without Octavia is left as it was.
+        super::octavia(cloud)?;
         let project_id = req.common.owner(ctx)?;
         if req.listeners.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(bad_request(

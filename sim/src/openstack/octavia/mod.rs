@@ -393,7 +393,6 @@ async fn create<O: Object>(call: Call, body: Bytes) -> Result<Response, ApiError
 
 fn created<O: Object>(call: &Call, parent: Option<&str>, req: O::Create) -> Result<Response, ApiError> {
     let mut cloud = call.cloud();
-    octavia(&cloud)?;
     let id = O::create(&mut cloud, &call.ctx, parent, req)?;
     let octavia = octavia(&cloud)?;
     let item = O::table(octavia).get(&id).map(|o| o.render(octavia));
