@@ -251,21 +251,14 @@ impl Cloud {
             .map(|(_, table)| table)
     }
 
-    /// Whether a resource of `kind` with that id exists; keypairs are looked up by name. A `DELETED`
-    /// server does not: the hypervisor destroyed it and freed its ports and volumes; what Nova shows
-    /// for a moment, and leaves out of its lists, is a tombstone.
+    /// Whether a live resource of `kind` with that id exists; keypairs are looked up by name (see
+    /// [`Record::live`]: a `DELETED` server does not).
     pub fn exists(&mut self, kind: &str, id: &str) -> bool {
-        if kind == "server" {
-            return self.servers.get(id).is_some_and(|s| !s.is_terminated());
-        }
         self.table(kind).is_some_and(|t| t.has(id))
     }
 
-    /// How many resources of `kind` exist in all projects (see [`Cloud::exists`]).
+    /// How many live resources of `kind` exist in all projects (see [`Cloud::exists`]).
     pub fn count(&mut self, kind: &str) -> usize {
-        if kind == "server" {
-            return self.servers.values().filter(|s| !s.is_terminated()).count();
-        }
         self.table(kind).map_or(0, |t| t.len())
     }
 
@@ -345,6 +338,27 @@ pub(crate) trait Record {
     fn key(&self) -> &str;
     /// Moves its creation and update times `age` into the past.
     fn backdate(&mut self, age: chrono::Duration);
+    /// Whether it still exists for `exists` and `count`: all do but a tombstone.
+    fn live(&self) -> bool {
+        true
+    }
+}
+
+/// A server [`Cloud::exists`] no more once `DELETED`: the hypervisor destroyed it and freed its
+/// ports and volumes; what Nova shows for a moment, and leaves out of its lists, is a tombstone.
+impl Record for Server {
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn backdate(&mut self, age: chrono::Duration) {
+        self.created -= age;
+        self.updated -= age;
+    }
+
+    fn live(&self) -> bool {
+        !self.is_terminated()
+    }
 }
 
 /// Implements [`Record`] for records with an `id` and `created` and `updated` times.
@@ -371,7 +385,6 @@ dated_records!(
     FloatingIp,
     SecurityGroup,
     SecurityGroupRule,
-    Server,
     Snapshot,
     Backup,
     Image,
@@ -419,11 +432,11 @@ trait Table {
 
 impl<K, R: Record> Table for BTreeMap<K, R> {
     fn has(&self, key: &str) -> bool {
-        self.values().any(|r| r.key() == key)
+        self.values().any(|r| r.key() == key && r.live())
     }
 
     fn len(&self) -> usize {
-        BTreeMap::len(self)
+        self.values().filter(|r| r.live()).count()
     }
 
     fn backdate(&mut self, age: chrono::Duration) {
