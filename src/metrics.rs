@@ -440,23 +440,23 @@ impl Metrics {
 
 impl EventSink for Metrics {
     fn on_event(&self, event: &Event) {
-        let Some(key) = event.key() else {
-            if let Event::ConcurrencyChanged { cloud, limit } = event {
-                self.concurrency_limit
-                    .with_label_values(&[cloud.as_str()])
-                    .set(i64::try_from(*limit).unwrap_or(i64::MAX));
-            }
-            return;
-        };
-        let labels = [key.cloud.as_str(), key.kind.as_str()];
         match event {
-            Event::Requeued { .. } => self.conflicts_requeued_total.with_label_values(&labels).inc(),
+            Event::ConcurrencyChanged { cloud, limit } => self
+                .concurrency_limit
+                .with_label_values(&[cloud.as_str()])
+                .set(i64::try_from(*limit).unwrap_or(i64::MAX)),
+            Event::Requeued { key, .. } => self
+                .conflicts_requeued_total
+                .with_label_values(&[key.cloud.as_str(), key.kind.as_str()])
+                .inc(),
             Event::Finished {
+                key,
                 task: Task::Delete,
                 outcome,
                 elapsed,
                 ..
             } => {
+                let labels = [key.cloud.as_str(), key.kind.as_str()];
                 let label = match outcome {
                     Outcome::Deleted => {
                         self.delete_duration_seconds
@@ -472,10 +472,7 @@ impl EventSink for Metrics {
                     .with_label_values(&[labels[0], labels[1], label])
                     .inc();
             }
-            Event::Finished { .. }
-            | Event::Attempted { .. }
-            | Event::Retrying { .. }
-            | Event::ConcurrencyChanged { .. } => {}
+            Event::Finished { .. } | Event::Attempted { .. } | Event::Retrying { .. } => {}
         }
     }
 }
