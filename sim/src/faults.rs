@@ -48,6 +48,18 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
+    /// Whether `value` carries the resource anywhere.
+    fn carried(&self, value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(object) => {
+                object.get("id").and_then(serde_json::Value::as_str) == Some(self.id.as_str())
+                    || object.values().any(|nested| self.carried(nested))
+            }
+            serde_json::Value::Array(items) => items.iter().any(|item| self.carried(item)),
+            _ => false,
+        }
+    }
+
     /// Edits every object in `value` that is the resource; whether there was one.
     fn apply(&self, value: &mut serde_json::Value) -> bool {
         match value {
@@ -275,15 +287,17 @@ impl Faults {
             let Some(rewrite) = rule.rewrite.as_ref() else {
                 continue;
             };
-            let mut edited = value.clone();
-            if !rewrite.apply(&mut edited) {
-                continue;
-            }
+            // An answer to skip is only looked at; one to edit is edited in place (a miss leaves
+            // it as it was).
             if rule.skip > 0 {
-                rule.skip -= 1;
+                if rewrite.carried(value) {
+                    rule.skip -= 1;
+                }
                 continue;
             }
-            *value = edited;
+            if !rewrite.apply(value) {
+                continue;
+            }
             changed = true;
             if let Some(count) = rule.count.as_mut() {
                 *count = count.saturating_sub(1);
